@@ -1,0 +1,38 @@
+# Two entry points for a fresh machine: `make demo` (main job) and `make test` (the test suite).
+# Override TORCH to install another build first, e.g. a CUDA one (see README).
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup data demo test lint typecheck pytest benchmarks clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[sweep,postgres,dev]"
+	touch $(STAMP)
+
+setup: $(STAMP) data
+
+data:
+	bash scripts/install_data.sh
+
+demo: setup
+	$(BIN)/lightning-compress train configs/lenet300_fmnist.yaml trainer.max_epochs=3 name=demo
+
+lint: setup
+	$(BIN)/ruff check lightning_compress tests benchmarks
+	$(BIN)/ruff format --check lightning_compress tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy lightning_compress
+
+pytest: setup
+	$(BIN)/python -m pytest
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs

@@ -1,0 +1,1 @@
+"""Lightning callbacks that decide when compression steps happen."""

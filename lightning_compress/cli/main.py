@@ -1,0 +1,53 @@
+"""The ``lightning-compress`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from lightning_compress.config.load import ConfigError, load_config
+
+__all__ = ["main"]
+
+EXIT_BAD_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightning-compress", description="Train and compress networks with Lightning."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train and test a model from a config, write checkpoint and summary")
+    train.add_argument("config", help="YAML run config (see configs/)")
+    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optimizer.lr=0.05")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    from lightning_compress.cli.train import train
+
+    summary = train(cfg)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for bad input, with a one-line message)."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+    except ConfigError as err:
+        print(f"lightning-compress: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FileNotFoundError as err:
+        print(f"lightning-compress: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

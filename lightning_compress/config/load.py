@@ -1,0 +1,160 @@
+"""Load a run configuration from YAML plus ``key=value`` overrides, and check it before any training."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lightning_compress.config.schema import RunConfig
+
+__all__ = ["ConfigError", "load_config", "to_yaml", "validate_config"]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the dotted key it concerns.
+
+    Example:
+        >>> str(ConfigError("optimizer.lr", "must be > 0, got -1.0"))
+        'optimizer.lr: must be > 0, got -1.0'
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _merge(schema: Any, *sources: Any) -> Any:
+    try:
+        return OmegaConf.merge(schema, *sources)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "config"
+        raise ConfigError(str(key), _first_line(err)) from None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None, overrides: Sequence[str] = (), schema: type = RunConfig
+) -> Any:
+    """Read a YAML file onto a structured schema, apply overrides, and validate.
+
+    Args:
+        path: A YAML file (``None`` starts from the schema's defaults).
+        overrides: ``key=value`` strings in OmegaConf's dot-list syntax.
+        schema: The dataclass the file must fit.
+
+    Returns:
+        An instance of ``schema`` (plain dataclasses, enums resolved).
+
+    Raises:
+        ConfigError: Naming the key and the problem, for a missing file, bad YAML, an unknown key, a
+            value of the wrong type, or a value out of range.
+
+    Example:
+        >>> cfg = load_config(None, ["optimizer.lr=0.05", "model.name=lenet5"])
+        >>> cfg.optimizer.lr, cfg.model.name.value
+        (0.05, 'lenet5')
+        >>> load_config(None, ["optimizer.learning_rate=0.05"])
+        Traceback (most recent call last):
+        ...
+        lightning_compress.config.load.ConfigError: optimizer.learning_rate: Key 'learning_rate' not in 'OptimizerConfig'
+    """
+    sources: list[Any] = []
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError("config", f"file not found: {os.fspath(path)!r}")
+        try:
+            with open(path) as fh:
+                raw = yaml.safe_load(fh)
+        except yaml.YAMLError as err:
+            raise ConfigError(os.fspath(path), f"not valid YAML: {_first_line(err)}") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(os.fspath(path), f"must hold a mapping of keys, got {type(raw).__name__}")
+        sources.append(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(item, "an override must look like key=value")
+    try:
+        sources.append(OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as err:
+        raise ConfigError("overrides", _first_line(err)) from None
+    merged = _merge(OmegaConf.structured(schema), *sources)
+    try:
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "config"
+        raise ConfigError(str(key), _first_line(err)) from None
+    validate_config(cfg)
+    return cfg
+
+
+def to_yaml(cfg: Any) -> str:
+    """The YAML text of a config dataclass (as written into run folders)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def _check(condition: bool, key: str, problem: str) -> None:
+    if not condition:
+        raise ConfigError(key, problem)
+
+
+def _check_limit(value: Any, key: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(key, f"must be an int (batches) or a float in [0, 1], got {value!r}")
+    if isinstance(value, float):
+        _check(0.0 <= value <= 1.0, key, f"a fraction must be in [0, 1], got {value}")
+    else:
+        _check(value >= 0, key, f"must be >= 0, got {value}")
+
+
+def validate_config(cfg: Any) -> None:
+    """Range checks a type check cannot do; raises :class:`ConfigError` naming the key.
+
+    Only sections the config has are checked, so it serves any schema built from these sections.
+    """
+    if hasattr(cfg, "data"):
+        d = cfg.data
+        _check(d.batch_size > 0, "data.batch_size", f"must be > 0, got {d.batch_size}")
+        _check(d.val_size >= 0, "data.val_size", f"must be >= 0, got {d.val_size}")
+        _check(d.num_workers >= 0, "data.num_workers", f"must be >= 0, got {d.num_workers}")
+        if d.data_dir is not None and not d.download:
+            _check(os.path.isdir(d.data_dir), "data.data_dir", f"folder does not exist: {d.data_dir!r}")
+    if hasattr(cfg, "optimizer"):
+        o = cfg.optimizer
+        _check(
+            math.isfinite(o.lr) and o.lr > 0, "optimizer.lr", f"must be a positive finite number, got {o.lr}"
+        )
+        _check(0 <= o.momentum < 1, "optimizer.momentum", f"must be in [0, 1), got {o.momentum}")
+        _check(o.weight_decay >= 0, "optimizer.weight_decay", f"must be >= 0, got {o.weight_decay}")
+    if hasattr(cfg, "scheduler"):
+        s = cfg.scheduler
+        _check(s.step_size > 0, "scheduler.step_size", f"must be > 0, got {s.step_size}")
+        _check(0 < s.gamma <= 1, "scheduler.gamma", f"must be in (0, 1], got {s.gamma}")
+    if hasattr(cfg, "trainer"):
+        t = cfg.trainer
+        _check(t.max_epochs > 0, "trainer.max_epochs", f"must be > 0, got {t.max_epochs}")
+        _check(t.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", "must be >= 1")
+        for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+            _check_limit(getattr(t, name), f"trainer.{name}")
+    if hasattr(cfg, "model"):
+        from lightning_compress.models.registry import build_model
+
+        try:
+            build_model(cfg.model.name.value, **dict(cfg.model.kwargs))
+        except ValueError as err:
+            raise ConfigError("model.kwargs", str(err)) from None
+    if getattr(cfg, "resume_from", None) is not None:
+        _check(os.path.isfile(cfg.resume_from), "resume_from", f"checkpoint not found: {cfg.resume_from!r}")

@@ -1,0 +1,285 @@
+"""LightningDataModules for MNIST-format data sets (Fashion-MNIST, MNIST) read from standard IDX files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lightning_compress.data.download import download_file, verify_checksum
+from lightning_compress.data.idx import read_idx
+
+__all__ = ["FASHION_MNIST", "MNIST", "FashionMNISTDataModule", "IDXDatasetSpec", "MNISTDataModule"]
+
+_FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+@dataclass(frozen=True)
+class IDXDatasetSpec:
+    """Where an MNIST-format data set lives and how to check it.
+
+    Args:
+        name: Short name, used for the cache folder.
+        env_var: Environment variable that may name the folder of IDX files.
+        system_dir: Folder where a system package installs the files.
+        base_url: Where the official files can be downloaded from.
+        checksums: ``"algorithm:hexdigest"`` per file name.
+        mean: Pixel mean over the training set (on the 0-1 scale), for normalization.
+        std: Pixel standard deviation over the training set.
+        install_hint: How to get the files on a machine without network access.
+    """
+
+    name: str
+    env_var: str
+    system_dir: str
+    base_url: str
+    checksums: Mapping[str, str]
+    mean: float
+    std: float
+    install_hint: str = ""
+    files: Mapping[str, str] = field(default_factory=lambda: dict(_FILES))
+
+
+FASHION_MNIST = IDXDatasetSpec(
+    name="fashion-mnist",
+    env_var="LIGHTNING_COMPRESS_FASHION_MNIST_DIR",
+    system_dir="/usr/share/datasets/fashion-mnist",
+    base_url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    checksums={
+        "train-images-idx3-ubyte.gz": "sha256:b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+        "train-labels-idx1-ubyte.gz": "sha256:0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+        "t10k-images-idx3-ubyte.gz": "sha256:cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+        "t10k-labels-idx1-ubyte.gz": "sha256:8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+    },
+    mean=0.2860,
+    std=0.3530,
+    install_hint="on Debian: 'apt-get install dataset-fashion-mnist'",
+)
+
+MNIST = IDXDatasetSpec(
+    name="mnist",
+    env_var="LIGHTNING_COMPRESS_MNIST_DIR",
+    system_dir="/usr/share/datasets/mnist",
+    base_url="https://ossci-datasets.s3.amazonaws.com/mnist/",
+    checksums={
+        "train-images-idx3-ubyte.gz": "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "md5:d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "md5:9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "md5:ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    mean=0.1307,
+    std=0.3081,
+)
+
+
+def _cache_dir(spec: IDXDatasetSpec) -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "lightning_compress" / spec.name
+
+
+def _complete(folder: Path, spec: IDXDatasetSpec) -> bool:
+    return all((folder / name).is_file() for name in spec.files.values())
+
+
+class _BatchTensorDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """In-memory tensors that a DataLoader fetches a whole batch at a time (``__getitems__``)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices)
+        return self.images[index], self.labels[index]
+
+
+def _as_batch(batch: Any) -> Any:
+    """Collate function for batches already fetched whole by ``__getitems__``."""
+    return batch
+
+
+class IDXImageDataModule(pl.LightningDataModule):
+    """Train/validation/test loaders over an MNIST-format data set held in memory.
+
+    The folder is, in order: ``data_dir``; the spec's environment variable; the system folder a package
+    installs; a user cache (``$XDG_CACHE_HOME/lightning_compress/<name>``). With ``download=True`` missing
+    files are fetched into the chosen folder and checked against the spec's checksums.
+
+    Args:
+        spec: Which data set.
+        data_dir: Folder of the four IDX ``.gz`` files.
+        batch_size: Batch size of all loaders.
+        val_size: Number of training images held out for validation (a seeded, fixed split).
+        split_seed: Seed of the train/validation split.
+        num_workers: DataLoader workers (0 is fastest for in-memory tensors).
+        download: Fetch missing files.
+        base_url: Override the spec's download location (e.g. a local mirror).
+    """
+
+    def __init__(
+        self,
+        spec: IDXDatasetSpec,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        batch_size: int = 128,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        num_workers: int = 0,
+        download: bool = False,
+        base_url: str | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size=}")
+        if val_size < 0:
+            raise ValueError(f"val_size must be >= 0, got {val_size=}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers=}")
+        self.spec = spec
+        self.data_dir = data_dir
+        self.batch_size = batch_size
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.num_workers = num_workers
+        self.download = download
+        self.base_url = base_url or spec.base_url
+        self.num_classes = 10
+        self.input_shape = (1, 28, 28)
+        self._train: _BatchTensorDataset | None = None
+        self._val: _BatchTensorDataset | None = None
+        self._test: _BatchTensorDataset | None = None
+        self.train_indices: torch.Tensor | None = None
+        self.val_indices: torch.Tensor | None = None
+
+    def resolve_dir(self) -> Path:
+        """The folder the files are read from (or downloaded to), by the documented order."""
+        if self.data_dir is not None:
+            return Path(self.data_dir)
+        env = os.environ.get(self.spec.env_var)
+        if env:
+            return Path(env)
+        system = Path(self.spec.system_dir)
+        if _complete(system, self.spec):
+            return system
+        return _cache_dir(self.spec)
+
+    def _missing_error(self, folder: Path) -> FileNotFoundError:
+        missing = [name for name in self.spec.files.values() if not (folder / name).is_file()]
+        hints = [h for h in (self.spec.install_hint,) if h]
+        hints += [
+            f"set {self.spec.env_var} to a folder holding them",
+            "pass download=True (data.download=true)",
+        ]
+        return FileNotFoundError(
+            f"{self.spec.name} files not found in {str(folder)!r} (missing: {', '.join(missing)}); "
+            f"to get them: {'; or '.join(hints)}"
+        )
+
+    def prepare_data(self) -> None:
+        """Download missing files when ``download=True`` (runs once per node)."""
+        folder = self.resolve_dir()
+        if _complete(folder, self.spec):
+            return
+        if not self.download:
+            raise self._missing_error(folder)
+        for name in self.spec.files.values():
+            path = folder / name
+            if path.is_file() and verify_checksum(path, self.spec.checksums[name]):
+                continue
+            download_file(self.base_url.rstrip("/") + "/" + name, path, self.spec.checksums.get(name))
+
+    def _load(self, key: str) -> torch.Tensor:
+        folder = self.resolve_dir()
+        if not _complete(folder, self.spec):
+            raise self._missing_error(folder)
+        return read_idx(folder / self.spec.files[key])
+
+    def _images(self, key: str) -> torch.Tensor:
+        raw = self._load(key)
+        if raw.ndim != 3:
+            raise ValueError(f"{self.spec.files[key]!r} holds shape {tuple(raw.shape)}, expected N x H x W")
+        return ((raw.float() / 255.0 - self.spec.mean) / self.spec.std).unsqueeze(1)
+
+    def _labels(self, key: str, count: int) -> torch.Tensor:
+        labels = self._load(key).long()
+        if labels.shape != (count,):
+            raise ValueError(
+                f"{self.spec.files[key]!r} holds {tuple(labels.shape)} labels for {count} images"
+            )
+        return labels
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the IDX files into memory and split train/validation with a fixed seed."""
+        if stage in (None, "fit", "validate") and self._train is None:
+            images = self._images("train_images")
+            labels = self._labels("train_labels", len(images))
+            if self.val_size >= len(images):
+                raise ValueError(f"val_size={self.val_size} leaves no training images (of {len(images)})")
+            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
+            train_idx, val_idx = order[: len(images) - self.val_size], order[len(images) - self.val_size :]
+            self.train_indices, self.val_indices = train_idx, val_idx
+            self._train = _BatchTensorDataset(images[train_idx], labels[train_idx])
+            self._val = _BatchTensorDataset(images[val_idx], labels[val_idx])
+        if stage in (None, "test", "predict") and self._test is None:
+            images = self._images("test_images")
+            self._test = _BatchTensorDataset(images, self._labels("test_labels", len(images)))
+
+    def _loader(self, dataset: _BatchTensorDataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("call setup() before asking for a loader")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=_as_batch,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._train, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._val, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._test, shuffle=False)
+
+
+class FashionMNISTDataModule(IDXImageDataModule):
+    """Fashion-MNIST (Xiao et al. 2017) from its standard IDX files.
+
+    Example:
+        >>> dm = FashionMNISTDataModule(batch_size=256)
+        >>> dm.setup("fit")
+        >>> x, y = next(iter(dm.train_dataloader()))
+        >>> tuple(x.shape), y.dtype
+        ((256, 1, 28, 28), torch.int64)
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, **kwargs: object) -> None:
+        super().__init__(FASHION_MNIST, data_dir, **kwargs)  # type: ignore[arg-type]
+
+
+class MNISTDataModule(IDXImageDataModule):
+    """MNIST (LeCun et al. 1998) from its standard IDX files; same options as :class:`IDXImageDataModule`."""
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, **kwargs: object) -> None:
+        super().__init__(MNIST, data_dir, **kwargs)  # type: ignore[arg-type]

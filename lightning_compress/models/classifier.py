@@ -1,0 +1,157 @@
+"""A LightningModule that trains any image classifier and reports accuracy, parameters and MACs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_compress.functional.size import count_params_and_macs
+from lightning_compress.models.registry import MODELS, build_model
+
+__all__ = ["OPTIMIZERS", "SCHEDULERS", "Classifier"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "cosine", "step")
+
+
+class Classifier(pl.LightningModule):
+    """Cross-entropy training of a classifier, with torchmetrics accuracy and size logging.
+
+    Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``, and the
+    model's ``size/params`` and ``size/macs`` (Torch-Pruning's counters, MACs per sample) at the end of
+    every training epoch and test run, so shrinking models show up in the curves.
+
+    Args:
+        model: A module, or the name of an example model (``lenet300_100``, ``lenet5``, ``vgg_small``,
+            ``resnet_small``). A name is stored in the hyperparameters, so ``load_from_checkpoint``
+            rebuilds it; a module must be passed again when loading.
+        model_kwargs: Arguments for a named model.
+        num_classes: Number of classes.
+        input_shape: Shape of one input sample (for counting MACs and the model summary).
+        optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"``.
+        lr: Learning rate.
+        momentum: SGD momentum.
+        weight_decay: L2 penalty coefficient (decoupled for AdamW).
+        nesterov: Nesterov momentum for SGD.
+        scheduler: ``"none"``, ``"cosine"`` (over ``max_epochs``) or ``"step"``.
+        step_size: Epochs between LR drops for ``"step"``.
+        gamma: LR factor per drop for ``"step"``.
+
+    Example:
+        >>> module = Classifier("lenet300_100", lr=0.05)
+        >>> module(torch.zeros(4, 1, 28, 28)).shape
+        torch.Size([4, 10])
+        >>> module.size()
+        {'params': 266610, 'macs': 267010}
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | str = "lenet300_100",
+        *,
+        model_kwargs: dict[str, Any] | None = None,
+        num_classes: int = 10,
+        input_shape: Sequence[int] = (1, 28, 28),
+        optimizer: str = "sgd",
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        scheduler: str = "cosine",
+        step_size: int = 10,
+        gamma: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown {optimizer=}; choose one of {OPTIMIZERS}")
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown {scheduler=}; choose one of {SCHEDULERS}")
+        if not lr > 0 or lr == float("inf"):
+            raise ValueError(f"lr must be a positive finite number, got {lr=}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum=}")
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay=}")
+        if step_size <= 0 or not 0 < gamma <= 1:
+            raise ValueError(f"need step_size > 0 and 0 < gamma <= 1, got {step_size=}, {gamma=}")
+        if isinstance(model, str):
+            if model not in MODELS:
+                raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
+            self.save_hyperparameters()
+            self.model = build_model(model, **dict(model_kwargs or {}))
+        else:
+            self.save_hyperparameters(ignore=["model"])
+            self.model = model
+        self.example_input_array = torch.zeros(1, *input_shape)
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def size(self) -> dict[str, int]:
+        """The model's current parameter count and MACs per sample."""
+        example = torch.zeros(1, *self.hparams["input_shape"], device=next(self.model.parameters()).device)
+        params, macs = count_params_and_macs(self.model, example)
+        return {"params": params, "macs": macs}
+
+    def _step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metric: MulticlassAccuracy
+    ) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        metric(logits, y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage != "test")
+        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train", self.train_acc)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val", self.val_acc)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test", self.test_acc)
+
+    def _log_size(self) -> None:
+        for key, value in self.size().items():
+            self.log(f"size/{key}", float(value), sync_dist=False)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_size()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_size()
+
+    def configure_optimizers(self) -> Any:
+        hp = SimpleNamespace(**self.hparams)
+        params = self.model.parameters()
+        optimizer: torch.optim.Optimizer
+        if hp.optimizer == "sgd":
+            optimizer = torch.optim.SGD(
+                params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, nesterov=hp.nesterov
+            )
+        elif hp.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return optimizer
+        scheduler: torch.optim.lr_scheduler.LRScheduler
+        if hp.scheduler == "cosine":
+            epochs = max(int(self.trainer.max_epochs or 1), 1)
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        else:
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=hp.step_size, gamma=hp.gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_compress.cli.main import main
+from lightning_compress.models import Classifier
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+SMOKE = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.enable_progress_bar=false",
+    "data.batch_size=32",
+]
+
+
+def _run_dir(output: Path) -> Path:
+    (run,) = [p for p in output.glob("*/*") if p.is_dir()]
+    return run
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_smoke_runs(path: Path, real_fmnist: Path, tmp_path: Path) -> None:
+    assert main(["train", str(path), *SMOKE, f"output_dir={tmp_path}"]) == 0
+    run = _run_dir(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 1 and 0.0 <= summary["test_acc"] <= 1.0
+    assert summary["params"] == summary["dense_params"] > 0
+    assert (run / "config.yaml").is_file() and (run / "logs" / "metrics.csv").is_file()
+    state = torch.load(run / "final.ckpt", weights_only=True)
+    assert "state_dict" in state
+    restored = Classifier.load_from_checkpoint(run / "final.ckpt")
+    assert restored.size()["params"] == summary["params"]
+
+
+def test_training_learns_and_resumes(tiny_idx_dir: Path, tmp_path: Path) -> None:
+    """Two epochs on a learnable tiny set, then resuming from last.ckpt for a third."""
+    args = [
+        "train",
+        str(CONFIGS[0]),
+        f"data.data_dir={tiny_idx_dir}",
+        "data.val_size=16",
+        "data.batch_size=16",
+        "trainer.max_epochs=4",
+        "trainer.enable_progress_bar=false",
+        "optimizer.lr=0.05",
+        f"output_dir={tmp_path / 'a'}",
+    ]
+    assert main(args) == 0
+    run = _run_dir(tmp_path / "a")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["val_acc"] > 0.5  # 10 classes: chance is 0.1
+    last = run / "checkpoints" / "last.ckpt"
+    assert (
+        main([*args[:-2], "trainer.max_epochs=5", f"resume_from={last}", f"output_dir={tmp_path / 'b'}"]) == 0
+    )
+    resumed = json.loads((_run_dir(tmp_path / "b") / "summary.json").read_text())
+    assert resumed["epochs"] == 5
