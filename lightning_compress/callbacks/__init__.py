@@ -1,1 +1,6 @@
 """Lightning callbacks that decide when compression steps happen."""
+
+from lightning_compress.callbacks.group_sparsity import GroupSparsity
+from lightning_compress.callbacks.structured_pruning import StructuredPruning
+
+__all__ = ["GroupSparsity", "StructuredPruning"]

@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_compress.functional.size import count_params_and_macs
 from lightning_compress.models.registry import MODELS, build_model
+from lightning_compress.surgery.history import enable_history_restore
 
 __all__ = ["OPTIMIZERS", "SCHEDULERS", "Classifier"]
 
@@ -90,6 +91,8 @@ class Classifier(pl.LightningModule):
             self.save_hyperparameters(ignore=["model"])
             self.model = model
         self.example_input_array = torch.zeros(1, *input_shape)
+        # a checkpoint of a compressed model reshapes a freshly built one before its weights load
+        enable_history_restore(self, lambda: torch.zeros(1, *input_shape, device=self.device))
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")

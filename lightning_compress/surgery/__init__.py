@@ -1,1 +1,26 @@
 """Shape changes of a model: removing groups, factorizing layers, rebinding optimizers, replaying history."""
+
+from lightning_compress.surgery.groups import GROUP_MODES, NeuronGroups, build_dependency_graph, find_groups
+from lightning_compress.surgery.history import (
+    append_history,
+    apply_history,
+    enable_history_restore,
+    get_history,
+    register_replay,
+)
+from lightning_compress.surgery.optimizer import rebind_optimizer
+from lightning_compress.surgery.prune import remove_groups
+
+__all__ = [
+    "GROUP_MODES",
+    "NeuronGroups",
+    "append_history",
+    "apply_history",
+    "build_dependency_graph",
+    "enable_history_restore",
+    "find_groups",
+    "get_history",
+    "rebind_optimizer",
+    "register_replay",
+    "remove_groups",
+]

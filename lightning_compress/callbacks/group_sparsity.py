@@ -1,0 +1,258 @@
+"""Group lasso / sparse group lasso on neurons and channels, applied as a proximal step during training."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch.utils.hooks import RemovableHandle
+
+from lightning_compress.callbacks._common import check_groups_args, check_nonneg, example_inputs
+from lightning_compress.functional.group_lasso import (
+    GroupPiece,
+    sliced_group_sizes,
+    sliced_group_sq_norms,
+    sliced_penalty_grad_,
+    sliced_prox_,
+)
+from lightning_compress.surgery.compact import effective_size
+from lightning_compress.surgery.groups import LayerSelector, NeuronGroups, find_groups
+from lightning_compress.surgery.history import enable_history_restore, get_history
+
+__all__ = ["GroupSparsity"]
+
+SCHEDULES = ("step", "epoch", "subgradient")
+
+
+class GroupSparsity(Callback):
+    r"""Drive whole neurons/channels to exactly zero (Alvarez & Salzmann, NIPS 2016).
+
+    The penalty is :math:`\sum_l \lambda_l \big[(1-\alpha)\sqrt{P_l}\sum_n \|\theta_{ln}\|_2 + \alpha\|\theta_l\|_1\big]`
+    with one group per neuron (all parameters coupled to it, see ``groups``). With ``schedule="step"``
+    its proximal operator runs after every N-th optimizer step, with step size ``lr * N`` (the
+    optimizer's current learning rate); with ``"epoch"``, once at each epoch end with step size ``lr``
+    (the paper's schedule: much weaker at equal strength); with ``"subgradient"`` the penalty's
+    subgradient is added to the gradients before each step (no exact zeros: prune with a threshold).
+
+    The prox is attached to the optimizer's own step (``register_step_post_hook``): it runs once per
+    real step, whatever the gradient accumulation, and not at all for steps that AMP skips.
+
+    Use :class:`~lightning_compress.callbacks.StructuredPruning` after this callback to remove the zeroed
+    groups physically. Logs ``group_sparsity/penalty``, ``group_sparsity/zero_groups``, per-layer zero
+    counts, and ``group_sparsity/effective_params`` / ``effective_macs`` (size once zeros are removed).
+
+    Args:
+        strength: :math:`\lambda`, the default strength of every layer.
+        l1_ratio: :math:`\alpha` in [0, 1]: 0 is group lasso, >0 sparse group lasso.
+        layer_strengths: Name pattern -> strength, overriding ``strength`` for matching layers.
+        groups: ``"incoming"`` (the paper's groups: a neuron's weights, bias and norm entries) or
+            ``"coupled"`` (also the next layers' input weights).
+        include: Only layers matching these name patterns or types.
+        exclude: Never these layers. The output layer is never regularized.
+        schedule: ``"step"``, ``"epoch"`` or ``"subgradient"``.
+        every_n_steps: Prox every N optimizer steps (``schedule="step"``).
+        warmup_epochs: Epochs without regularization.
+        ramp_epochs: After warm-up, epochs over which the strength grows linearly to its full value.
+        log_effective_size: Log the size the model would have with its zero groups removed (one copy
+            and trace per epoch).
+
+    Example:
+        >>> GroupSparsity(strength=1e-4, l1_ratio=0.5, schedule="step")
+        GroupSparsity(strength=0.0001, l1_ratio=0.5, groups='incoming', schedule='step')
+    """
+
+    def __init__(
+        self,
+        strength: float = 1e-4,
+        *,
+        l1_ratio: float = 0.0,
+        layer_strengths: Mapping[str, float] | None = None,
+        groups: str = "incoming",
+        include: Sequence[LayerSelector] | None = None,
+        exclude: Sequence[LayerSelector] = (),
+        schedule: str = "step",
+        every_n_steps: int = 1,
+        warmup_epochs: int = 0,
+        ramp_epochs: int = 0,
+        log_effective_size: bool = True,
+    ) -> None:
+        check_nonneg(strength, "strength")
+        if not 0.0 <= l1_ratio <= 1.0:
+            raise ValueError(f"l1_ratio must be in [0, 1], got {l1_ratio=}")
+        for pattern, value in (layer_strengths or {}).items():
+            check_nonneg(value, f"layer_strengths[{pattern!r}]")
+        check_groups_args(groups, include, exclude)
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule=!r}")
+        if not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be an int >= 1, got {every_n_steps=}")
+        if warmup_epochs < 0 or ramp_epochs < 0:
+            raise ValueError(
+                f"warmup_epochs and ramp_epochs must be >= 0, got {warmup_epochs=}, {ramp_epochs=}"
+            )
+        self.strength = float(strength)
+        self.l1_ratio = float(l1_ratio)
+        self.layer_strengths = dict(layer_strengths or {})
+        self.groups = groups
+        self.include = list(include) if include else None
+        self.exclude = list(exclude)
+        self.schedule = schedule
+        self.every_n_steps = every_n_steps
+        self.warmup_epochs = warmup_epochs
+        self.ramp_epochs = ramp_epochs
+        self.log_effective_size = log_effective_size
+        self._steps = 0
+        self._epoch = 0
+        self._families: list[tuple[NeuronGroups, list[GroupPiece], torch.Tensor, float]] = []
+        self._history_len = -1
+        self._module: pl.LightningModule | None = None
+        self._handles: list[RemovableHandle] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"GroupSparsity(strength={self.strength}, l1_ratio={self.l1_ratio}, groups={self.groups!r}, "
+            f"schedule={self.schedule!r})"
+        )
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(strength=self.strength, l1_ratio=self.l1_ratio, groups=self.groups)
+
+    # ----------------------------------------------------------------- groups
+    def _layer_strength(self, family: NeuronGroups) -> float:
+        for pattern, value in self.layer_strengths.items():
+            if any(fnmatch.fnmatchcase(name, pattern) for name in family.layers):
+                return float(value)
+        return self.strength
+
+    def _refresh(self, pl_module: pl.LightningModule) -> None:
+        """(Re)build the groups when the model's shape changed since the last call."""
+        length = len(get_history(pl_module))
+        if length == self._history_len and self._families:
+            return
+        families = find_groups(
+            pl_module, example_inputs(pl_module), include=self.include, exclude=self.exclude
+        )
+        if not families:
+            raise ValueError("no layer to regularize: include/exclude leave no prunable layer")
+        all_layers = [n for f in families for n in f.layers]
+        for pattern in self.layer_strengths:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in all_layers):
+                raise ValueError(
+                    f"layer_strengths pattern {pattern!r} matches no regularized layer: {all_layers}"
+                )
+        self._families = []
+        for family in families:
+            pieces = family.pieces(pl_module, self.groups)
+            sizes = sliced_group_sizes(pieces, family.num_groups)
+            self._families.append((family, pieces, sizes, self._layer_strength(family)))
+        self._history_len = length
+
+    def _factor(self) -> float:
+        """Fraction of the full strength in force this epoch (warm-up, then a linear ramp)."""
+        if self._epoch < self.warmup_epochs:
+            return 0.0
+        if self.ramp_epochs == 0:
+            return 1.0
+        return min(1.0, (self._epoch - self.warmup_epochs + 1) / self.ramp_epochs)
+
+    # ------------------------------------------------------------- the math
+    def prox(self, pl_module: pl.LightningModule, step: float) -> None:
+        """Apply the proximal operator with step size ``step`` to every group family."""
+        factor = self._factor()
+        if factor == 0.0 or step == 0.0:
+            return
+        self._refresh(pl_module)
+        for family, pieces, sizes, lam in self._families:
+            if lam > 0:
+                sliced_prox_(pieces, family.num_groups, step, lam * factor, self.l1_ratio, sizes)
+
+    def penalty(self, pl_module: pl.LightningModule) -> float:
+        """The current value of the penalty (at full strength)."""
+        self._refresh(pl_module)
+        total = 0.0
+        with torch.no_grad():
+            for family, pieces, sizes, lam in self._families:
+                norms = sliced_group_sq_norms(pieces, family.num_groups).sqrt()
+                total += lam * (1 - self.l1_ratio) * float((sizes.sqrt() * norms).sum())
+                if self.l1_ratio > 0:
+                    total += lam * self.l1_ratio * sum(float(p.selected().abs().sum()) for p in pieces)
+        return total
+
+    def zero_groups(self, pl_module: pl.LightningModule) -> dict[str, int]:
+        """Number of groups exactly at zero, by root layer."""
+        self._refresh(pl_module)
+        with torch.no_grad():
+            return {
+                family.name: int((sliced_group_sq_norms(pieces, family.num_groups) == 0).sum())
+                for family, pieces, _, _ in self._families
+            }
+
+    # ---------------------------------------------------------------- hooks
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        enable_history_restore(pl_module, lambda: example_inputs(pl_module))
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._module = pl_module
+        self._history_len = -1
+        self._refresh(pl_module)
+        if self.schedule == "step":
+            for optimizer in trainer.optimizers:
+                self._handles.append(optimizer.register_step_post_hook(self._after_step))
+
+    def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._steps += 1
+        if self._module is not None and self._steps % self.every_n_steps == 0:
+            lr = float(optimizer.param_groups[0]["lr"])
+            self.prox(self._module, lr * self.every_n_steps)
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        if self.schedule != "subgradient" or self._factor() == 0.0:
+            return
+        self._refresh(pl_module)
+        for family, _, sizes, lam in self._families:
+            params = family.parameters(pl_module, self.groups)
+            if lam == 0 or any(p.grad is None for p in params):
+                continue
+            pieces = family.pieces(pl_module, self.groups)
+            grads = [p.grad for p in params if p.grad is not None]
+            sliced_penalty_grad_(pieces, grads, family.num_groups, lam * self._factor(), self.l1_ratio, sizes)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch = trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.schedule == "epoch" and trainer.optimizers:
+            self.prox(pl_module, float(trainer.optimizers[0].param_groups[0]["lr"]))
+        zeros = self.zero_groups(pl_module)
+        metrics = {
+            "group_sparsity/penalty": self.penalty(pl_module),
+            "group_sparsity/zero_groups": sum(zeros.values()),
+        }
+        metrics.update({f"group_sparsity/zero/{name}": count for name, count in zeros.items()})
+        if self.log_effective_size:
+            size = effective_size(
+                pl_module, example_inputs(pl_module), include=self.include, exclude=self.exclude
+            )
+            metrics["group_sparsity/effective_params"] = size["params"]
+            metrics["group_sparsity/effective_macs"] = size["macs"]
+        for key, value in metrics.items():
+            pl_module.log(key, float(value), on_epoch=True, on_step=False)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._module = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self._steps}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._steps = int(state_dict.get("steps", 0))

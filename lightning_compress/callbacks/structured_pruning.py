@@ -1,0 +1,156 @@
+"""Physically remove zero (or near-zero) neurons and channels during and after training."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+
+from lightning_compress._compat import rewrap_ddp
+from lightning_compress.callbacks._common import check_groups_args, check_nonneg, example_inputs
+from lightning_compress.surgery.compact import removable_groups
+from lightning_compress.surgery.groups import LayerSelector, find_groups
+from lightning_compress.surgery.history import enable_history_restore, get_history
+from lightning_compress.surgery.prune import remove_groups
+
+__all__ = ["StructuredPruning"]
+
+log = logging.getLogger(__name__)
+
+
+class StructuredPruning(Callback):
+    """Remove neuron/channel groups whose norm is (near) zero, and keep training the smaller model.
+
+    At the chosen epoch ends and at the end of fit, every group whose norm is at most
+    ``max(threshold, relative_threshold * largest norm in its layer)`` is removed with Torch-Pruning,
+    with everything coupled to it (BatchNorm entries, the next layer's input slice, channels tied by
+    residual adds). The constant output of a removed neuron (e.g. ``relu(bias)``) is folded into the next
+    layer's bias. The optimizer keeps its identity (so LR schedulers keep their position) and its state
+    (momentum, Adam moments) sliced to the survivors; under DDP the model is re-wrapped, and the decision
+    is taken on rank 0 and broadcast.
+
+    With :class:`GroupSparsity`, put this callback after it. Alone, with ``relative_threshold`` (e.g. 1e-3),
+    it removes the near-zero neurons that Adam + L2 + ReLU training produces (Yaguchi et al. 2018).
+
+    Args:
+        epochs: Epoch indices (0-based) after which to prune.
+        every_n_epochs: Prune after every N-th epoch.
+        at_fit_end: Prune when fit ends.
+        threshold: Absolute group-norm threshold (0 removes exact zeros only).
+        relative_threshold: Threshold as a fraction of the largest group norm of the layer.
+        min_width: Neurons/channels always kept per layer.
+        groups: Norm used for the decision: ``"incoming"`` or ``"coupled"`` groups.
+        include: Only layers matching these name patterns or types.
+        exclude: Never these layers (the output layer never is).
+        fold_constants: Fold constant outputs of removed neurons into the next bias.
+
+    Example:
+        >>> StructuredPruning(every_n_epochs=2, relative_threshold=1e-3)
+        StructuredPruning(epochs=[], every_n_epochs=2, threshold=0.0, relative_threshold=0.001, min_width=1)
+    """
+
+    def __init__(
+        self,
+        *,
+        epochs: Sequence[int] = (),
+        every_n_epochs: int | None = None,
+        at_fit_end: bool = True,
+        threshold: float = 0.0,
+        relative_threshold: float = 0.0,
+        min_width: int = 1,
+        groups: str = "incoming",
+        include: Sequence[LayerSelector] | None = None,
+        exclude: Sequence[LayerSelector] = (),
+        fold_constants: bool = True,
+    ) -> None:
+        if any(not isinstance(e, int) or e < 0 for e in epochs):
+            raise ValueError(f"epochs must be ints >= 0, got {epochs=}")
+        if every_n_epochs is not None and (not isinstance(every_n_epochs, int) or every_n_epochs < 1):
+            raise ValueError(f"every_n_epochs must be an int >= 1, got {every_n_epochs=}")
+        check_nonneg(threshold, "threshold")
+        check_nonneg(relative_threshold, "relative_threshold")
+        if relative_threshold >= 1:
+            raise ValueError(f"relative_threshold must be < 1, got {relative_threshold=}")
+        if not isinstance(min_width, int) or min_width < 1:
+            raise ValueError(f"min_width must be an int >= 1, got {min_width=}")
+        check_groups_args(groups, include, exclude)
+        self.epochs = sorted(set(epochs))
+        self.every_n_epochs = every_n_epochs
+        self.at_fit_end = at_fit_end
+        self.threshold = float(threshold)
+        self.relative_threshold = float(relative_threshold)
+        self.min_width = min_width
+        self.groups = groups
+        self.include = list(include) if include else None
+        self.exclude = list(exclude)
+        self.fold_constants = fold_constants
+        self.removed_total = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"StructuredPruning(epochs={self.epochs}, every_n_epochs={self.every_n_epochs}, "
+            f"threshold={self.threshold}, relative_threshold={self.relative_threshold}, min_width={self.min_width})"
+        )
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            threshold=self.threshold, relative_threshold=self.relative_threshold, min_width=self.min_width
+        )
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        enable_history_restore(pl_module, lambda: example_inputs(pl_module))
+
+    def _due(self, epoch: int) -> bool:
+        return epoch in self.epochs or (
+            self.every_n_epochs is not None and (epoch + 1) % self.every_n_epochs == 0
+        )
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._due(trainer.current_epoch):
+            self.prune(trainer, pl_module)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.at_fit_end:
+            self.prune(trainer, pl_module)
+
+    def prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[dict[str, Any]]:
+        """Remove the groups under the threshold now; returns the history records added."""
+        x = example_inputs(pl_module)
+        families = find_groups(pl_module, x, include=self.include, exclude=self.exclude)
+        remove = removable_groups(
+            pl_module,
+            families,
+            threshold=self.threshold,
+            relative_threshold=self.relative_threshold,
+            min_width=self.min_width,
+            mode=self.groups,
+        )
+        # one decision for every rank: rank 0's
+        plain = trainer.strategy.broadcast({k: v.tolist() for k, v in remove.items()}, src=0)
+        remove = {k: torch.tensor(v, dtype=torch.long) for k, v in plain.items()}
+        before = sum(p.numel() for p in pl_module.parameters())
+        records = remove_groups(
+            pl_module, families, remove, x, optimizers=trainer.optimizers, fold_constants=self.fold_constants
+        )
+        if records:
+            rewrap_ddp(trainer, pl_module)
+            after = sum(p.numel() for p in pl_module.parameters())
+            removed = sum(len(r["idxs"]) for r in records)
+            self.removed_total += removed
+            rank_zero_info(
+                f"StructuredPruning: removed {removed} neurons/channels at epoch {trainer.current_epoch} "
+                f"({before:,} -> {after:,} parameters, {len(get_history(pl_module))} records in history)"
+            )
+        return records
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"removed_total": self.removed_total}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.removed_total = int(state_dict.get("removed_total", 0))

@@ -1,0 +1,125 @@
+"""One call that removes every zero (or near-zero) group of a model: the plain-function API."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_compress.functional.group_lasso import sliced_group_sq_norms
+from lightning_compress.functional.selection import select_removable
+from lightning_compress.functional.size import count_params_and_macs
+from lightning_compress.surgery.groups import GROUP_MODES, LayerSelector, NeuronGroups, find_groups
+from lightning_compress.surgery.prune import remove_groups
+
+__all__ = ["compress_zero_groups", "effective_size", "group_norms", "removable_groups"]
+
+
+def group_norms(
+    model: nn.Module, families: Sequence[NeuronGroups], mode: str = "incoming"
+) -> dict[str, torch.Tensor]:
+    """L2 norm of every group, by root layer name."""
+    if mode not in GROUP_MODES:
+        raise ValueError(f"unknown group mode {mode!r}; choose one of {GROUP_MODES}")
+    with torch.no_grad():
+        return {f.name: sliced_group_sq_norms(f.pieces(model, mode), f.num_groups).sqrt() for f in families}
+
+
+def removable_groups(
+    model: nn.Module,
+    families: Sequence[NeuronGroups],
+    *,
+    threshold: float = 0.0,
+    relative_threshold: float = 0.0,
+    min_width: int = 1,
+    mode: str = "incoming",
+) -> dict[str, torch.Tensor]:
+    """Root layer name -> indices of the groups to remove (norm under the threshold, ``min_width`` kept)."""
+    out: dict[str, torch.Tensor] = {}
+    clamped: list[str] = []
+    for name, norms in group_norms(model, families, mode).items():
+        idx, hit = select_removable(
+            norms.cpu(), threshold=threshold, relative_threshold=relative_threshold, min_keep=min_width
+        )
+        if hit:
+            clamped.append(name)
+        if len(idx):
+            out[name] = idx
+    if clamped:
+        warnings.warn(
+            f"every group of {', '.join(clamped)} is (near) zero: keeping min_width={min_width} per layer; "
+            "the strength is probably too large",
+            stacklevel=2,
+        )
+    return out
+
+
+def compress_zero_groups(
+    model: nn.Module,
+    example_inputs: Any,
+    *,
+    threshold: float = 0.0,
+    relative_threshold: float = 0.0,
+    min_width: int = 1,
+    include: Sequence[LayerSelector] | None = None,
+    exclude: Sequence[LayerSelector] = (),
+    mode: str = "incoming",
+    optimizers: Sequence[torch.optim.Optimizer] = (),
+    fold_constants: bool = True,
+) -> list[dict[str, Any]]:
+    """Physically remove every group whose norm is under the threshold; returns the history records.
+
+    Example:
+        >>> from lightning_compress.models import LeNet300100
+        >>> model = LeNet300100(hidden=(6, 4)); x = torch.zeros(1, 1, 28, 28)
+        >>> with torch.no_grad():
+        ...     model[1].weight[:2] = 0; model[1].bias[:2] = 0
+        >>> compress_zero_groups(model, x)
+        [{'kind': 'prune', 'module': '1', 'idxs': [0, 1]}]
+        >>> model[1]
+        Linear(in_features=784, out_features=4, bias=True)
+    """
+    families = find_groups(model, example_inputs, include=include, exclude=exclude)
+    remove = removable_groups(
+        model,
+        families,
+        threshold=threshold,
+        relative_threshold=relative_threshold,
+        min_width=min_width,
+        mode=mode,
+    )
+    return remove_groups(
+        model, families, remove, example_inputs, optimizers=optimizers, fold_constants=fold_constants
+    )
+
+
+def effective_size(
+    model: nn.Module,
+    example_inputs: Any,
+    *,
+    threshold: float = 0.0,
+    relative_threshold: float = 0.0,
+    min_width: int = 1,
+    include: Sequence[LayerSelector] | None = None,
+    exclude: Sequence[LayerSelector] = (),
+) -> dict[str, int]:
+    """Parameters and MACs the model would have after :func:`compress_zero_groups` (on a copy)."""
+    clone = copy.deepcopy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compress_zero_groups(
+            clone,
+            example_inputs,
+            threshold=threshold,
+            relative_threshold=relative_threshold,
+            min_width=min_width,
+            include=include,
+            exclude=exclude,
+            fold_constants=False,
+        )
+    params, macs = count_params_and_macs(clone, example_inputs)
+    return {"params": params, "macs": macs}

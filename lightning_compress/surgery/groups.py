@@ -1,0 +1,201 @@
+"""Find the parameter groups of a model's neurons/channels with Torch-Pruning's dependency graph.
+
+A neuron's *incoming* group is what the 2016 paper regularizes: the producing layer's weights and bias,
+its normalization entries, and, for channels tied by a residual add, the same entries of every layer that
+feeds the add. Its *coupled* group adds the *outgoing* slices: the consumers' input weights. Removing a
+neuron removes the whole coupled group.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from lightning_compress.functional.group_lasso import GroupPiece
+
+__all__ = ["GROUP_MODES", "LayerSelector", "NeuronGroups", "build_dependency_graph", "find_groups"]
+
+GROUP_MODES = ("incoming", "coupled")
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
+
+LayerSelector = str | type[nn.Module]
+
+
+@dataclass
+class Slice:
+    """Positions of one parameter that belong to a family of groups."""
+
+    module: str
+    param: str
+    dim: int
+    index: torch.Tensor | None
+    root: torch.Tensor | None
+    incoming: bool
+
+
+@dataclass
+class NeuronGroups:
+    """The ``num_groups`` neurons (channels) of a root layer and every parameter slice coupled to them.
+
+    Attributes:
+        name: Qualified name of the root layer (the one Torch-Pruning prunes the group through).
+        num_groups: Number of neurons/channels.
+        slices: Where each group's parameters live.
+        layers: Names of all layers whose outputs are these neurons (several for a residual add).
+    """
+
+    name: str
+    num_groups: int
+    slices: list[Slice]
+    layers: list[str]
+
+    def pieces(self, model: nn.Module, mode: str = "incoming") -> list[GroupPiece]:
+        """The groups' pieces over the live parameters' data (``mode``: ``"incoming"`` or ``"coupled"``)."""
+        return [
+            GroupPiece(getattr(model.get_submodule(s.module), s.param).data, s.dim, s.index, s.root)
+            for s in self.slices
+            if mode == "coupled" or s.incoming
+        ]
+
+    def parameters(self, model: nn.Module, mode: str = "incoming") -> list[nn.Parameter]:
+        """The live parameters behind :meth:`pieces`, in the same order."""
+        return [
+            getattr(model.get_submodule(s.module), s.param)
+            for s in self.slices
+            if mode == "coupled" or s.incoming
+        ]
+
+
+def build_dependency_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
+    """Trace ``model`` with Torch-Pruning; a model it cannot trace gives a ``ValueError`` saying so."""
+    try:
+        with torch.enable_grad():
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs, verbose=False)
+    except Exception as err:  # tracing runs arbitrary user forward code
+        raise ValueError(
+            f"Torch-Pruning could not trace {type(model).__name__} with the example input: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+
+
+def _as_index(
+    idxs: Sequence[int], roots: Sequence[int], size: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    full = len(idxs) == size and list(idxs) == list(range(size))
+    identity = list(roots) == list(idxs)
+    index = None if full else torch.as_tensor(list(idxs), dtype=torch.long)
+    root = None if identity and full else torch.as_tensor(list(roots), dtype=torch.long)
+    return index, root
+
+
+def _slices_of(
+    layer: nn.Module, name: str, outgoing: bool, idxs: Sequence[int], roots: Sequence[int]
+) -> list[Slice]:
+    if isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        if isinstance(layer, nn.modules.conv._ConvNd) and (layer.transposed or layer.groups != 1):
+            raise ValueError(f"layer {name!r}: transposed and grouped convolutions are not supported yet")
+        specs = [("weight", 1)] if outgoing else [("weight", 0), ("bias", 0)]
+    elif isinstance(layer, _NORMS):
+        if outgoing:
+            return []
+        if isinstance(layer, nn.LayerNorm) and len(layer.normalized_shape) != 1:
+            raise ValueError(f"layer {name!r}: only 1-d LayerNorm is supported")
+        specs = [("weight", 0), ("bias", 0)]
+    elif not any(True for _ in layer.parameters(recurse=False)):
+        return []
+    else:
+        raise ValueError(
+            f"layer {name!r} ({type(layer).__name__}) holds parameters this library cannot group yet"
+        )
+    out = []
+    for param, dim in specs:
+        tensor = getattr(layer, param, None)
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        index, root = _as_index(idxs, roots, tensor.shape[dim])
+        out.append(Slice(name, param, dim, index, root, incoming=not outgoing))
+    return out
+
+
+def _matches(name: str, layer: nn.Module, selectors: Sequence[LayerSelector]) -> bool:
+    for sel in selectors:
+        if isinstance(sel, str) and fnmatch.fnmatchcase(name, sel):
+            return True
+        if isinstance(sel, type) and isinstance(layer, sel):
+            return True
+    return False
+
+
+def _check_selectors(model: nn.Module, selectors: Sequence[LayerSelector], argument: str) -> None:
+    named = [(n, m) for n, m in model.named_modules() if n]
+    for sel in selectors:
+        if not isinstance(sel, (str, type)):
+            raise TypeError(f"{argument} entries must be name patterns or module types, got {sel!r}")
+        if not any(_matches(n, m, [sel]) for n, m in named):
+            layers = ", ".join(n for n, m in named if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)))
+            raise ValueError(f"{argument} entry {sel!r} matches no layer; layers are: {layers}")
+
+
+def find_groups(
+    model: nn.Module,
+    example_inputs: Any,
+    *,
+    include: Sequence[LayerSelector] | None = None,
+    exclude: Sequence[LayerSelector] = (),
+    graph: tp.DependencyGraph | None = None,
+) -> list[NeuronGroups]:
+    """The neuron/channel groups of every prunable Linear and Conv layer, output layers left out.
+
+    A layer whose outputs feed no other prunable layer (the classifier's output layer) is never a group.
+    Channels tied by a residual add come as one :class:`NeuronGroups` listing all the layers that feed it.
+
+    Args:
+        model: The network.
+        example_inputs: An input for tracing (a batch of one is enough).
+        include: Keep only groups with a layer matching one of these name patterns (``fnmatch``) or types.
+        exclude: Drop groups with a layer matching one of these.
+        graph: A dependency graph already built for ``model``.
+
+    Example:
+        >>> from lightning_compress.models import LeNet300100
+        >>> groups = find_groups(LeNet300100(), torch.zeros(1, 1, 28, 28))
+        >>> [(g.name, g.num_groups) for g in groups]
+        [('1', 300), ('3', 100)]
+    """
+    _check_selectors(model, list(include or []), "include")
+    _check_selectors(model, exclude, "exclude")
+    dg = graph if graph is not None else build_dependency_graph(model, example_inputs)
+    names = {m: n for n, m in model.named_modules()}
+    families: list[NeuronGroups] = []
+    for group in dg.get_all_groups(root_module_types=(nn.Linear, nn.modules.conv._ConvNd)):
+        slices: list[Slice] = []
+        producers: list[str] = []
+        has_consumer = False
+        for item in group:
+            layer, fn = item.dep.layer, item.dep.pruning_fn
+            if not isinstance(layer, nn.Module) or layer not in names:
+                continue
+            # Normalization layers have one function for both directions: they always go with the producer.
+            outgoing = not isinstance(layer, _NORMS) and not dg.is_out_channel_pruning_fn(fn)
+            has_consumer |= outgoing
+            name = names[layer]
+            if not outgoing and isinstance(layer, (nn.Linear, nn.modules.conv._ConvNd)):
+                producers.append(name)
+            slices.extend(_slices_of(layer, name, outgoing, list(item.idxs), list(item.root_idxs)))
+        if not has_consumer or not producers:
+            continue  # an output layer: its neurons are the model's outputs
+        layers = [model.get_submodule(n) for n in producers]
+        if include and not any(_matches(n, m, include) for n, m in zip(producers, layers, strict=True)):
+            continue
+        if any(_matches(n, m, exclude) for n, m in zip(producers, layers, strict=True)):
+            continue
+        root = names[group[0].dep.target.module]
+        families.append(NeuronGroups(root, len(group[0].idxs), slices, sorted(set(producers))))
+    order = {n: i for i, (n, _) in enumerate(model.named_modules())}
+    return sorted(families, key=lambda f: order[f.name])

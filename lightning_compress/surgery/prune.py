@@ -1,0 +1,174 @@
+"""Physically remove neuron/channel groups with Torch-Pruning, folding constant outputs into the next bias."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_compress.surgery.groups import _NORMS, NeuronGroups, build_dependency_graph
+from lightning_compress.surgery.history import append_history, register_replay
+from lightning_compress.surgery.optimizer import rebind_optimizer
+
+__all__ = ["remove_groups"]
+
+log = logging.getLogger(__name__)
+
+
+def _consumer_inputs(model: nn.Module, names: Iterable[str], example_inputs: Any) -> dict[str, torch.Tensor]:
+    """The input each named layer sees for ``example_inputs`` (model in eval mode, no grad)."""
+    seen: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in set(names):
+
+        def hook(_: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
+            seen[name] = args[0].detach()
+
+        handles.append(model.get_submodule(name).register_forward_pre_hook(hook))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(*example_inputs) if isinstance(example_inputs, tuple) else model(example_inputs)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return seen
+
+
+@torch.no_grad()
+def _fold_constants(
+    model: nn.Module,
+    families: Sequence[NeuronGroups],
+    remove: Mapping[str, torch.Tensor],
+    example_inputs: Any,
+) -> None:
+    """Add the constant output of neurons about to be removed to their consumers' biases.
+
+    A removed neuron with zero incoming weights still emits ``act(bias)``; its consumers saw that constant
+    through their input weights. It is read off a forward pass (the value does not depend on the input)
+    and folded into the consumer's bias: exact for Linear consumers, exact away from the borders for a
+    padded convolution.
+    """
+    outgoing = [(f, s) for f in families if f.name in remove for s in f.slices if not s.incoming]
+    if not outgoing:
+        return
+    inputs = _consumer_inputs(model, [s.module for _, s in outgoing], example_inputs)
+    for family, sl in outgoing:
+        layer = model.get_submodule(sl.module)
+        removed = remove[family.name]
+        roots = sl.root if sl.root is not None else torch.arange(family.num_groups)
+        positions = sl.index if sl.index is not None else torch.arange(len(roots))
+        mask = torch.isin(roots, removed)
+        pos = positions[mask]
+        x = inputs[sl.module][:1]
+        const = x[0, pos].reshape(len(pos), -1).mean(1) if x.ndim > 2 else x[0, pos]
+        if const.abs().max() == 0:
+            continue
+        weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
+        if not isinstance(weight, torch.Tensor) or not isinstance(bias, torch.Tensor):
+            log.warning("layer %r has no bias: the constant output of removed inputs is dropped", sl.module)
+            continue
+        kept_w = weight.index_select(1, pos.to(weight.device))
+        bias.add_(kept_w.reshape(kept_w.shape[0], len(pos), -1).sum(2) @ const.to(weight.dtype))
+
+
+def _prune_with_graph(model: nn.Module, graph: Any, name: str, idxs: Sequence[int]) -> Any:
+    layer = model.get_submodule(name)
+    pruner = graph.get_pruner_of_module(layer)
+    group = graph.get_pruning_group(layer, pruner.prune_out_channels, idxs=list(idxs))
+    group.prune(record_history=False)
+    return group
+
+
+def _replay_prune(model: nn.Module, record: dict[str, Any], example_inputs: Any) -> None:
+    graph = build_dependency_graph(model, example_inputs)
+    _prune_with_graph(model, graph, record["module"], record["idxs"])
+
+
+register_replay("prune", _replay_prune)
+
+
+def remove_groups(
+    model: nn.Module,
+    families: Sequence[NeuronGroups],
+    remove: Mapping[str, torch.Tensor | Sequence[int]],
+    example_inputs: Any,
+    *,
+    optimizers: Sequence[torch.optim.Optimizer] = (),
+    fold_constants: bool = True,
+) -> list[dict[str, Any]]:
+    """Remove groups from ``model`` in place, rebind ``optimizers``, and record the change in its history.
+
+    Args:
+        model: The network (the same object whose groups were found).
+        families: From :func:`~lightning_compress.surgery.find_groups` on this model.
+        remove: Root layer name -> group indices to remove.
+        example_inputs: An input for tracing.
+        optimizers: Optimizers over the model's parameters: they are pointed at the new parameters with
+            their state (momentum, Adam moments) sliced to the survivors.
+        fold_constants: Fold the constant output of removed neurons into the consumers' biases.
+
+    Returns:
+        The history records appended.
+
+    Example:
+        >>> from lightning_compress.models import LeNet300100
+        >>> from lightning_compress.surgery.groups import find_groups
+        >>> model = LeNet300100(hidden=(8, 4)); x = torch.zeros(1, 1, 28, 28)
+        >>> records = remove_groups(model, find_groups(model, x), {"1": [0, 5]}, x)
+        >>> model[1].out_features, model[3].in_features, records
+        (6, 6, [{'kind': 'prune', 'module': '1', 'idxs': [0, 5]}])
+    """
+    by_name = {f.name: f for f in families}
+    todo: dict[str, torch.Tensor] = {}
+    for name, idxs in remove.items():
+        if name not in by_name:
+            raise ValueError(f"{name!r} is not the root of any group; roots are {sorted(by_name)}")
+        index = torch.as_tensor(list(idxs) if not isinstance(idxs, torch.Tensor) else idxs, dtype=torch.long)
+        if len(index):
+            todo[name] = torch.unique(index)
+    if not todo:
+        return []
+    if fold_constants:
+        _fold_constants(model, families, todo, example_inputs)
+    old_params = dict(model.named_parameters())
+    shapes = {n: p.shape for n, p in old_params.items()}
+    graph = build_dependency_graph(model, example_inputs)
+    removed: dict[str, dict[int, set[int]]] = {}
+    records = []
+    for name, index in todo.items():
+        group = _prune_with_graph(model, graph, name, index.tolist())
+        for item in group:
+            layer = item.dep.layer
+            if not isinstance(layer, nn.Module):
+                continue
+            lname = next((n for n, m in model.named_modules() if m is layer), None)
+            if lname is None:
+                continue
+            out_fn = graph.is_out_channel_pruning_fn(item.dep.pruning_fn)
+            dim = 0 if out_fn or isinstance(layer, _NORMS) else 1
+            for pname, _ in layer.named_parameters(recurse=False):
+                if pname == "bias" and dim == 1:
+                    continue
+                removed.setdefault(f"{lname}.{pname}" if lname else pname, {}).setdefault(dim, set()).update(
+                    int(i) for i in item.idxs
+                )
+        records.append({"kind": "prune", "module": name, "idxs": index.tolist()})
+    kept = {
+        pname: {
+            dim: torch.tensor([i for i in range(shapes[pname][dim]) if i not in gone], dtype=torch.long)
+            for dim, gone in dims.items()
+        }
+        for pname, dims in removed.items()
+        if pname in shapes
+    }
+    new_params = dict(model.named_parameters())
+    for optimizer in optimizers:
+        rebind_optimizer(optimizer, old_params, new_params, kept)
+    append_history(model, records)
+    return records
