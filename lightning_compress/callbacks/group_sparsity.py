@@ -107,6 +107,7 @@ class GroupSparsity(Callback):
         self.log_effective_size = log_effective_size
         self._steps = 0
         self._epoch = 0
+        self._epoch_lr = 0.0
         self._families: list[tuple[NeuronGroups, list[GroupPiece], torch.Tensor, float]] = []
         self._history_len = -1
         self._module: pl.LightningModule | None = None
@@ -226,10 +227,12 @@ class GroupSparsity(Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch = trainer.current_epoch
+        # epoch-interval LR schedulers step before on_train_epoch_end: keep the LR this epoch trained with
+        self._epoch_lr = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else 0.0
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.schedule == "epoch" and trainer.optimizers:
-            self.prox(pl_module, float(trainer.optimizers[0].param_groups[0]["lr"]))
+        if self.schedule == "epoch":
+            self.prox(pl_module, self._epoch_lr)
         zeros = self.zero_groups(pl_module)
         metrics = {
             "group_sparsity/penalty": self.penalty(pl_module),

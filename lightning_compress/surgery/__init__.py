@@ -1,5 +1,11 @@
 """Shape changes of a model: removing groups, factorizing layers, rebinding optimizers, replaying history."""
 
+from lightning_compress.surgery.compact import (
+    compress_zero_groups,
+    effective_size,
+    group_norms,
+    removable_groups,
+)
 from lightning_compress.surgery.groups import GROUP_MODES, NeuronGroups, build_dependency_graph, find_groups
 from lightning_compress.surgery.history import (
     append_history,
@@ -17,10 +23,14 @@ __all__ = [
     "append_history",
     "apply_history",
     "build_dependency_graph",
+    "compress_zero_groups",
+    "effective_size",
     "enable_history_restore",
     "find_groups",
     "get_history",
+    "group_norms",
     "rebind_optimizer",
     "register_replay",
+    "removable_groups",
     "remove_groups",
 ]

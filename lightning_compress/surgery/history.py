@@ -4,18 +4,20 @@ Records are dicts of plain types, e.g. ``{"kind": "prune", "module": NAME, "idxs
 channels ``idxs`` of layer ``NAME`` and everything coupled to them). Other surgeries (layer factorization)
 add their own kinds to the same list through :func:`register_replay`.
 
-The history lives in a parameter-free submodule, so it is part of the model's ``state_dict`` (as extra
-state of plain types: ``torch.load(weights_only=True)`` reads it). With :func:`enable_history_restore`, a
-fresh model built from the original class replays the history inside ``load_state_dict`` before any
-weight is copied, so Lightning's ``trainer.fit(ckpt_path=...)`` and ``load_from_checkpoint`` restore a
-compressed model without pickling modules.
+The history lives in a ``uint8`` buffer (canonical JSON) named ``compression_history``, so it is part of the
+model's ``state_dict`` and ``torch.load(weights_only=True)`` reads it; the forward pass never sees it.
+With :func:`enable_history_restore`, a fresh model built from the original class replays the history inside
+``load_state_dict`` before any weight is copied, so Lightning's ``trainer.fit(ckpt_path=...)`` and
+``load_from_checkpoint`` restore a compressed model without pickling modules.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 __all__ = [
@@ -28,41 +30,21 @@ __all__ = [
 ]
 
 HISTORY_ATTRIBUTE = "compression_history"
-_STATE_KEY = f"{HISTORY_ATTRIBUTE}._extra_state"
 _REPLAY: dict[str, Callable[[nn.Module, dict[str, Any], Any], None]] = {}
 
 
-class CompressionHistory(nn.Module):
-    """Holds the records; saved and loaded as the module's extra state."""
+def _encode(records: Sequence[dict[str, Any]]) -> torch.Tensor:
+    text = json.dumps([dict(r) for r in records], sort_keys=True, separators=(",", ":"))
+    return torch.tensor(list(text.encode()), dtype=torch.uint8)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[dict[str, Any]] = []
 
-    def get_extra_state(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.records]
-
-    def set_extra_state(self, state: Any) -> None:
-        self.records = [dict(r) for r in state]
-
-    def forward(self) -> None:  # pragma: no cover - never called
-        raise RuntimeError("CompressionHistory holds records only")
+def _decode(buffer: torch.Tensor) -> list[dict[str, Any]]:
+    return list(json.loads(bytes(buffer.cpu().tolist()).decode())) if buffer.numel() else []
 
 
 def register_replay(kind: str, fn: Callable[[nn.Module, dict[str, Any], Any], None]) -> None:
     """Register how records of ``kind`` are replayed: ``fn(model, record, example_inputs)``."""
     _REPLAY[kind] = fn
-
-
-def _holder(model: nn.Module, create: bool) -> CompressionHistory | None:
-    holder = getattr(model, HISTORY_ATTRIBUTE, None)
-    if isinstance(holder, CompressionHistory):
-        return holder
-    if not create:
-        return None
-    holder = CompressionHistory()
-    model.add_module(HISTORY_ATTRIBUTE, holder)
-    return holder
 
 
 def get_history(model: nn.Module) -> list[dict[str, Any]]:
@@ -72,15 +54,13 @@ def get_history(model: nn.Module) -> list[dict[str, Any]]:
         >>> get_history(nn.Linear(2, 2))
         []
     """
-    holder = _holder(model, create=False)
-    return holder.get_extra_state() if holder is not None else []
+    buffer = model._buffers.get(HISTORY_ATTRIBUTE)
+    return _decode(buffer) if buffer is not None else []
 
 
 def append_history(model: nn.Module, records: Sequence[dict[str, Any]]) -> None:
     """Record surgeries that were applied to ``model``."""
-    holder = _holder(model, create=True)
-    assert holder is not None
-    holder.records.extend(dict(r) for r in records)
+    model.register_buffer(HISTORY_ATTRIBUTE, _encode([*get_history(model), *records]))
 
 
 def apply_history(model: nn.Module, history: Sequence[dict[str, Any]], example_inputs: Any) -> int:
@@ -108,7 +88,6 @@ def enable_history_restore(model: nn.Module, example_inputs: Any) -> None:
     Idempotent. ``example_inputs`` (or a zero-argument callable returning them) is used for tracing.
 
     Example:
-        >>> import torch
         >>> from lightning_compress.models import LeNet300100
         >>> from lightning_compress.surgery import find_groups, remove_groups
         >>> x = torch.zeros(1, 1, 28, 28)
@@ -123,12 +102,15 @@ def enable_history_restore(model: nn.Module, example_inputs: Any) -> None:
         return
 
     def hook(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        records = state_dict.get(prefix + _STATE_KEY)
+        saved = state_dict.get(prefix + HISTORY_ATTRIBUTE)
+        if saved is None:
+            return
+        records = _decode(saved)
         if records:
             inputs = example_inputs() if callable(example_inputs) else example_inputs
             apply_history(module, records, inputs)
-        elif _holder(module, create=False) is None and prefix + _STATE_KEY in state_dict:
-            _holder(module, create=True)
+        elif HISTORY_ATTRIBUTE not in module._buffers:
+            append_history(module, [])
 
     model.register_load_state_dict_pre_hook(hook)
     object.__setattr__(model, "_compression_restore_enabled", True)

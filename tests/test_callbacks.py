@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_compress.callbacks import GroupSparsity, StructuredPruning
+from lightning_compress.models import Classifier
+from lightning_compress.surgery import get_history
+
+
+def _loader(n: int = 64, seed: int = 0) -> DataLoader:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (n,), generator=gen)
+    return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=False)
+
+
+def _trainer(tmp_path: Path, callbacks: list, **kwargs) -> pl.Trainer:
+    defaults = dict(
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        deterministic=True,
+    )
+    defaults.update(kwargs)
+    return pl.Trainer(callbacks=callbacks, **defaults)
+
+
+def _module(scheduler: str = "cosine") -> Classifier:
+    pl.seed_everything(0, verbose=False)
+    return Classifier(
+        "lenet300_100", model_kwargs={"hidden": [32, 16]}, lr=0.1, scheduler=scheduler, step_size=1, gamma=0.5
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"strength": -1.0}, "strength"),
+        ({"strength": float("nan")}, "strength"),
+        ({"strength": float("inf")}, "strength"),
+        ({"l1_ratio": 1.5}, "l1_ratio"),
+        ({"l1_ratio": -0.1}, "l1_ratio"),
+        ({"schedule": "daily"}, "schedule"),
+        ({"every_n_steps": 0}, "every_n_steps"),
+        ({"groups": "rows"}, "groups"),
+        ({"warmup_epochs": -1}, "warmup_epochs"),
+        ({"layer_strengths": {"model.1": -2.0}}, "layer_strengths"),
+        ({"include": "model.1"}, "include"),
+    ],
+)
+def test_group_sparsity_bad_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=match):
+        GroupSparsity(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"threshold": -1.0}, "threshold"),
+        ({"relative_threshold": 1.0}, "relative_threshold"),
+        ({"min_width": 0}, "min_width"),
+        ({"every_n_epochs": 0}, "every_n_epochs"),
+        ({"epochs": [-1]}, "epochs"),
+    ],
+)
+def test_structured_pruning_bad_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        StructuredPruning(**kwargs)
+
+
+def test_pattern_matching_no_layer_fails_before_training(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, [GroupSparsity(0.1, exclude=["model.9"])])
+    with pytest.raises(ValueError, match="exclude entry 'model.9' matches no layer"):
+        trainer.fit(_module(), _loader())
+
+
+def test_prox_once_per_optimizer_step_with_accumulation(tmp_path: Path) -> None:
+    gs = GroupSparsity(0.5, log_effective_size=False)
+    trainer = _trainer(tmp_path, [gs], accumulate_grad_batches=2, max_epochs=1)
+    module = _module()
+    trainer.fit(module, _loader())
+    assert gs._steps == trainer.global_step == 2  # 4 batches, 2 per step
+    assert sum(gs.zero_groups(module).values()) > 0  # exact zeros
+
+
+def test_epoch_schedule_and_warmup(tmp_path: Path) -> None:
+    gs = GroupSparsity(0.5, schedule="epoch", warmup_epochs=1, log_effective_size=False)
+    module = _module()
+    trainer = _trainer(tmp_path, [gs], max_epochs=1)
+    trainer.fit(module, _loader())
+    assert sum(gs.zero_groups(module).values()) == 0  # still warming up
+    module2 = _module()
+    gs2 = GroupSparsity(0.5, schedule="epoch", log_effective_size=False)
+    _trainer(tmp_path, [gs2], max_epochs=1).fit(module2, _loader())
+    assert sum(gs2.zero_groups(module2).values()) > 0
+
+
+def test_subgradient_mode_shrinks_norms(tmp_path: Path) -> None:
+    plain, reg = _module(), _module()
+    _trainer(tmp_path, [], max_epochs=1).fit(plain, _loader())
+    gs = GroupSparsity(0.05, schedule="subgradient", log_effective_size=False)
+    _trainer(tmp_path, [gs], max_epochs=1).fit(reg, _loader())
+    assert reg.model[1].weight.norm() < 0.9 * plain.model[1].weight.norm()
+
+
+def test_mid_fit_prune_keeps_every_layer_training(tmp_path: Path) -> None:
+    module = _module()
+
+    class Snapshot(pl.Callback):
+        def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if trainer.current_epoch == 1:
+                self.after_prune = {k: v.detach().clone() for k, v in pl_module.named_parameters()}
+
+    snap = Snapshot()
+    pruning = StructuredPruning(epochs=[0], at_fit_end=False)
+    trainer = _trainer(tmp_path, [GroupSparsity(0.05, log_effective_size=False), pruning, snap], max_epochs=2)
+    trainer.fit(module, _loader())
+    assert module.model[1].out_features < 32 and len(get_history(module)) >= 1
+    for name, param in module.named_parameters():
+        assert param.shape == snap.after_prune[name].shape
+        assert not torch.equal(param, snap.after_prune[name]), f"{name} did not update after the prune"
+    # the scheduler still drives the same optimizer, at its position (cosine over 2 epochs ends at 0)
+    optimizer = trainer.optimizers[0]
+    assert trainer.lr_scheduler_configs[0].scheduler.optimizer is optimizer
+    assert math.isclose(optimizer.param_groups[0]["lr"], 0.0, abs_tol=1e-12)
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == {
+        id(p) for p in module.model.parameters()
+    }
+
+
+def test_huge_strength_stops_at_min_width_with_warning(tmp_path: Path) -> None:
+    module = _module()
+    callbacks = [GroupSparsity(100.0, log_effective_size=False), StructuredPruning(min_width=3)]
+    with pytest.warns(UserWarning, match="min_width=3"):
+        _trainer(tmp_path, callbacks, max_epochs=1).fit(module, _loader())
+    assert module.model[1].out_features == 3 and module.model[3].out_features == 3
+
+
+def _run(tmp_path: Path, max_epochs: int, ckpt_path: str | None = None, save: bool = False) -> Classifier:
+    # a step schedule: a cosine one would depend on max_epochs, which differs between the runs compared
+    module = _module(scheduler="step")
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0)
+    callbacks = [
+        GroupSparsity(0.05, log_effective_size=False),
+        StructuredPruning(epochs=[0], at_fit_end=False),
+    ]
+    trainer = _trainer(
+        tmp_path,
+        [*callbacks, checkpoint] if save else callbacks,
+        max_epochs=max_epochs,
+        enable_checkpointing=save,
+    )
+    trainer.fit(module, _loader(), ckpt_path=ckpt_path)
+    return module
+
+
+def test_resume_after_prune_matches_uninterrupted_run(tmp_path: Path) -> None:
+    straight = _run(tmp_path / "a", max_epochs=3)
+    _run(tmp_path / "b", max_epochs=2, save=True)
+    last = tmp_path / "b" / "ckpt" / "last.ckpt"
+    resumed = _run(tmp_path / "c", max_epochs=3, ckpt_path=str(last))
+    assert get_history(resumed) == get_history(straight)
+    state_a, state_c = straight.state_dict(), resumed.state_dict()
+    assert state_a.keys() == state_c.keys()
+    for key in state_a:
+        assert state_a[key].shape == state_c[key].shape, key
+        assert torch.allclose(state_a[key].float(), state_c[key].float(), atol=1e-6), key
+
+
+def test_pruned_checkpoint_loads(tmp_path: Path) -> None:
+    pruned = _run(tmp_path, max_epochs=2, save=True)
+    last = tmp_path / "ckpt" / "last.ckpt"
+    raw = torch.load(last, weights_only=True)
+    assert "model.compression_history" not in raw["state_dict"] and "compression_history" in raw["state_dict"]
+    loaded = Classifier.load_from_checkpoint(last)
+    assert loaded.model[1].out_features == pruned.model[1].out_features < 32
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.allclose(loaded.eval()(x), pruned.eval()(x), atol=1e-6)
+    exported = torch.export.export(copy.deepcopy(loaded.model).eval(), (x,))
+    assert torch.allclose(exported.module()(x), loaded(x), atol=1e-6)

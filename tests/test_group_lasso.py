@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lightning_compress.functional import (
+    GroupPiece,
+    group_lasso_penalty,
+    prox_sparse_group_lasso,
+    select_removable,
+    sliced_penalty,
+    sliced_penalty_grad_,
+    sliced_prox_,
+    soft_threshold,
+)
+
+
+def _objective(x: torch.Tensor, z: torch.Tensor, step: float, lam: float, alpha: float) -> torch.Tensor:
+    return 0.5 * (x - z).pow(2).sum() + step * group_lasso_penalty(x, lam, alpha)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_prox_is_the_minimizer(alpha: float) -> None:
+    """No random perturbation of the prox output lowers the prox objective (it is strongly convex)."""
+    gen = torch.Generator().manual_seed(0)
+    z = (
+        torch.randn(12, 7, generator=gen, dtype=torch.float64)
+        * torch.linspace(0.02, 1, 12, dtype=torch.float64)[:, None]
+    )
+    step, lam = 0.3, 0.4
+    x = prox_sparse_group_lasso(z, step, lam, alpha)
+    best = _objective(x, z, step, lam, alpha)
+    for scale in (1e-1, 1e-3):
+        for _ in range(200):
+            other = x + scale * torch.randn(x.shape, generator=gen, dtype=torch.float64)
+            assert _objective(other, z, step, lam, alpha) >= best - 1e-12
+    # and at the zeroed groups, zero is also better than any small nonzero group
+    dead = x.norm(dim=1) == 0
+    assert dead.any() and not dead.all()
+
+
+def test_prox_closed_form_and_exact_zeros() -> None:
+    z = torch.tensor([[3.0, 4.0], [0.6, 0.8], [0.0, 0.0]], dtype=torch.float64)
+    tau = 1.0 * 1.0 * math.sqrt(2)  # step * lam * sqrt(P)
+    x = prox_sparse_group_lasso(z, step=1.0, lam=1.0)
+    assert torch.allclose(x[0], z[0] * (1 - tau / 5))
+    assert torch.equal(x[1], torch.zeros(2, dtype=torch.float64)) and torch.equal(x[2], x[1])
+
+
+def test_pure_l1_is_soft_threshold() -> None:
+    z = torch.randn(5, 4, dtype=torch.float64)
+    assert torch.equal(prox_sparse_group_lasso(z, 0.5, 0.2, alpha=1.0), soft_threshold(z, 0.1))
+
+
+def _as_pieces(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[GroupPiece]]:
+    weight, bias = matrix[:, :-1].clone(), matrix[:, -1].clone()
+    return weight, bias, [GroupPiece(weight, 0), GroupPiece(bias, 0)]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+def test_sliced_prox_matches_matrix_prox(alpha: float) -> None:
+    z = torch.randn(9, 6, dtype=torch.float64) * torch.linspace(0.05, 2, 9, dtype=torch.float64)[:, None]
+    expected = prox_sparse_group_lasso(z, 0.5, 0.3, alpha)
+    weight, bias, pieces = _as_pieces(z)
+    sliced_prox_(pieces, 9, 0.5, 0.3, alpha)
+    assert torch.allclose(torch.cat([weight, bias[:, None]], 1), expected)
+    assert torch.isclose(sliced_penalty(pieces, 9, 0.3, alpha), group_lasso_penalty(expected, 0.3, alpha))
+
+
+def test_sliced_prox_with_flatten_mapping() -> None:
+    """Conv channel c feeds 4 input columns of the next Linear (c*4 .. c*4+3): one group per channel."""
+    conv = torch.randn(3, 2, dtype=torch.float64)
+    nxt = torch.randn(5, 12, dtype=torch.float64)
+    root = torch.arange(12) // 4
+    # the equivalent (N, P) matrix: channel c's conv row and its 4 columns of nxt
+    matrix = torch.stack([torch.cat([conv[c], nxt[:, 4 * c : 4 * c + 4].flatten()]) for c in range(3)])
+    expected = prox_sparse_group_lasso(matrix, 1.0, 0.2)
+    sliced_prox_([GroupPiece(conv, 0), GroupPiece(nxt, 1, None, root)], 3, 1.0, 0.2)
+    got = torch.stack([torch.cat([conv[c], nxt[:, 4 * c : 4 * c + 4].flatten()]) for c in range(3)])
+    assert torch.allclose(got, expected)
+
+
+def test_sliced_prox_on_index_subset_leaves_the_rest() -> None:
+    t = torch.randn(6, 3, dtype=torch.float64)
+    before = t.clone()
+    sliced_prox_([GroupPiece(t, 0, torch.tensor([1, 4]), torch.tensor([0, 1]))], 2, 100.0, 1.0)
+    assert torch.equal(t[[0, 2, 3, 5]], before[[0, 2, 3, 5]])
+    assert torch.count_nonzero(t[[1, 4]]) == 0
+
+
+def test_subgradient_matches_autograd() -> None:
+    z = torch.randn(4, 5, dtype=torch.float64)
+    weight, bias, pieces = _as_pieces(z)
+    w = weight.clone().requires_grad_(True)
+    b = bias.clone().requires_grad_(True)
+    value = sliced_penalty([GroupPiece(w, 0), GroupPiece(b, 0)], 4, 0.7, 0.25)
+    gw, gb = torch.autograd.grad(value, [w, b])
+    grads = [torch.zeros_like(weight), torch.zeros_like(bias)]
+    sliced_penalty_grad_(pieces, grads, 4, 0.7, 0.25)
+    assert torch.allclose(grads[0], gw) and torch.allclose(grads[1], gb)
+
+
+@pytest.mark.parametrize(
+    ("lam", "alpha"), [(-1.0, 0.0), (float("nan"), 0.0), (float("inf"), 0.0), (0.1, 1.5), (0.1, -0.1)]
+)
+def test_bad_strength_or_mix(lam: float, alpha: float) -> None:
+    with pytest.raises(ValueError, match="strength|L1 mix"):
+        prox_sparse_group_lasso(torch.ones(2, 2), 1.0, lam, alpha)
+
+
+def test_select_removable_keeps_min_width() -> None:
+    idx, clamped = select_removable(torch.tensor([0.0, 0.0, 0.0]), min_keep=2)
+    assert clamped and len(idx) == 1
+    idx, clamped = select_removable(torch.tensor([0.0, 1.0, 0.0]))
+    assert not clamped and idx.tolist() == [0, 2]

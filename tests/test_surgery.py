@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_compress.models import LeNet5, LeNet300100, SmallResNet, SmallVGG
+from lightning_compress.surgery import (
+    apply_history,
+    compress_zero_groups,
+    enable_history_restore,
+    find_groups,
+    get_history,
+    remove_groups,
+)
+
+X = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
+def _zero_incoming(model: nn.Module, family, idxs: list[int]) -> None:
+    """Zero the incoming group (weights, bias, norm entries) of neurons ``idxs`` of a family."""
+    with torch.no_grad():
+        for s in family.slices:
+            if s.incoming:
+                t = getattr(model.get_submodule(s.module), s.param)
+                t.index_fill_(s.dim, torch.tensor(idxs), 0.0)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: LeNet300100(), LeNet5, SmallVGG, SmallResNet], ids=["mlp", "lenet5", "vgg", "resnet"]
+)
+def test_removing_zero_groups_keeps_outputs(make) -> None:
+    torch.manual_seed(0)
+    model = make().eval()
+    families = find_groups(model, X[:1])
+    for f in families:
+        _zero_incoming(model, f, [0, 2])
+    before = model(X)
+    n_before = sum(p.numel() for p in model.parameters())
+    records = compress_zero_groups(model, X[:1])
+    assert len(records) == len(families)
+    assert sum(p.numel() for p in model.parameters()) < n_before
+    assert torch.allclose(model(X), before, atol=1e-5)
+
+
+def test_constant_output_is_folded_into_next_bias() -> None:
+    """A ReLU neuron with zero weights but a positive bias emits relu(b): removal must keep outputs."""
+    torch.manual_seed(0)
+    model = LeNet300100(hidden=(16, 8)).eval()
+    with torch.no_grad():
+        model[1].weight[3] = 0
+        model[1].bias[3] = 0.7
+    before = model(X)
+    families = find_groups(model, X[:1])
+    remove_groups(model, families, {"1": [3]}, X[:1])
+    assert model[1].out_features == 15
+    assert torch.allclose(model(X), before, atol=1e-6)
+
+
+def test_residual_channels_form_one_group() -> None:
+    model = SmallResNet(widths=(8, 16), blocks=(2, 1))
+    families = find_groups(model, X[:1])
+    tied = [f for f in families if len(f.layers) > 1]
+    assert any({"stem.0", "layers.0.conv2", "layers.1.conv2"} <= set(f.layers) for f in tied)
+    names = [n for f in families for n in f.layers]
+    assert "fc" not in names  # the output layer is never a group
+
+
+def test_include_exclude_and_bad_patterns() -> None:
+    model = LeNet5()
+    assert [f.name for f in find_groups(model, X[:1], include=["features.*"])] == ["features.0", "features.3"]
+    assert [f.name for f in find_groups(model, X[:1], exclude=[nn.Conv2d])] == ["classifier.1"]
+    with pytest.raises(ValueError, match=r"exclude entry 'fc9' matches no layer; layers are: features.0"):
+        find_groups(model, X[:1], exclude=["fc9"])
+
+
+def test_untraceable_model_is_named() -> None:
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return self.a(x) + y
+
+    with pytest.raises(ValueError, match="Torch-Pruning could not trace TwoInputs"):
+        find_groups(TwoInputs(), torch.zeros(1, 3))
+
+
+def test_optimizer_state_is_sliced_and_rebound() -> None:
+    torch.manual_seed(0)
+    model = LeNet300100(hidden=(6, 4))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(X).sum().backward()
+    opt.step()
+    avg = opt.state[model[1].weight]["exp_avg"].clone()
+    remove_groups(model, find_groups(model, X[:1]), {"1": [1, 4]}, X[:1], optimizers=[opt])
+    params = list(model.parameters())
+    assert [p for g in opt.param_groups for p in g["params"]] == params
+    keep = torch.tensor([0, 2, 3, 5])
+    assert torch.equal(opt.state[model[1].weight]["exp_avg"], avg[keep])
+    assert opt.state[model[3].weight]["exp_avg"].shape == (4, 4)  # next layer's columns sliced
+    opt.zero_grad()
+    model(X).sum().backward()
+    opt.step()  # state shapes fit the new parameters
+
+
+def test_history_replays_on_fresh_model_and_weights_only_load() -> None:
+    torch.manual_seed(0)
+    model = SmallResNet(widths=(8, 16), blocks=(1, 1)).eval()
+    families = find_groups(model, X[:1])
+    remove_groups(model, families, {families[0].name: [1, 3], families[-1].name: [0]}, X[:1])
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    fresh = SmallResNet(widths=(8, 16), blocks=(1, 1)).eval()
+    enable_history_restore(fresh, X[:1])
+    fresh.load_state_dict(state)
+    assert get_history(fresh) == get_history(model) and len(get_history(model)) == 2
+    assert torch.equal(fresh(X), model(X))
+
+
+def test_history_must_be_a_prefix() -> None:
+    model = LeNet300100(hidden=(6, 4))
+    remove_groups(model, find_groups(model, X[:1]), {"1": [0]}, X[:1])
+    with pytest.raises(ValueError, match="prefix"):
+        apply_history(model, [{"kind": "prune", "module": "1", "idxs": [2]}], X[:1])
+    with pytest.raises(ValueError, match="unknown compression record kind 'nope'"):
+        apply_history(model, [*get_history(model), {"kind": "nope"}], X[:1])
