@@ -1,6 +1,7 @@
 """Lightning callbacks that decide when compression steps happen."""
 
 from lightning_compress.callbacks.group_sparsity import GroupSparsity
+from lightning_compress.callbacks.neuron_report import NeuronReport
 from lightning_compress.callbacks.structured_pruning import StructuredPruning
 
-__all__ = ["GroupSparsity", "StructuredPruning"]
+__all__ = ["GroupSparsity", "NeuronReport", "StructuredPruning"]

@@ -22,7 +22,28 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train and test a model from a config, write checkpoint and summary")
     train.add_argument("config", help="YAML run config (see configs/)")
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optimizer.lr=0.05")
+    neurons = sub.add_parser("neurons", help="report zero / near-zero neurons per layer of a checkpoint")
+    neurons.add_argument("checkpoint", help="a checkpoint written by 'train' (final.ckpt or last.ckpt)")
+    neurons.add_argument(
+        "--relative-threshold", type=float, default=1e-3, help="near zero: norm <= this x layer max"
+    )
     return parser
+
+
+def _neurons(args: argparse.Namespace) -> int:
+    import os
+
+    if not os.path.isfile(args.checkpoint):
+        raise ConfigError("checkpoint", f"file not found: {args.checkpoint!r}")
+    if not args.relative_threshold >= 0:
+        raise ConfigError("--relative-threshold", f"must be >= 0, got {args.relative_threshold}")
+    from lightning_compress.models import Classifier
+    from lightning_compress.surgery.report import format_neuron_report, neuron_report
+
+    module = Classifier.load_from_checkpoint(args.checkpoint, map_location="cpu")
+    rows = neuron_report(module, module.example_input_array, relative_threshold=args.relative_threshold)
+    print(format_neuron_report(rows))
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -40,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "neurons":
+            return _neurons(args)
     except ConfigError as err:
         print(f"lightning-compress: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

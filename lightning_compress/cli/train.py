@@ -13,9 +13,10 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
-from lightning_compress.config.build import build_datamodule, build_module, trainer_kwargs
+from lightning_compress.config.build import build_callbacks, build_datamodule, build_module, trainer_kwargs
 from lightning_compress.config.load import to_yaml
 from lightning_compress.config.schema import RunConfig
+from lightning_compress.surgery.report import layer_widths
 
 __all__ = ["make_run_dir", "train"]
 
@@ -67,7 +68,7 @@ def train(
     trainer = pl.Trainer(
         **trainer_kwargs(cfg.trainer),
         default_root_dir=out,
-        callbacks=[checkpoint, *callbacks],
+        callbacks=[*build_callbacks(cfg.compression), checkpoint, *callbacks],
         logger=[CSVLogger(out, name="logs", version=""), *loggers],
     )
     start = time.perf_counter()
@@ -92,6 +93,7 @@ def train(
         "dense_params": dense["params"],
         "dense_macs": dense["macs"],
         "final_checkpoint": str(out / "final.ckpt"),
+        "widths": layer_widths(module),
     }
     if trainer.is_global_zero:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

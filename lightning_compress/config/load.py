@@ -120,6 +120,16 @@ def _check_limit(value: Any, key: str) -> None:
         _check(value >= 0, key, f"must be >= 0, got {value}")
 
 
+def _compression_key(section: Any, message: str) -> str:
+    """The dotted key a callback's argument error is about (its message starts with the argument name)."""
+    word = message.split(" ", 1)[0].split("=", 1)[0].split("[", 1)[0]
+    for name in ("group_sparsity", "pruning", "neuron_report"):
+        sub = getattr(section, name, None)
+        if sub is not None and hasattr(sub, word):
+            return f"compression.{name}.{word}"
+    return "compression"
+
+
 def validate_config(cfg: Any) -> None:
     """Range checks a type check cannot do; raises :class:`ConfigError` naming the key.
 
@@ -156,5 +166,12 @@ def validate_config(cfg: Any) -> None:
             build_model(cfg.model.name.value, **dict(cfg.model.kwargs))
         except ValueError as err:
             raise ConfigError("model.kwargs", str(err)) from None
+    if hasattr(cfg, "compression"):
+        from lightning_compress.config.build import build_callbacks
+
+        try:
+            build_callbacks(cfg.compression)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(_compression_key(cfg.compression, str(err)), str(err)) from None
     if getattr(cfg, "resume_from", None) is not None:
         _check(os.path.isfile(cfg.resume_from), "resume_from", f"checkpoint not found: {cfg.resume_from!r}")

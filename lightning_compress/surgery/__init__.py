@@ -16,6 +16,7 @@ from lightning_compress.surgery.history import (
 )
 from lightning_compress.surgery.optimizer import rebind_optimizer
 from lightning_compress.surgery.prune import remove_groups
+from lightning_compress.surgery.report import format_neuron_report, layer_widths, neuron_report
 
 __all__ = [
     "GROUP_MODES",
@@ -27,8 +28,11 @@ __all__ = [
     "effective_size",
     "enable_history_restore",
     "find_groups",
+    "format_neuron_report",
     "get_history",
     "group_norms",
+    "layer_widths",
+    "neuron_report",
     "rebind_optimizer",
     "register_replay",
     "removable_groups",

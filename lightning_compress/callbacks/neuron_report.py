@@ -1,0 +1,47 @@
+"""Log how many neurons are (near) zero, per layer: the implicit sparsity of Adam + L2 + ReLU training."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+
+from lightning_compress.callbacks._common import check_nonneg, example_inputs
+from lightning_compress.surgery.report import format_neuron_report, neuron_report
+
+__all__ = ["NeuronReport"]
+
+
+class NeuronReport(Callback):
+    """Every N epochs, log ``neurons/near_zero``, ``neurons/zero`` and per-layer near-zero counts; print a
+    table when fit ends.
+
+    A neuron is near zero when the norm of its incoming group is at most ``relative_threshold`` times the
+    largest in its layer. Yaguchi et al. (2018) observe many such neurons after Adam with L2 on ReLU nets;
+    :class:`StructuredPruning` with the same ``relative_threshold`` removes them.
+
+    Example:
+        >>> NeuronReport(relative_threshold=1e-3).relative_threshold
+        0.001
+    """
+
+    def __init__(self, relative_threshold: float = 1e-3, every_n_epochs: int = 1) -> None:
+        check_nonneg(relative_threshold, "relative_threshold")
+        if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be an int >= 1, got {every_n_epochs=}")
+        self.relative_threshold = relative_threshold
+        self.every_n_epochs = every_n_epochs
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        rows = neuron_report(pl_module, example_inputs(pl_module), relative_threshold=self.relative_threshold)
+        pl_module.log("neurons/near_zero", float(sum(r["near_zero"] for r in rows)))
+        pl_module.log("neurons/zero", float(sum(r["zero"] for r in rows)))
+        for r in rows:
+            pl_module.log(f"neurons/near_zero/{r['layer']}", float(r["near_zero"]))
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        rows = neuron_report(pl_module, example_inputs(pl_module), relative_threshold=self.relative_threshold)
+        table = format_neuron_report(rows)
+        rank_zero_info(f"Neuron report (relative threshold {self.relative_threshold:g}):\n{table}")
