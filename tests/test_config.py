@@ -43,6 +43,28 @@ def test_bad_values_name_the_key(overrides: list[str], key: str) -> None:
     assert str(info.value).startswith(f"{key}: ")
 
 
+GS = next(p for p in CONFIGS if p.name == "gs_lenet300_fmnist.yaml")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["compression.group_sparsity.strength=-1"], "compression.group_sparsity.strength"),
+        (["compression.group_sparsity.strength=nan"], "compression.group_sparsity.strength"),
+        (["compression.group_sparsity.l1_ratio=2"], "compression.group_sparsity.l1_ratio"),
+        (["compression.group_sparsity.schedule=daily"], "compression.group_sparsity.schedule"),
+        (["compression.group_sparsity.every_n_steps=0"], "compression.group_sparsity.every_n_steps"),
+        (["compression.pruning.min_width=0"], "compression.pruning.min_width"),
+        (["compression.pruning.relative_threshold=1.5"], "compression.pruning.relative_threshold"),
+        (["compression.pruning.thresh=1"], "compression.pruning.thresh"),
+    ],
+)
+def test_bad_compression_values_name_the_key(overrides: list[str], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(GS, overrides)
+    assert info.value.key == key, str(info.value)
+
+
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("optimizer: [unclosed\n")

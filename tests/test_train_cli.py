@@ -62,3 +62,31 @@ def test_training_learns_and_resumes(tiny_idx_dir: Path, tmp_path: Path) -> None
     )
     resumed = json.loads((_run_dir(tmp_path / "b") / "summary.json").read_text())
     assert resumed["epochs"] == 5
+
+
+def test_compressed_training_and_neuron_report(
+    tiny_idx_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gs = next(p for p in CONFIGS if p.name == "gs_lenet300_fmnist.yaml")
+    args = [
+        "train",
+        str(gs),
+        f"data.data_dir={tiny_idx_dir}",
+        "data.val_size=16",
+        "data.batch_size=16",
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
+        "compression.group_sparsity.strength=0.5",
+        f"output_dir={tmp_path}",
+    ]
+    assert main(args) == 0
+    run = _run_dir(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["params"] < summary["dense_params"]
+    assert summary["widths"]["model.1"] < 300
+    capsys.readouterr()
+    assert main(["neurons", str(run / "final.ckpt")]) == 0
+    table = capsys.readouterr().out
+    (row,) = [line.split() for line in table.splitlines() if line.startswith("model.1 ")]
+    assert int(row[1]) == summary["widths"]["model.1"]
+    assert main(["neurons", str(tmp_path / "missing.ckpt")]) == 2

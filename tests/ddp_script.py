@@ -1,0 +1,41 @@
+"""Two-process CPU DDP run used by test_ddp.py: python ddp_script.py OUT_DIR (Lightning starts rank 1)."""
+
+from __future__ import annotations
+
+import sys
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_compress.callbacks import GroupSparsity, StructuredPruning
+from lightning_compress.models import Classifier
+from lightning_compress.surgery import get_history
+
+
+def main(out: str) -> None:
+    torch.set_num_threads(1)
+    pl.seed_everything(0, verbose=False)
+    gen = torch.Generator().manual_seed(0)
+    data = TensorDataset(
+        torch.randn(128, 1, 28, 28, generator=gen), torch.randint(0, 10, (128,), generator=gen)
+    )
+    module = Classifier("lenet300_100", model_kwargs={"hidden": [32, 16]}, lr=0.1)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        max_epochs=3,
+        callbacks=[GroupSparsity(0.05, log_effective_size=False), StructuredPruning(epochs=[0, 1])],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    trainer.fit(module, DataLoader(data, batch_size=16))
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    torch.save({"state": state, "history": get_history(module)}, f"{out}/rank{trainer.global_rank}.pt")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
