@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_warn
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -128,7 +129,12 @@ class Classifier(pl.LightningModule):
         self._step(batch, "test", self.test_acc)
 
     def _log_size(self) -> None:
-        for key, value in self.size().items():
+        try:
+            size = self.size()
+        except RuntimeError as err:  # e.g. torch.nn.utils.prune masks: the counter cannot copy the model
+            rank_zero_warn(f"size/params and size/macs not logged: the model cannot be counted now ({err})")
+            return
+        for key, value in size.items():
             self.log(f"size/{key}", float(value), sync_dist=False)
 
     def on_train_epoch_end(self) -> None:
