@@ -80,15 +80,24 @@ def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataM
     if method == "dense":
         _fit(module, dm, epochs, [])
     elif method == "ours":
-        _fit(module, dm, epochs, [GroupSparsity(level, log_effective_size=False), StructuredPruning(every_n_epochs=1)])
+        _fit(
+            module,
+            dm,
+            epochs,
+            [GroupSparsity(level, log_effective_size=False), StructuredPruning(every_n_epochs=1)],
+        )
     elif method in ("tp_magnitude", "tp_groupnorm"):
         net = module.model
         kwargs = dict(pruning_ratio=level, ignored_layers=[net[5]])
         if method == "tp_magnitude":
-            pruner = tp.pruner.MagnitudePruner(net, X, importance=tp.importance.GroupMagnitudeImportance(p=2), **kwargs)
+            pruner = tp.pruner.MagnitudePruner(
+                net, X, importance=tp.importance.GroupMagnitudeImportance(p=2), **kwargs
+            )
             _fit(module, dm, half, [])
         else:
-            pruner = tp.pruner.GroupNormPruner(net, X, importance=tp.importance.GroupMagnitudeImportance(p=2), reg=1e-4, **kwargs)
+            pruner = tp.pruner.GroupNormPruner(
+                net, X, importance=tp.importance.GroupMagnitudeImportance(p=2), reg=1e-4, **kwargs
+            )
             _fit(module, dm, half, [_Regularize(pruner)])
         pruner.step()
         _fit(module, dm, epochs - half, [])
@@ -106,7 +115,10 @@ def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataM
         )
         _fit(module, dm, epochs, [pruning])
         families = find_groups(net, X)
-        rows = {f.name: torch.nonzero(net.get_submodule(f.name).weight.detach().abs().sum(1) == 0).flatten() for f in families}
+        rows = {
+            f.name: torch.nonzero(net.get_submodule(f.name).weight.detach().abs().sum(1) == 0).flatten()
+            for f in families
+        }
         remove_groups(net, families, rows, X)
     else:
         raise ValueError(f"unknown method {method!r}")
@@ -128,7 +140,9 @@ def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataM
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)

@@ -22,6 +22,21 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train and test a model from a config, write checkpoint and summary")
     train.add_argument("config", help="YAML run config (see configs/)")
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optimizer.lr=0.05")
+    sweep = sub.add_parser("sweep", help="run, resume or join a multi-objective Optuna sweep")
+    sweep.add_argument("sweep", help="sweep file (see sweeps/)")
+    sweep.add_argument("overrides", nargs="*", help="key=value overrides of the sweep file")
+    sweep.add_argument(
+        "--workers", type=int, default=1, help="local worker processes (one torch thread each)"
+    )
+    sweep.add_argument("--storage", default=None, help="storage URL (journal file path or postgresql://...)")
+    sweep.add_argument("--n-trials", type=int, default=None, help="trial budget (default: the sweep file's)")
+    sweep.add_argument(
+        "--worker-offset", type=int, default=0, help="first worker index (sampler seeds) on this machine"
+    )
+    report = sub.add_parser("report", help="Pareto table, hypervolume and plots of a sweep")
+    report.add_argument("sweep", help="sweep file")
+    report.add_argument("overrides", nargs="*")
+    report.add_argument("--storage", default=None, help="storage URL, when not the sweep's default")
     neurons = sub.add_parser("neurons", help="report zero / near-zero neurons per layer of a checkpoint")
     neurons.add_argument("checkpoint", help="a checkpoint written by 'train' (final.ckpt or last.ckpt)")
     neurons.add_argument(
@@ -46,6 +61,31 @@ def _neurons(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise ConfigError("--workers", f"must be >= 1, got {args.workers}")
+    if args.n_trials is not None and args.n_trials < 1:
+        raise ConfigError("--n-trials", f"must be >= 1, got {args.n_trials}")
+    from lightning_compress.sweep.runner import run_sweep
+
+    summary = run_sweep(
+        args.sweep,
+        args.overrides,
+        workers=args.workers,
+        storage=args.storage,
+        n_trials=args.n_trials,
+        worker_offset=args.worker_offset,
+    )
+    return 130 if summary.get("interrupted") else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lightning_compress.sweep.runner import summarize
+
+    summarize(args.sweep, args.overrides, storage=args.storage)
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     from lightning_compress.cli.train import train
@@ -63,8 +103,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args)
         if args.command == "neurons":
             return _neurons(args)
+        if args.command == "sweep":
+            return _sweep(args)
+        if args.command == "report":
+            return _report(args)
     except ConfigError as err:
         print(f"lightning-compress: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyError as err:  # optuna: a study that does not exist in the storage
+        print(f"lightning-compress: error: {err.args[0] if err.args else err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except FileNotFoundError as err:
         print(f"lightning-compress: error: {err}", file=sys.stderr)

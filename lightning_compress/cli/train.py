@@ -74,7 +74,10 @@ def train(
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume_from)
     fit_seconds = time.perf_counter() - start
-    fit_metrics = {k: v for k, v in trainer.callback_metrics.items()}
+    # validate the final model: compression at fit end may have changed it after the last validation
+    fit_metrics = (
+        dict(trainer.validate(module, datamodule=datamodule, verbose=False)[0]) if trainer.max_epochs else {}
+    )
     test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0] if trainer.max_epochs else {}
     trainer.save_checkpoint(out / "final.ckpt")
     size = module.size()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -43,7 +43,11 @@ def _merge(schema: Any, *sources: Any) -> Any:
 
 
 def load_config(
-    path: str | os.PathLike[str] | None, overrides: Sequence[str] = (), schema: type = RunConfig
+    path: str | os.PathLike[str] | None,
+    overrides: Sequence[str] = (),
+    schema: type = RunConfig,
+    *,
+    extra: Sequence[Mapping[str, Any]] = (),
 ) -> Any:
     """Read a YAML file onto a structured schema, apply overrides, and validate.
 
@@ -51,6 +55,7 @@ def load_config(
         path: A YAML file (``None`` starts from the schema's defaults).
         overrides: ``key=value`` strings in OmegaConf's dot-list syntax.
         schema: The dataclass the file must fit.
+        extra: Mappings merged after the file and before the overrides.
 
     Returns:
         An instance of ``schema`` (plain dataclasses, enums resolved).
@@ -82,6 +87,7 @@ def load_config(
         if not isinstance(raw, dict):
             raise ConfigError(os.fspath(path), f"must hold a mapping of keys, got {type(raw).__name__}")
         sources.append(raw)
+    sources.extend(dict(m) for m in extra)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(item, "an override must look like key=value")

@@ -1,0 +1,120 @@
+"""The Pareto front of a sweep: a terminal table, its hypervolume, a PNG and an interactive HTML plot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["format_table", "hypervolume_2d", "pareto_rows", "write_plots"]
+
+
+def hypervolume_2d(points: Sequence[tuple[float, float]], reference: tuple[float, float]) -> float:
+    """Area dominated by ``points`` (both coordinates minimized) up to ``reference``.
+
+    Example:
+        >>> hypervolume_2d([(0.2, 0.5), (0.5, 0.2)], (1.0, 1.0))
+        0.55
+    """
+    inside = sorted((x, y) for x, y in points if x < reference[0] and y < reference[1])
+    # sweep left to right: each point that improves the best y adds a rectangle up to the reference
+    area, prev_y = 0.0, reference[1]
+    for x, y in inside:
+        if y < prev_y:
+            area += (reference[0] - x) * (prev_y - y)
+            prev_y = y
+    return round(area, 12)
+
+
+def _row(trial: FrozenTrial) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    return {
+        "trial": trial.number,
+        "method": attrs.get("method"),
+        "params": attrs.get("params"),
+        "macs": attrs.get("macs"),
+        "val_acc": trial.values[1] if trial.values else None,
+        "test_acc": attrs.get("test_acc"),
+        "widths": attrs.get("widths"),
+        "checkpoint": attrs.get("checkpoint"),
+        "dense_params": attrs.get("dense_params"),
+        "dense_macs": attrs.get("dense_macs"),
+        "settings": {k: v for k, v in trial.params.items()},
+    }
+
+
+def pareto_rows(study: optuna.Study) -> tuple[list[dict[str, Any]], float]:
+    """The Pareto-optimal (feasible) trials, smallest first, and the front's hypervolume.
+
+    The hypervolume is taken on (size / dense size, 1 - val_acc), reference (1, 1): the share of the
+    unit square that the front dominates (1.0 would be a zero-size model with perfect accuracy).
+    """
+    front = sorted(study.best_trials, key=lambda t: t.values[0])
+    rows = [_row(t) for t in front]
+    size_key = f"dense_{(study.metric_names or ['params'])[0]}"
+    points = []
+    for t, r in zip(front, rows, strict=True):
+        dense = r.get(size_key) or t.values[0]
+        points.append((t.values[0] / dense, 1.0 - t.values[1]))
+    return rows, hypervolume_2d(points, (1.0, 1.0))
+
+
+def format_table(rows: Sequence[dict[str, Any]], hypervolume: float, size_name: str = "params") -> str:
+    head = f"{'trial':>5}  {'method':<20}{size_name:>10}{'kept':>8}{'val acc':>9}{'test acc':>10}  widths"
+    lines = [head, "-" * (len(head) + 12)]
+    for r in rows:
+        size = r.get(size_name) or 0
+        dense = r.get(f"dense_{size_name}") or size or 1
+        widths = ",".join(str(w) for w in (r.get("widths") or {}).values())
+        lines.append(
+            f"{r['trial']:>5}  {r['method'] or '-'!s:<20}{size:>10,}{size / dense:>8.1%}"
+            f"{r['val_acc']:>9.4f}{(r['test_acc'] or 0):>10.4f}  {widths}"
+        )
+    lines.append(f"hypervolume (size/dense vs 1 - val acc, reference (1, 1)): {hypervolume:.4f}")
+    return "\n".join(lines)
+
+
+def write_plots(study: optuna.Study, out_dir: Path, size_name: str = "params") -> tuple[Path, Path]:
+    """``pareto.png`` (all trials, the front highlighted) and ``pareto.html`` (Optuna's interactive plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    front = sorted(study.best_trials, key=lambda t: t.values[0])
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ax.scatter([t.values[0] for t in done], [t.values[1] for t in done], c="0.6", s=25, label="trials")
+    ax.step(
+        [t.values[0] for t in front],
+        [t.values[1] for t in front],
+        where="post",
+        c="tab:red",
+        lw=1.2,
+        alpha=0.7,
+    )
+    ax.scatter(
+        [t.values[0] for t in front], [t.values[1] for t in front], c="tab:red", s=40, label="Pareto front"
+    )
+    for t in front:
+        ax.annotate(
+            str(t.number), (t.values[0], t.values[1]), textcoords="offset points", xytext=(4, 4), fontsize=8
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{size_name} after physical removal (log scale)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"{study.study_name}: {len(done)} trials, {len(front)} on the front")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    png = out_dir / "pareto.png"
+    fig.savefig(png)
+    plt.close(fig)
+    html = out_dir / "pareto.html"
+    figure = optuna.visualization.plot_pareto_front(study, target_names=[size_name, "val_acc"])
+    figure.write_html(str(html), include_plotlyjs="cdn")
+    return png, html

@@ -1,0 +1,118 @@
+"""Coordinate a sweep: create the study once, start local workers, show progress, summarize."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from lightning_compress.sweep.load import load_sweep, make_sampler, sweep_paths
+from lightning_compress.sweep.report import format_table, pareto_rows, write_plots
+from lightning_compress.sweep.storage import create_or_load_study, default_storage_url, open_storage, redact
+from lightning_compress.sweep.tracking import log_summary
+from lightning_compress.sweep.worker import EXIT_INTERRUPTED, STORAGE_ENV, count_done
+
+__all__ = ["run_sweep", "summarize"]
+
+
+def _spawn(
+    sweep: str, overrides: list[str], url: str, n_trials: int, index: int, threads: int
+) -> subprocess.Popen:
+    env = {**os.environ, STORAGE_ENV: url, "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "lightning_compress.sweep.worker", sweep, *overrides]
+    cmd += ["--n-trials", str(n_trials), "--worker-index", str(index), "--threads", str(threads)]
+    return subprocess.Popen(cmd, env=env)
+
+
+def run_sweep(
+    sweep: str,
+    overrides: list[str],
+    *,
+    workers: int = 1,
+    storage: str | None = None,
+    n_trials: int | None = None,
+    worker_offset: int = 0,
+) -> dict[str, Any]:
+    """Run (or resume, or join) the sweep; returns the summary written to ``summary.json``.
+
+    The study is created here, once, before any worker starts. Re-running the same command resumes:
+    the budget counts trials already completed. Ctrl-C stops every worker after its current batch; the
+    interrupted trials are queued again for the next run.
+    """
+    cfg = load_sweep(sweep, overrides)
+    _, sweep_dir = sweep_paths(cfg, sweep)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    url = storage or cfg.storage or default_storage_url(sweep_dir)
+    budget = n_trials or cfg.n_trials
+    study = create_or_load_study(open_storage(url), cfg.name, make_sampler(cfg))
+    study.set_metric_names([cfg.objectives.size.value, "val_acc"])
+    print(
+        f"study {cfg.name!r} in {redact(url)}: {count_done(study)}/{budget} trials done, {workers} worker(s)"
+    )
+    threads = 1 if workers > 1 else max(1, (os.cpu_count() or 1))
+    procs = [_spawn(sweep, overrides, url, budget, worker_offset + i, threads) for i in range(workers)]
+    interrupted = False
+
+    def _interrupt(*_: Any) -> None:
+        nonlocal interrupted
+        interrupted = True  # workers got the same SIGINT from the terminal; forward it if they did not
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        with tqdm(total=budget, initial=min(count_done(study), budget), desc=cfg.name, unit="trial") as bar:
+            while any(p.poll() is None for p in procs):
+                time.sleep(1.0)
+                done = min(count_done(study), budget)
+                bar.update(done - bar.n)
+                failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+                bar.set_postfix(
+                    failed=failed, running=len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+                )
+            bar.update(min(count_done(study), budget) - bar.n)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    codes = [p.returncode for p in procs]
+    summary = summarize(sweep, overrides, storage=url)
+    if interrupted or EXIT_INTERRUPTED in codes:
+        print(f"interrupted: {count_done(study)}/{budget} trials done; run the same command again to resume")
+        summary["interrupted"] = True
+    summary["worker_exit_codes"] = codes
+    return summary
+
+
+def summarize(sweep: str, overrides: list[str], *, storage: str | None = None) -> dict[str, Any]:
+    """Print the Pareto table, write ``pareto.png``, ``pareto.html`` and ``summary.json``, log W&B summary."""
+    cfg = load_sweep(sweep, overrides)
+    _, sweep_dir = sweep_paths(cfg, sweep)
+    url = storage or cfg.storage or default_storage_url(sweep_dir)
+    study = optuna.load_study(study_name=cfg.name, storage=open_storage(url))
+    size_name = cfg.objectives.size.value
+    states = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
+    summary: dict[str, Any] = {"study": cfg.name, "storage": redact(url), "trials": states}
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        print("no completed trial yet")
+        return summary
+    rows, hv = pareto_rows(study)
+    png, html = write_plots(study, sweep_dir, size_name)
+    print(format_table(rows, hv, size_name))
+    print(f"plot: {png}\ninteractive: {html}")
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    for t in failed:
+        print(f"trial {t.number} failed: {t.user_attrs.get('fail_reason', 'unknown reason')}")
+    summary.update({"pareto": rows, "hypervolume": hv, "png": str(png), "html": str(html)})
+    wandb_dir = log_summary(cfg, sweep_dir, rows, hv)
+    if wandb_dir:
+        summary["wandb_summary_run"] = wandb_dir
+    (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary

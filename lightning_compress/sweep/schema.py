@@ -1,0 +1,119 @@
+"""Structured schema of a sweep file (``sweeps/*.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+__all__ = [
+    "EarlyStopConfig",
+    "MethodConfig",
+    "ObjectivesConfig",
+    "ParamSpec",
+    "ParamType",
+    "SamplerConfig",
+    "SamplerName",
+    "SizeObjective",
+    "SweepConfig",
+    "WandbConfig",
+]
+
+# OmegaConf resolves ``Optional[X]`` annotations at runtime: keep ``typing.Optional`` in the schemas.
+
+
+class ParamType(str, Enum):
+    float = "float"
+    int = "int"
+    categorical = "categorical"
+
+
+@dataclass
+class ParamSpec:
+    """One search dimension: a float or int range (optionally log-scaled or stepped), or categorical choices."""
+
+    type: ParamType = ParamType.float
+    low: Optional[float] = None  # noqa: UP045
+    high: Optional[float] = None  # noqa: UP045
+    log: bool = False
+    step: Optional[float] = None  # noqa: UP045
+    choices: Optional[list[Any]] = None  # noqa: UP045
+
+
+@dataclass
+class MethodConfig:
+    """A compression method that competes in the study: its ``compression`` section and its own space.
+
+    ``compression`` is a run config's ``compression`` section; ``search_space`` keys are dotted run-config
+    keys (e.g. ``compression.group_sparsity.strength``). A new method needs only a new entry here.
+    """
+
+    compression: dict[str, Any] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    search_space: dict[str, ParamSpec] = field(default_factory=dict)
+
+
+class SizeObjective(str, Enum):
+    params = "params"
+    macs = "macs"
+
+
+@dataclass
+class ObjectivesConfig:
+    """Minimize the size after physical removal; maximize validation accuracy (test accuracy is only reported)."""
+
+    size: SizeObjective = SizeObjective.params
+    accuracy_floor: Optional[float] = None  # noqa: UP045
+
+
+class SamplerName(str, Enum):
+    tpe = "tpe"
+    nsga2 = "nsga2"
+    random = "random"
+
+
+@dataclass
+class SamplerConfig:
+    name: SamplerName = SamplerName.tpe
+    seed: int = 0
+    n_startup_trials: int = 4
+    population_size: int = 8
+
+
+@dataclass
+class EarlyStopConfig:
+    """Stop a hopeless trial: validation accuracy below ``min_val_acc`` after epoch ``after_epoch`` (0-based)."""
+
+    after_epoch: int = 1
+    min_val_acc: Optional[float] = None  # noqa: UP045
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases logging: one run per trial grouped by study, and a summary run with the Pareto front."""
+
+    enabled: bool = True
+    project: str = "lightning-compress"
+    entity: Optional[str] = None  # noqa: UP045
+    tags: list[str] = field(default_factory=list)
+    mode: str = "offline"
+
+
+@dataclass
+class SweepConfig:
+    """``lightning-compress sweep SWEEP.yaml``: a multi-objective Optuna study over compression strength."""
+
+    name: str = "sweep"
+    base: str = "../configs/lenet300_fmnist.yaml"
+    overrides: list[str] = field(default_factory=list)
+    methods: dict[str, MethodConfig] = field(default_factory=dict)
+    search_space: dict[str, ParamSpec] = field(default_factory=dict)
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    n_trials: int = 8
+    storage: Optional[str] = None  # noqa: UP045
+    output_dir: str = "runs/sweeps"
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
+    heartbeat_seconds: float = 10.0
+    stale_after_seconds: float = 60.0
+    wandb: WandbConfig = field(default_factory=WandbConfig)

@@ -1,0 +1,116 @@
+"""One sweep trial: train with the suggested compression, compress physically, evaluate, record, save."""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import optuna
+from lightning.pytorch.callbacks import Callback
+
+from lightning_compress.cli.train import train
+from lightning_compress.config.load import load_config
+from lightning_compress.sweep.schema import EarlyStopConfig, SweepConfig
+from lightning_compress.sweep.space import suggest_overrides
+from lightning_compress.sweep.tracking import finish_trial_logger, trial_logger
+
+__all__ = ["Interrupted", "run_trial"]
+
+
+class Interrupted(Exception):
+    """The worker was asked to stop (Ctrl-C) while this trial trained."""
+
+
+class TrialGuard(Callback):
+    """Stops a trial that is hopeless (our early-stop rule), diverged (non-finite loss), or interrupted."""
+
+    def __init__(self, rule: EarlyStopConfig, stop: threading.Event, check_every: int = 50) -> None:
+        self.rule = rule
+        self.stop = stop
+        self.check_every = check_every
+        self.hopeless: str | None = None
+        self.interrupted = False
+
+    def _check_loss(self, trainer: pl.Trainer, key: str) -> None:
+        value = trainer.callback_metrics.get(key)
+        if value is not None and not math.isfinite(float(value)):
+            raise FloatingPointError(f"training loss is {float(value)} at epoch {trainer.current_epoch}")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if self.stop.is_set():
+            self.interrupted = True
+            trainer.should_stop = True
+        if trainer.global_step % self.check_every == 0:
+            self._check_loss(trainer, "train/loss_step")
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._check_loss(trainer, "train/loss_epoch")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.rule.min_val_acc is None:
+            return
+        acc = trainer.callback_metrics.get("val/acc")
+        if (
+            trainer.current_epoch >= self.rule.after_epoch
+            and acc is not None
+            and float(acc) < self.rule.min_val_acc
+        ):
+            self.hopeless = (
+                f"val/acc {float(acc):.4f} < {self.rule.min_val_acc} after epoch {trainer.current_epoch}"
+            )
+            trainer.should_stop = True
+
+
+def run_trial(
+    trial: optuna.Trial, cfg: SweepConfig, base: Path, sweep_dir: Path, stop: threading.Event
+) -> tuple[float, float]:
+    """Train one point of the space; returns ``(size, val_acc)`` and records everything as user attributes.
+
+    Raises:
+        optuna.TrialPruned: the early-stop rule stopped it.
+        Interrupted: the worker is stopping.
+        FloatingPointError: the loss diverged (the trial fails with that reason).
+    """
+    method, compression, overrides = suggest_overrides(trial, cfg)
+    extra = [{"compression": compression}] if compression else []
+    run_cfg = load_config(
+        base,
+        [*cfg.overrides, *overrides, f"name=trial-{trial.number:04d}", "trainer.enable_progress_bar=false"],
+        extra=extra,
+    )
+    trial.set_user_attr("method", method)
+    trial.set_user_attr("overrides", overrides)
+    run_dir = sweep_dir / "trials" / f"trial-{trial.number:04d}"
+    guard = TrialGuard(cfg.early_stop, stop)
+    logger = trial_logger(cfg, trial, sweep_dir)
+    try:
+        summary = train(run_cfg, run_dir=run_dir, callbacks=[guard], loggers=[logger] if logger else [])
+        if guard.interrupted:
+            raise Interrupted(f"trial {trial.number} interrupted")
+        size = float(summary[cfg.objectives.size.value])
+        acc = float(summary["val_acc"])
+        for key in (
+            "test_acc",
+            "params",
+            "macs",
+            "dense_params",
+            "dense_macs",
+            "fit_seconds",
+            "widths",
+            "epochs",
+        ):
+            trial.set_user_attr(key, summary[key])
+        trial.set_user_attr("checkpoint", summary["final_checkpoint"])
+        if cfg.objectives.accuracy_floor is not None:
+            trial.set_user_attr("constraint", [cfg.objectives.accuracy_floor - acc])
+        if guard.hopeless:
+            trial.set_user_attr("pruned_reason", guard.hopeless)
+            raise optuna.TrialPruned(guard.hopeless)
+        if logger is not None:
+            logger.experiment.summary.update({"objective/size": size, "objective/val_acc": acc})
+    finally:
+        finish_trial_logger(logger)
+    return size, acc

@@ -1,0 +1,159 @@
+"""A sweep worker: asks the shared study for trials and runs them until the budget is met.
+
+Run by ``lightning-compress sweep`` (``--workers N`` starts N of them); on another machine, the same
+command with the same ``--storage`` joins the study. The storage URL is read from the environment
+(``LIGHTNING_COMPRESS_STORAGE``) so a database password never shows in a process list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from lightning_compress.sweep.trial import Interrupted, run_trial
+
+__all__ = ["STORAGE_ENV", "count_done", "reclaim_stale_trials", "work"]
+
+STORAGE_ENV = "LIGHTNING_COMPRESS_STORAGE"
+EXIT_INTERRUPTED = 130
+_DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def count_done(study: optuna.Study) -> int:
+    """Trials that count towards the budget: completed and pruned ones."""
+    return len(study.get_trials(deepcopy=False, states=_DONE))
+
+
+def _heartbeat(trial: FrozenTrial) -> float:
+    beat = trial.user_attrs.get("heartbeat")
+    if isinstance(beat, (int, float)):
+        return float(beat)
+    return trial.datetime_start.timestamp() if trial.datetime_start else time.time()
+
+
+def reclaim_stale_trials(study: optuna.Study, storage: BaseStorage, stale_after: float) -> list[int]:
+    """Fail every running trial whose worker stopped beating, and queue its parameters again.
+
+    Returns the numbers of the trials reclaimed by this call (another worker may win the race for one).
+    """
+    now = time.time()
+    study_id = storage.get_study_id_from_name(study.study_name)
+    reclaimed = []
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if now - _heartbeat(frozen) <= stale_after:
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+        try:
+            storage.set_trial_user_attr(
+                trial_id, "fail_reason", f"no heartbeat for {now - _heartbeat(frozen):.0f} s"
+            )
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue  # another worker reclaimed it first, or it just finished
+        study.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number}, skip_if_exists=False)
+        reclaimed.append(frozen.number)
+    return reclaimed
+
+
+class _Beat(threading.Thread):
+    def __init__(self, trial: optuna.Trial, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.trial = trial
+        self.interval = interval
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            self.trial.set_user_attr("heartbeat", time.time())
+
+
+def _slot_free(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
+    """Whether ``trial`` fits the budget: trials numbered before it that are done or running come first."""
+    ahead = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(*_DONE, TrialState.RUNNING))
+        if t.number < trial.number
+    ]
+    return len(ahead) < n_trials
+
+
+def work(sweep_path: str, overrides: list[str], storage_url: str, n_trials: int, worker_index: int) -> int:
+    """Run trials until ``n_trials`` are done, the worker is interrupted, or failures pile up."""
+    from lightning_compress.sweep.load import load_sweep, make_sampler, sweep_paths
+    from lightning_compress.sweep.storage import open_storage
+
+    cfg = load_sweep(sweep_path, overrides)
+    base, sweep_dir = sweep_paths(cfg, sweep_path)
+    storage = open_storage(storage_url)
+    study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=make_sampler(cfg, worker_index))
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    failures = 0
+    while not stop.is_set():
+        reclaim_stale_trials(study, storage, cfg.stale_after_seconds)
+        if count_done(study) >= n_trials:
+            return 0
+        if failures > max(3, n_trials):
+            print(f"worker {worker_index}: {failures} trials failed, stopping", file=sys.stderr)
+            return 1
+        trial = study.ask()
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("heartbeat", time.time())
+        if not _slot_free(study, trial, n_trials):
+            trial.set_user_attr("fail_reason", "budget already met by other workers")
+            study.tell(trial, state=TrialState.FAIL)
+            return 0
+        beat = _Beat(trial, cfg.heartbeat_seconds)
+        beat.start()
+        try:
+            values = run_trial(trial, cfg, base, sweep_dir, stop)
+            study.tell(trial, values)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+        except Interrupted:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C); queued again")
+            study.tell(trial, state=TrialState.FAIL)
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+        except Exception as err:  # a failing trial must not end the sweep
+            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
+            study.tell(trial, state=TrialState.FAIL)
+            failures += 1
+        finally:
+            beat.done.set()
+    return EXIT_INTERRUPTED
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="one sweep worker (started by 'lightning-compress sweep')")
+    parser.add_argument("sweep")
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--n-trials", type=int, required=True)
+    parser.add_argument("--worker-index", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = os.environ.get(STORAGE_ENV)
+    if not url:
+        print(f"set {STORAGE_ENV} to the storage URL", file=sys.stderr)
+        return 2
+    return work(str(Path(args.sweep)), args.overrides, url, args.n_trials, args.worker_index)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
