@@ -76,7 +76,9 @@ def _sweep(args: argparse.Namespace) -> int:
         n_trials=args.n_trials,
         worker_offset=args.worker_offset,
     )
-    return 130 if summary.get("interrupted") else 0
+    if summary.get("interrupted"):
+        return 130
+    return 0 if summary.get("budget_met") else 1
 
 
 def _report(args: argparse.Namespace) -> int:

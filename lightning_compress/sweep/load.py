@@ -46,7 +46,6 @@ def load_sweep(path: str | os.PathLike[str], overrides: list[str] | tuple[str, .
         raise ConfigError("objectives.accuracy_floor", f"must be in [0, 1], got {floor}")
     if cfg.heartbeat_seconds <= 0 or cfg.stale_after_seconds <= cfg.heartbeat_seconds:
         raise ConfigError("stale_after_seconds", "must be larger than heartbeat_seconds, which must be > 0")
-    validate_space(cfg)
     base, _ = sweep_paths(cfg, path)
     if not base.is_file():
         raise ConfigError("base", f"run config not found: {str(base)!r}")
@@ -59,6 +58,7 @@ def load_sweep(path: str | os.PathLike[str], overrides: list[str] | tuple[str, .
         except ConfigError as err:
             key = err.key if err.key.startswith("compression") else f"overrides.{err.key}"
             raise ConfigError(f"methods.{name}.{key}", err.problem) from None
+    validate_space(cfg)
     _check_space_keys(cfg, base)
     return cfg
 

@@ -88,6 +88,9 @@ def run_sweep(
         print(f"interrupted: {count_done(study)}/{budget} trials done; run the same command again to resume")
         summary["interrupted"] = True
     summary["worker_exit_codes"] = codes
+    summary["budget_met"] = count_done(study) >= budget
+    if not summary["budget_met"] and not summary.get("interrupted"):
+        print(f"the sweep stopped with {count_done(study)}/{budget} trials done: see the failures above")
     return summary
 
 
@@ -100,6 +103,9 @@ def summarize(sweep: str, overrides: list[str], *, storage: str | None = None) -
     size_name = cfg.objectives.size.value
     states = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
     summary: dict[str, Any] = {"study": cfg.name, "storage": redact(url), "trials": states}
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    for t in failed:
+        print(f"trial {t.number} failed: {t.user_attrs.get('fail_reason', 'unknown reason')}")
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         print("no completed trial yet")
         return summary
@@ -107,9 +113,6 @@ def summarize(sweep: str, overrides: list[str], *, storage: str | None = None) -
     png, html = write_plots(study, sweep_dir, size_name)
     print(format_table(rows, hv, size_name))
     print(f"plot: {png}\ninteractive: {html}")
-    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    for t in failed:
-        print(f"trial {t.number} failed: {t.user_attrs.get('fail_reason', 'unknown reason')}")
     summary.update({"pareto": rows, "hypervolume": hv, "png": str(png), "html": str(html)})
     wandb_dir = log_summary(cfg, sweep_dir, rows, hv)
     if wandb_dir:

@@ -79,7 +79,7 @@ def log_summary(
         config={"study": cfg.name, "n_trials": cfg.n_trials, "size_objective": cfg.objectives.size.value},
     )
     columns: list[str | int] = ["trial", "method", "params", "macs", "val_acc", "test_acc", "checkpoint"]
-    table = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
+    table = wandb.Table(columns=columns, data=[[r.get(str(c)) for c in columns] for r in rows])
     run.log(
         {
             "pareto_front": table,

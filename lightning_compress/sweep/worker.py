@@ -78,6 +78,12 @@ class _Beat(threading.Thread):
             self.trial.set_user_attr("heartbeat", time.time())
 
 
+def _work_left(study: optuna.Study, n_trials: int) -> bool:
+    """Whether a new (or queued) trial is needed: done and running trials do not fill the budget yet."""
+    busy = len(study.get_trials(deepcopy=False, states=(*_DONE, TrialState.RUNNING)))
+    return busy < n_trials or bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
 def _slot_free(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
     """Whether ``trial`` fits the budget: trials numbered before it that are done or running come first."""
     ahead = [
@@ -108,13 +114,17 @@ def work(sweep_path: str, overrides: list[str], storage_url: str, n_trials: int,
         if failures > max(3, n_trials):
             print(f"worker {worker_index}: {failures} trials failed, stopping", file=sys.stderr)
             return 1
+        if not _work_left(study, n_trials):
+            # the rest of the budget is running elsewhere: wait, in case a worker dies and its trial comes back
+            stop.wait(cfg.heartbeat_seconds)
+            continue
         trial = study.ask()
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("heartbeat", time.time())
-        if not _slot_free(study, trial, n_trials):
+        if not _slot_free(study, trial, n_trials):  # lost a race for the last slot
             trial.set_user_attr("fail_reason", "budget already met by other workers")
             study.tell(trial, state=TrialState.FAIL)
-            return 0
+            continue
         beat = _Beat(trial, cfg.heartbeat_seconds)
         beat.start()
         try:

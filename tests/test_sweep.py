@@ -1,0 +1,242 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lightning_compress.cli.main import main
+from lightning_compress.sweep.load import load_sweep
+from lightning_compress.sweep.storage import open_storage, redact
+
+from .sweep_helpers import ROOT, write_sweep
+
+CLI = [sys.executable, "-m", "lightning_compress.cli.main"]
+
+
+def _study(sweep: Path) -> optuna.Study:
+    cfg = load_sweep(sweep)
+    return optuna.load_study(
+        study_name=cfg.name, storage=open_storage(str(Path(cfg.output_dir) / cfg.name / "journal.log"))
+    )
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)}
+
+
+def test_two_workers_exact_count_and_reports(tiny_idx_dir: Path, tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, tiny_idx_dir, n_trials=4)
+    proc = subprocess.run(
+        [*CLI, "sweep", str(sweep), "--workers", "2"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = _study(sweep)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 4
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers))
+    assert {t.user_attrs["worker"] for t in complete} and all(
+        Path(t.user_attrs["checkpoint"]).is_file() for t in complete
+    )
+    out = tmp_path / "out" / "tiny"
+    assert (out / "pareto.png").stat().st_size > 10_000 and (out / "pareto.html").is_file()
+    assert "hypervolume" in proc.stdout and "plot:" in proc.stdout
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 5  # one per trial and the summary
+    # the report command reads the same storage
+    report = subprocess.run(
+        [*CLI, "report", str(sweep)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert report.returncode == 0 and "hypervolume" in report.stdout
+
+
+def test_nan_trial_fails_with_reason_and_sweep_goes_on(tiny_idx_dir: Path, tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, tiny_idx_dir, n_trials=2, epochs=2)
+    cfg = load_sweep(sweep)
+    storage = open_storage(str(Path(cfg.output_dir) / cfg.name / "journal.log"))
+    study = optuna.create_study(study_name="tiny", storage=storage, directions=["minimize", "maximize"])
+    # a first trial whose loss diverges: a learning rate of 1e12 via the base overrides of a pinned trial
+    study.enqueue_trial({"group_lasso/compression.group_sparsity.strength": 0.01}, user_attrs={"note": "nan"})
+    env = {**_env()}
+    bad = write_sweep(tmp_path, tiny_idx_dir, n_trials=1, epochs=2)
+    text = bad.read_text().replace("model.kwargs.hidden=[32,16]", "optimizer.lr=1.0e12")
+    bad.write_text(text)
+    proc = subprocess.run(
+        [*CLI, "sweep", str(bad)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]  # every trial diverged: the budget is not met
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert failed and all("FloatingPointError" in t.user_attrs["fail_reason"] for t in failed)
+    assert "failed: FloatingPointError" in proc.stdout
+    # the same study, sane learning rate: it goes on and completes its budget
+    sweep.write_text(
+        text.replace("optimizer.lr=1.0e12", "optimizer.lr=0.05").replace("n_trials: 1", "n_trials: 2")
+    )
+    proc = subprocess.run(
+        [*CLI, "sweep", str(sweep)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+
+
+def _wait_running(sweep: Path, timeout: float = 120) -> optuna.trial.FrozenTrial:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            running = _study(sweep).get_trials(states=(TrialState.RUNNING,))
+        except KeyError:
+            running = []
+        if running and "worker" in running[0].user_attrs:
+            return running[0]
+        time.sleep(0.2)
+    raise AssertionError("no trial started")
+
+
+def test_sigkilled_worker_trial_is_failed_and_retried(tiny_idx_dir: Path, tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, tiny_idx_dir, n_trials=3, epochs=30)
+    proc = subprocess.Popen(
+        [*CLI, "sweep", str(sweep), "--workers", "2"],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    victim = _wait_running(sweep)
+    pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+    os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    study = _study(sweep)
+    killed = study.trials[victim.number]
+    assert killed.state == TrialState.FAIL and "no heartbeat" in killed.user_attrs["fail_reason"]
+    retried = [t for t in study.trials if t.user_attrs.get("retry_of") == victim.number]
+    assert retried and retried[0].state == TrialState.COMPLETE and retried[0].params == victim.params
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(tiny_idx_dir: Path, tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, tiny_idx_dir, n_trials=2, epochs=30)
+    cmd = [*CLI, "sweep", str(sweep)]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    victim = _wait_running(sweep)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    assert "run the same command again to resume" in out
+    assert "Traceback" not in err
+    study = _study(sweep)
+    assert study.trials[victim.number].state == TrialState.FAIL
+    assert study.get_trials(states=(TrialState.WAITING,))  # queued again
+    again = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    study = _study(sweep)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+    assert any(
+        t.user_attrs.get("retry_of") == victim.number for t in study.get_trials(states=(TrialState.COMPLETE,))
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        (["nosuchkey=1"], "nosuchkey"),
+        (["n_trials=0"], "n_trials"),
+        (["sampler.name=bayes"], "sampler.name"),
+        (["methods.group_lasso.search_space.compression\\.group_sparsity\\.strength.low=1"], None),
+    ],
+)
+def test_bad_sweep_input_one_line_exit_2(
+    extra: list[str], key: str | None, tiny_idx_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = write_sweep(tmp_path, tiny_idx_dir)
+    code = main(["sweep", str(sweep), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    if key:
+        assert err.startswith(f"lightning-compress: error: {key}"), err
+
+
+@pytest.mark.parametrize(
+    ("space", "key", "problem"),
+    [
+        ({"type": "float", "low": 1.0, "high": 0.1}, "search_space.optimizer.lr", "low must be <= high"),
+        ({"type": "float", "low": 0.0, "high": 0.1, "log": True}, "search_space.optimizer.lr", "low > 0"),
+        ({"type": "categorical", "choices": []}, "search_space.optimizer.lr", "choices"),
+    ],
+)
+def test_bad_space(
+    space: dict,
+    key: str,
+    problem: str,
+    tiny_idx_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sweep = write_sweep(tmp_path, tiny_idx_dir, search_space={"optimizer.lr": space})
+    assert main(["sweep", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lightning-compress: error: {key}: ") and problem in err
+
+
+def test_empty_search_space(tiny_idx_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep = write_sweep(tmp_path, tiny_idx_dir, methods={})
+    assert main(["sweep", str(sweep)]) == 2
+    assert capsys.readouterr().err.startswith(
+        "lightning-compress: error: search_space: the search space is empty"
+    )
+
+
+def test_unknown_method_section_and_unknown_key(
+    tiny_idx_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = write_sweep(
+        tmp_path, tiny_idx_dir, methods={"low_rank": {"compression": {"nuclear": {"strength": 1}}}}
+    )
+    assert main(["sweep", str(sweep)]) == 2
+    assert "methods.low_rank.compression.nuclear" in capsys.readouterr().err
+    sweep = write_sweep(
+        tmp_path, tiny_idx_dir, search_space={"optimizer.learning_rate": {"low": 0.1, "high": 1.0}}
+    )
+    assert main(["sweep", str(sweep)]) == 2
+    assert "search_space.optimizer.learning_rate" in capsys.readouterr().err
+
+
+def test_unreachable_storage_is_redacted(
+    tiny_idx_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = write_sweep(tmp_path, tiny_idx_dir)
+    url = "postgresql://alice:hunter2secret@127.0.0.1:9/optuna"
+    assert main(["sweep", str(sweep), "--storage", url]) == 2
+    captured = capsys.readouterr()
+    assert "hunter2secret" not in captured.err + captured.out
+    assert captured.err.startswith(
+        "lightning-compress: error: storage: cannot open postgresql://alice:***@127.0.0.1:9/optuna"
+    )
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_redact() -> None:
+    assert redact("postgresql+psycopg2://u:p%40ss@h/db") == "postgresql+psycopg2://u:***@h/db"
+    assert redact("postgresql://h/db") == "postgresql://h/db"
