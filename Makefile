@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data demo test lint typecheck pytest benchmarks clean
+.PHONY: setup data postgres demo test lint typecheck pytest benchmarks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ setup: $(STAMP) data
 data:
 	bash scripts/install_data.sh
 
+postgres:
+	bash scripts/install_postgres.sh
+
 demo: setup
 	$(BIN)/lightning-compress train configs/lenet300_fmnist.yaml trainer.max_epochs=3 name=demo
 
@@ -29,7 +32,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy lightning_compress
 
-pytest: setup
+pytest: setup postgres
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

@@ -117,7 +117,7 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tiny_idx_dir: Path, tmp_pa
     victim = _wait_running(sweep)
     pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
     os.kill(pid, signal.SIGKILL)
-    out, err = proc.communicate(timeout=600)
+    out, _err = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     study = _study(sweep)
     killed = study.trials[victim.number]
