@@ -23,7 +23,7 @@ postgres:
 	bash scripts/install_postgres.sh
 
 demo: setup
-	$(BIN)/lightning-compress train configs/lenet300_fmnist.yaml trainer.max_epochs=3 name=demo
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/lightning-compress sweep sweeps/lenet300_fmnist.yaml --workers 2
 
 lint: setup
 	$(BIN)/ruff check lightning_compress tests benchmarks

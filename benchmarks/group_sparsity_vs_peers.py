@@ -3,6 +3,7 @@
 Methods (each run trains ``--epochs`` epochs in total, SGD momentum 0.9, lr 0.05 cosine, wd 1e-4):
   dense        the baseline
   ours         GroupSparsity (prox every step) + StructuredPruning every epoch, over a strength sweep
+  ours_ft      the same with stop_epoch = 2/3 of the budget: the last third fine-tunes the pruned model
   tp_magnitude Torch-Pruning MagnitudePruner (L2 group importance): half the epochs dense, one-shot prune
                to a channel ratio, fine-tune the other half
   tp_groupnorm Torch-Pruning GroupNormPruner: half the epochs sparse training (pruner.regularize), prune,
@@ -80,12 +81,11 @@ def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataM
     if method == "dense":
         _fit(module, dm, epochs, [])
     elif method == "ours":
-        _fit(
-            module,
-            dm,
-            epochs,
-            [GroupSparsity(level, log_effective_size=False), StructuredPruning(every_n_epochs=1)],
-        )
+        callbacks = [GroupSparsity(level, log_effective_size=False), StructuredPruning(every_n_epochs=1)]
+        _fit(module, dm, epochs, callbacks)
+    elif method == "ours_ft":  # regularize for 2/3 of the budget, then fine-tune the pruned model
+        gs = GroupSparsity(level, stop_epoch=2 * epochs // 3, log_effective_size=False)
+        _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
     elif method in ("tp_magnitude", "tp_groupnorm"):
         net = module.model
         kwargs = dict(pruning_ratio=level, ignored_layers=[net[5]])

@@ -37,12 +37,15 @@ class EpochTimer(Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def epoch_times(model: str, epochs: int, regularize: bool, dm: FashionMNISTDataModule) -> list[float]:
+def epoch_times(
+    model: str, epochs: int, regularize: bool, dm: FashionMNISTDataModule, every_n_steps: int = 1
+) -> list[float]:
     pl.seed_everything(0, verbose=False)
     module = Classifier(model, lr=0.05, scheduler="none")
     timer = EpochTimer()
     # strength small enough that nothing is zeroed: the same shapes train in both runs
-    callbacks: list[Callback] = [GroupSparsity(1e-6, log_effective_size=False)] if regularize else []
+    gs = GroupSparsity(1e-6, every_n_steps=every_n_steps, log_effective_size=False)
+    callbacks: list[Callback] = [gs] if regularize else []
     trainer = pl.Trainer(
         max_epochs=epochs,
         callbacks=[*callbacks, timer],
@@ -61,25 +64,32 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--model", default="lenet300_100")
+    parser.add_argument("--every-n-steps", type=int, default=1)
     args = parser.parse_args()
     dm = FashionMNISTDataModule(batch_size=128)
     plain: list[float] = []
     prox: list[float] = []
-    for _ in range(args.rounds):
-        plain += epoch_times(args.model, args.epochs, False, dm)
-        prox += epoch_times(args.model, args.epochs, True, dm)
+    for r in range(args.rounds):  # alternate the order so drift hits both
+        first, second = (False, True) if r % 2 == 0 else (True, False)
+        for regularize in (first, second):
+            (prox if regularize else plain).extend(
+                epoch_times(args.model, args.epochs, regularize, dm, args.every_n_steps)
+            )
     row = {
         "model": args.model,
+        "every_n_steps": args.every_n_steps,
         "plain_epoch_s_median": round(statistics.median(plain), 3),
         "prox_epoch_s_median": round(statistics.median(prox), 3),
         "ratio": round(statistics.median(prox) / statistics.median(plain), 3),
         "epochs_timed_each": len(plain),
+        "plain_epoch_s": [round(t, 3) for t in plain],
+        "prox_epoch_s": [round(t, 3) for t in prox],
         "steps_per_epoch": 430,
         "torch_threads": torch.get_num_threads(),
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results[args.model] = row
+    results[f"{args.model}/every_{args.every_n_steps}_steps"] = row
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(row, indent=2))

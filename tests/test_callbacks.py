@@ -56,6 +56,8 @@ def _module(scheduler: str = "cosine") -> Classifier:
         ({"warmup_epochs": -1}, "warmup_epochs"),
         ({"layer_strengths": {"model.1": -2.0}}, "layer_strengths"),
         ({"include": "model.1"}, "include"),
+        ({"stop_epoch": 0}, "stop_epoch"),
+        ({"warmup_epochs": 2, "stop_epoch": 2}, "stop_epoch"),
     ],
 )
 def test_group_sparsity_bad_arguments(kwargs: dict, match: str) -> None:
@@ -103,6 +105,20 @@ def test_epoch_schedule_and_warmup(tmp_path: Path) -> None:
     gs2 = GroupSparsity(0.5, schedule="epoch", log_effective_size=False)
     _trainer(tmp_path, [gs2], max_epochs=1).fit(module2, _loader())
     assert sum(gs2.zero_groups(module2).values()) > 0
+
+
+def test_stop_epoch_ends_regularization(tmp_path: Path) -> None:
+    """After stop_epoch no prox runs: zeroed groups stay zero (nothing revives them) but the rest grows back."""
+    gs = GroupSparsity(0.5, stop_epoch=1, log_effective_size=False)
+    module = _module()
+    norms = []
+
+    class Record(pl.Callback):
+        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            norms.append(float(pl_module.model[1].weight.norm()))
+
+    _trainer(tmp_path, [gs, Record()], max_epochs=3).fit(module, _loader())
+    assert gs._factor() == 0.0 and norms[2] > norms[0]
 
 
 def test_subgradient_mode_shrinks_norms(tmp_path: Path) -> None:

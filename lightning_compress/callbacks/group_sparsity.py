@@ -21,7 +21,7 @@ from lightning_compress.functional.group_lasso import (
 )
 from lightning_compress.surgery.compact import effective_size
 from lightning_compress.surgery.groups import LayerSelector, NeuronGroups, find_groups
-from lightning_compress.surgery.history import enable_history_restore, get_history
+from lightning_compress.surgery.history import enable_history_restore, history_version
 
 __all__ = ["GroupSparsity"]
 
@@ -57,6 +57,9 @@ class GroupSparsity(Callback):
         every_n_steps: Prox every N optimizer steps (``schedule="step"``).
         warmup_epochs: Epochs without regularization.
         ramp_epochs: After warm-up, epochs over which the strength grows linearly to its full value.
+        stop_epoch: From this epoch on (0-based), no regularization: with :class:`StructuredPruning`
+            removing the zeroed groups, the remaining epochs fine-tune the smaller model without the
+            lasso's shrinkage of the surviving weights.
         log_effective_size: Log the size the model would have with its zero groups removed (one copy
             and trace per epoch).
 
@@ -78,6 +81,7 @@ class GroupSparsity(Callback):
         every_n_steps: int = 1,
         warmup_epochs: int = 0,
         ramp_epochs: int = 0,
+        stop_epoch: int | None = None,
         log_effective_size: bool = True,
     ) -> None:
         check_nonneg(strength, "strength")
@@ -94,6 +98,8 @@ class GroupSparsity(Callback):
             raise ValueError(
                 f"warmup_epochs and ramp_epochs must be >= 0, got {warmup_epochs=}, {ramp_epochs=}"
             )
+        if stop_epoch is not None and (not isinstance(stop_epoch, int) or stop_epoch <= warmup_epochs):
+            raise ValueError(f"stop_epoch must be an int > warmup_epochs, got {stop_epoch=}")
         self.strength = float(strength)
         self.l1_ratio = float(l1_ratio)
         self.layer_strengths = dict(layer_strengths or {})
@@ -104,6 +110,7 @@ class GroupSparsity(Callback):
         self.every_n_steps = every_n_steps
         self.warmup_epochs = warmup_epochs
         self.ramp_epochs = ramp_epochs
+        self.stop_epoch = stop_epoch
         self.log_effective_size = log_effective_size
         self._steps = 0
         self._epoch = 0
@@ -132,7 +139,7 @@ class GroupSparsity(Callback):
 
     def _refresh(self, pl_module: pl.LightningModule) -> None:
         """(Re)build the groups when the model's shape changed since the last call."""
-        length = len(get_history(pl_module))
+        length = history_version(pl_module)
         if length == self._history_len and self._families:
             return
         families = find_groups(
@@ -147,15 +154,19 @@ class GroupSparsity(Callback):
                     f"layer_strengths pattern {pattern!r} matches no regularized layer: {all_layers}"
                 )
         self._families = []
+        self._sqrt: dict[str, torch.Tensor] = {}
         for family in families:
             pieces = family.pieces(pl_module, self.groups)
             sizes = sliced_group_sizes(pieces, family.num_groups)
+            self._sqrt[family.name] = sizes.sqrt()
             self._families.append((family, pieces, sizes, self._layer_strength(family)))
         self._history_len = length
 
     def _factor(self) -> float:
         """Fraction of the full strength in force this epoch (warm-up, then a linear ramp)."""
         if self._epoch < self.warmup_epochs:
+            return 0.0
+        if self.stop_epoch is not None and self._epoch >= self.stop_epoch:
             return 0.0
         if self.ramp_epochs == 0:
             return 1.0
@@ -170,7 +181,14 @@ class GroupSparsity(Callback):
         self._refresh(pl_module)
         for family, pieces, sizes, lam in self._families:
             if lam > 0:
-                sliced_prox_(pieces, family.num_groups, step, lam * factor, self.l1_ratio, sizes)
+                sliced_prox_(
+                    pieces,
+                    family.num_groups,
+                    step,
+                    lam * factor,
+                    self.l1_ratio,
+                    sqrt_sizes=self._sqrt[family.name],
+                )
 
     def penalty(self, pl_module: pl.LightningModule) -> float:
         """The current value of the penalty (at full strength)."""

@@ -140,6 +140,7 @@ class GroupSparsityConfig:
     every_n_steps: int = 1
     warmup_epochs: int = 0
     ramp_epochs: int = 0
+    stop_epoch: Optional[int] = None  # noqa: UP045
     log_effective_size: bool = True
 
 

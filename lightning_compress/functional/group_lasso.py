@@ -131,7 +131,7 @@ def sliced_group_sq_norms(pieces: Sequence[GroupPiece], num_groups: int) -> torc
     """Squared L2 norm of each of ``num_groups`` groups spread over ``pieces``."""
     total: torch.Tensor | None = None
     for piece in pieces:
-        sq = piece.scatter(piece.positions().pow(2).sum(1), num_groups)
+        sq = piece.scatter(torch.linalg.vector_norm(piece.positions(), dim=1).square(), num_groups)
         total = sq if total is None else total + sq
     if total is None:
         raise ValueError("a group family needs at least one piece")
@@ -176,11 +176,13 @@ def sliced_prox_(
     lam: float | torch.Tensor,
     alpha: float = 0.0,
     sizes: torch.Tensor | None = None,
+    *,
+    sqrt_sizes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """In-place :func:`prox_sparse_group_lasso` on groups spread over ``pieces``; returns the new group norms.
 
     ``lam`` may be a scalar or one strength per group. Pieces must not overlap; apply families one after
-    another when they do.
+    another when they do. Pass ``sqrt_sizes`` (``sizes.sqrt()``) when calling it every step.
 
     Example:
         >>> w = torch.tensor([[3.0], [0.3]]); b = torch.tensor([4.0, 0.4])
@@ -189,22 +191,27 @@ def sliced_prox_(
         >>> w[1], b[1]
         (tensor([0.]), tensor(0.))
     """
-    lam_t = torch.as_tensor(lam, dtype=pieces[0].tensor.dtype, device=pieces[0].tensor.device)
-    _check(float(lam_t.max()) if lam_t.numel() else 0.0, alpha)
+    if isinstance(lam, torch.Tensor):
+        _check(float(lam.max()) if lam.numel() else 0.0, alpha)
+        lam_t: float | torch.Tensor = lam.to(pieces[0].tensor)
+    else:
+        _check(lam, alpha)
+        lam_t = float(lam)
     if alpha > 0:
         for piece in pieces:
-            tau = step * alpha * (piece.per_position(lam_t) if lam_t.ndim else lam_t)
+            tau = step * alpha * (piece.per_position(lam_t) if isinstance(lam_t, torch.Tensor) else lam_t)
             piece.apply_(soft_threshold(piece.selected(), tau))
-    sizes = sliced_group_sizes(pieces, num_groups) if sizes is None else sizes
-    norms = sliced_group_sq_norms(pieces, num_groups).sqrt()
-    tau_group = step * (1 - alpha) * lam_t * sizes.sqrt()
-    scale = torch.clamp(1 - tau_group / norms.clamp_min(torch.finfo(norms.dtype).tiny), min=0)
+    if sqrt_sizes is None:
+        sqrt_sizes = (sliced_group_sizes(pieces, num_groups) if sizes is None else sizes).sqrt()
+    norms = sliced_group_sq_norms(pieces, num_groups).sqrt_()
+    tau_group = sqrt_sizes * (lam_t * (step * (1 - alpha)))
+    scale = torch.clamp_(1 - tau_group / norms.clamp_min(torch.finfo(norms.dtype).tiny), min=0)
     for piece in pieces:
         if piece.index is None:
             piece.tensor.mul_(piece.per_position(scale))
         else:
             piece.apply_(piece.selected() * piece.per_position(scale))
-    return norms * scale
+    return norms.mul_(scale)
 
 
 @torch.no_grad()

@@ -26,10 +26,12 @@ __all__ = [
     "apply_history",
     "enable_history_restore",
     "get_history",
+    "history_version",
     "register_replay",
 ]
 
 HISTORY_ATTRIBUTE = "compression_history"
+_VERSION = "_compression_history_version"
 _REPLAY: dict[str, Callable[[nn.Module, dict[str, Any], Any], None]] = {}
 
 
@@ -61,6 +63,12 @@ def get_history(model: nn.Module) -> list[dict[str, Any]]:
 def append_history(model: nn.Module, records: Sequence[dict[str, Any]]) -> None:
     """Record surgeries that were applied to ``model``."""
     model.register_buffer(HISTORY_ATTRIBUTE, _encode([*get_history(model), *records]))
+    model.__dict__[_VERSION] = history_version(model) + 1
+
+
+def history_version(model: nn.Module) -> int:
+    """A counter that changes whenever ``model``'s shape changes (cheap: no decoding), for caches."""
+    return int(model.__dict__.get(_VERSION, 0))
 
 
 def apply_history(model: nn.Module, history: Sequence[dict[str, Any]], example_inputs: Any) -> int:
