@@ -204,3 +204,17 @@ def test_pruned_checkpoint_loads(tmp_path: Path) -> None:
     assert torch.allclose(loaded.eval()(x), pruned.eval()(x), atol=1e-6)
     exported = torch.export.export(copy.deepcopy(loaded.model).eval(), (x,))
     assert torch.allclose(exported.module()(x), loaded(x), atol=1e-6)
+
+
+def test_input_features_zeroed_and_removed_during_fit(tmp_path: Path) -> None:
+    """Pixels that are always zero get no gradient: the input-group prox zeroes them and pruning removes them."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 28, 28, generator=gen)
+    x[:, :, :4, :] = 0  # four dead rows of pixels: 112 features
+    loader = DataLoader(TensorDataset(x, torch.randint(0, 10, (64,), generator=gen)), batch_size=16)
+    module = _module()
+    gs = GroupSparsity(0.0, input_layers=["model.1"], input_strength=0.03, log_effective_size=False)
+    _trainer(tmp_path, [gs, StructuredPruning(input_layers=["model.1"])], max_epochs=4).fit(module, loader)
+    layer = module.model[1]
+    assert 0 < layer.in_features <= 784 - 112
+    assert not set(range(112)) & set(layer.input_index.tolist())

@@ -130,3 +130,48 @@ def test_history_must_be_a_prefix() -> None:
         apply_history(model, [{"kind": "prune", "module": "1", "idxs": [2]}], X[:1])
     with pytest.raises(ValueError, match="unknown compression record kind 'nope'"):
         apply_history(model, [*get_history(model), {"kind": "nope"}], X[:1])
+
+
+def test_input_feature_removal_is_lossless_and_replays() -> None:
+    from lightning_compress.functional import count_params_and_macs
+    from lightning_compress.surgery import InputSelectLinear, compress_zero_groups
+
+    torch.manual_seed(0)
+    model = LeNet300100(hidden=(12, 6)).eval()
+    opt = torch.optim.Adam(model.parameters())
+    model(X).sum().backward()
+    opt.step()
+    with torch.no_grad():
+        model[1].weight[:, 100:300] = 0  # 200 dead pixels
+        model[1].weight[4] = 0
+        model[1].bias[4] = 0  # and one dead neuron
+    before = model(X)
+    records = compress_zero_groups(model, X[:1], input_layers=["1"], optimizers=[opt])
+    assert [r["kind"] for r in records] == ["prune", "select_inputs"]
+    assert (
+        isinstance(model[1], InputSelectLinear)
+        and model[1].in_features == 584
+        and model[1].out_features == 11
+    )
+    assert torch.allclose(model(X), before, atol=1e-6)
+    assert opt.state[model[1].weight]["exp_avg"].shape == (11, 584)
+    params, macs = count_params_and_macs(model, X[:1])
+    assert params == sum(p.numel() for p in model.parameters())
+    assert macs == 584 * 11 + 11 + 11 + (11 * 6 + 6) + 6 + (
+        6 * 10 + 10
+    )  # linear + bias, ReLUs, as for nn.Linear
+    fresh = LeNet300100(hidden=(12, 6)).eval()
+    enable_history_restore(fresh, X[:1])
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh(X), model(X))
+    exported = torch.export.export(model, (X,))
+    assert torch.allclose(exported.module()(X), model(X))
+
+
+def test_input_groups_need_a_linear() -> None:
+    from lightning_compress.surgery import input_groups
+
+    with pytest.raises(ValueError, match="Linear layers only"):
+        input_groups(LeNet5(), "features.0")
+    with pytest.raises(ValueError, match="not a layer"):
+        input_groups(LeNet5(), "nope")

@@ -22,6 +22,7 @@ from lightning_compress.functional.group_lasso import (
 from lightning_compress.surgery.compact import effective_size
 from lightning_compress.surgery.groups import LayerSelector, NeuronGroups, find_groups
 from lightning_compress.surgery.history import enable_history_restore, history_version
+from lightning_compress.surgery.inputs import INPUTS_SUFFIX, input_groups
 
 __all__ = ["GroupSparsity"]
 
@@ -57,6 +58,9 @@ class GroupSparsity(Callback):
         every_n_steps: Prox every N optimizer steps (``schedule="step"``).
         warmup_epochs: Epochs without regularization.
         ramp_epochs: After warm-up, epochs over which the strength grows linearly to its full value.
+        input_layers: Linear layers whose input features (e.g. pixels) are groups too: one group per
+            weight column, removed by ``StructuredPruning(input_layers=...)``. Peers cannot do this.
+        input_strength: Strength of the input-feature groups (default: ``strength``).
         stop_epoch: From this epoch on (0-based), no regularization: with :class:`StructuredPruning`
             removing the zeroed groups, the remaining epochs fine-tune the smaller model without the
             lasso's shrinkage of the surviving weights.
@@ -82,6 +86,8 @@ class GroupSparsity(Callback):
         warmup_epochs: int = 0,
         ramp_epochs: int = 0,
         stop_epoch: int | None = None,
+        input_layers: Sequence[str] = (),
+        input_strength: float | None = None,
         log_effective_size: bool = True,
     ) -> None:
         check_nonneg(strength, "strength")
@@ -90,6 +96,10 @@ class GroupSparsity(Callback):
         for pattern, value in (layer_strengths or {}).items():
             check_nonneg(value, f"layer_strengths[{pattern!r}]")
         check_groups_args(groups, include, exclude)
+        if isinstance(input_layers, str):
+            raise TypeError(f"input_layers must be a list of layer names, got {input_layers!r}")
+        if input_strength is not None:
+            check_nonneg(input_strength, "input_strength")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule=!r}")
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
@@ -111,6 +121,8 @@ class GroupSparsity(Callback):
         self.warmup_epochs = warmup_epochs
         self.ramp_epochs = ramp_epochs
         self.stop_epoch = stop_epoch
+        self.input_layers = list(input_layers)
+        self.input_strength = self.strength if input_strength is None else float(input_strength)
         self.log_effective_size = log_effective_size
         self._steps = 0
         self._epoch = 0
@@ -155,11 +167,14 @@ class GroupSparsity(Callback):
                 )
         self._families = []
         self._sqrt: dict[str, torch.Tensor] = {}
-        for family in families:
-            pieces = family.pieces(pl_module, self.groups)
+        inputs = [input_groups(pl_module, name) for name in self.input_layers]
+        for family in [*families, *inputs]:
+            is_input = family.name.endswith(INPUTS_SUFFIX)
+            pieces = family.pieces(pl_module, "incoming" if is_input else self.groups)
             sizes = sliced_group_sizes(pieces, family.num_groups)
             self._sqrt[family.name] = sizes.sqrt()
-            self._families.append((family, pieces, sizes, self._layer_strength(family)))
+            lam = self.input_strength if is_input else self._layer_strength(family)
+            self._families.append((family, pieces, sizes, lam))
         self._history_len = length
 
     def _factor(self) -> float:
@@ -179,7 +194,7 @@ class GroupSparsity(Callback):
         if factor == 0.0 or step == 0.0:
             return
         self._refresh(pl_module)
-        for family, pieces, sizes, lam in self._families:
+        for family, pieces, _, lam in self._families:
             if lam > 0:
                 sliced_prox_(
                     pieces,

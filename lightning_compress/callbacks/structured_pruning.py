@@ -13,10 +13,10 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_compress._compat import rewrap_ddp
 from lightning_compress.callbacks._common import check_groups_args, check_nonneg, example_inputs
-from lightning_compress.surgery.compact import removable_groups
+from lightning_compress.surgery.compact import apply_removals, removable_groups
 from lightning_compress.surgery.groups import LayerSelector, find_groups
 from lightning_compress.surgery.history import enable_history_restore, get_history
-from lightning_compress.surgery.prune import remove_groups
+from lightning_compress.surgery.inputs import input_groups
 
 __all__ = ["StructuredPruning"]
 
@@ -48,6 +48,8 @@ class StructuredPruning(Callback):
         include: Only layers matching these name patterns or types.
         exclude: Never these layers (the output layer never is).
         fold_constants: Fold constant outputs of removed neurons into the next bias.
+        input_layers: Linear layers whose (near-)zero input features are removed too (see
+            :class:`GroupSparsity`'s ``input_layers``).
 
     Example:
         >>> StructuredPruning(every_n_epochs=2, relative_threshold=1e-3)
@@ -67,6 +69,7 @@ class StructuredPruning(Callback):
         include: Sequence[LayerSelector] | None = None,
         exclude: Sequence[LayerSelector] = (),
         fold_constants: bool = True,
+        input_layers: Sequence[str] = (),
     ) -> None:
         if any(not isinstance(e, int) or e < 0 for e in epochs):
             raise ValueError(f"epochs must be ints >= 0, got {epochs=}")
@@ -79,6 +82,9 @@ class StructuredPruning(Callback):
         if not isinstance(min_width, int) or min_width < 1:
             raise ValueError(f"min_width must be an int >= 1, got {min_width=}")
         check_groups_args(groups, include, exclude)
+        if isinstance(input_layers, str):
+            raise TypeError(f"input_layers must be a list of layer names, got {input_layers!r}")
+        self.input_layers = list(input_layers)
         self.epochs = sorted(set(epochs))
         self.every_n_epochs = every_n_epochs
         self.at_fit_end = at_fit_end
@@ -123,6 +129,7 @@ class StructuredPruning(Callback):
         """Remove the groups under the threshold now; returns the history records added."""
         x = example_inputs(pl_module)
         families = find_groups(pl_module, x, include=self.include, exclude=self.exclude)
+        families += [input_groups(pl_module, name) for name in self.input_layers]
         remove = removable_groups(
             pl_module,
             families,
@@ -135,16 +142,18 @@ class StructuredPruning(Callback):
         plain = trainer.strategy.broadcast({k: v.tolist() for k, v in remove.items()}, src=0)
         remove = {k: torch.tensor(v, dtype=torch.long) for k, v in plain.items()}
         before = sum(p.numel() for p in pl_module.parameters())
-        records = remove_groups(
+        records = apply_removals(
             pl_module, families, remove, x, optimizers=trainer.optimizers, fold_constants=self.fold_constants
         )
         if records:
             rewrap_ddp(trainer, pl_module)
             after = sum(p.numel() for p in pl_module.parameters())
-            removed = sum(len(r["idxs"]) for r in records)
+            removed = sum(len(r["idxs"]) for r in records if r["kind"] == "prune")
+            inputs = sum(len(r["idxs"]) for r in records if r["kind"] == "select_inputs")
             self.removed_total += removed
             rank_zero_info(
-                f"StructuredPruning: removed {removed} neurons/channels at epoch {trainer.current_epoch} "
+                f"StructuredPruning: removed {removed} neurons/channels and {inputs} input features at epoch "
+                f"{trainer.current_epoch} "
                 f"({before:,} -> {after:,} parameters, {len(get_history(pl_module))} records in history)"
             )
         return records

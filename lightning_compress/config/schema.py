@@ -141,6 +141,8 @@ class GroupSparsityConfig:
     warmup_epochs: int = 0
     ramp_epochs: int = 0
     stop_epoch: Optional[int] = None  # noqa: UP045
+    input_layers: list[str] = field(default_factory=list)
+    input_strength: Optional[float] = None  # noqa: UP045
     log_effective_size: bool = True
 
 
@@ -158,6 +160,7 @@ class PruningConfig:
     include: Optional[list[str]] = None  # noqa: UP045
     exclude: list[str] = field(default_factory=list)
     fold_constants: bool = True
+    input_layers: list[str] = field(default_factory=list)
 
 
 @dataclass

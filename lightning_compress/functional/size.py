@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
-__all__ = ["count_params_and_macs"]
+__all__ = ["count_params_and_macs", "register_mac_counter"]
+
+MacHook = Callable[[nn.Module, tuple[Any, ...], Any], None]
+_COUNTERS: dict[type[nn.Module], MacHook] = {}
+
+
+def register_mac_counter(module_type: type[nn.Module], hook: MacHook) -> None:
+    """Count MACs of ``module_type`` with ``hook(module, inputs, output)``, which adds to ``module.__flops__``
+    (Torch-Pruning's counter protocol; it matches module types exactly, so subclasses need this)."""
+    _COUNTERS[module_type] = hook
 
 
 def count_params_and_macs(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
@@ -28,6 +38,8 @@ def count_params_and_macs(model: nn.Module, example_inputs: Any) -> tuple[int, i
         >>> count_params_and_macs(nn.Linear(784, 300), torch.zeros(1, 784))
         (235500, 235500)
     """
+    # Torch-Pruning reads its per-call custom mapping from this module attribute and resets it afterwards
+    tp.utils.op_counter.CUSTOM_MODULES_MAPPING = dict(_COUNTERS)
     with torch.no_grad():
         macs, params = tp.utils.count_ops_and_params(model, example_inputs)
     return int(params), int(macs)

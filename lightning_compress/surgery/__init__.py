@@ -14,15 +14,19 @@ from lightning_compress.surgery.history import (
     get_history,
     register_replay,
 )
+from lightning_compress.surgery.inputs import INPUTS_SUFFIX, InputSelectLinear, input_groups, remove_inputs
 from lightning_compress.surgery.optimizer import rebind_optimizer
 from lightning_compress.surgery.prune import remove_groups
 from lightning_compress.surgery.report import format_neuron_report, layer_widths, neuron_report
 
 __all__ = [
     "GROUP_MODES",
+    "INPUTS_SUFFIX",
+    "InputSelectLinear",
     "NeuronGroups",
     "append_history",
     "apply_history",
+    "apply_removals",
     "build_dependency_graph",
     "compress_zero_groups",
     "effective_size",
@@ -31,10 +35,12 @@ __all__ = [
     "format_neuron_report",
     "get_history",
     "group_norms",
+    "input_groups",
     "layer_widths",
     "neuron_report",
     "rebind_optimizer",
     "register_replay",
     "removable_groups",
     "remove_groups",
+    "remove_inputs",
 ]

@@ -14,9 +14,10 @@ from lightning_compress.functional.group_lasso import sliced_group_sq_norms
 from lightning_compress.functional.selection import select_removable
 from lightning_compress.functional.size import count_params_and_macs
 from lightning_compress.surgery.groups import GROUP_MODES, LayerSelector, NeuronGroups, find_groups
+from lightning_compress.surgery.inputs import INPUTS_SUFFIX, input_groups, remove_inputs
 from lightning_compress.surgery.prune import remove_groups
 
-__all__ = ["compress_zero_groups", "effective_size", "group_norms", "removable_groups"]
+__all__ = ["apply_removals", "compress_zero_groups", "effective_size", "group_norms", "removable_groups"]
 
 
 def group_norms(
@@ -68,10 +69,13 @@ def compress_zero_groups(
     include: Sequence[LayerSelector] | None = None,
     exclude: Sequence[LayerSelector] = (),
     mode: str = "incoming",
+    input_layers: Sequence[str] = (),
     optimizers: Sequence[torch.optim.Optimizer] = (),
     fold_constants: bool = True,
 ) -> list[dict[str, Any]]:
     """Physically remove every group whose norm is under the threshold; returns the history records.
+
+    ``input_layers`` names Linear layers whose zero input features (columns) are removed too.
 
     Example:
         >>> from lightning_compress.models import LeNet300100
@@ -84,6 +88,7 @@ def compress_zero_groups(
         Linear(in_features=784, out_features=4, bias=True)
     """
     families = find_groups(model, example_inputs, include=include, exclude=exclude)
+    families += [input_groups(model, name) for name in input_layers]
     remove = removable_groups(
         model,
         families,
@@ -92,9 +97,34 @@ def compress_zero_groups(
         min_width=min_width,
         mode=mode,
     )
-    return remove_groups(
+    return apply_removals(
         model, families, remove, example_inputs, optimizers=optimizers, fold_constants=fold_constants
     )
+
+
+def apply_removals(
+    model: nn.Module,
+    families: Sequence[NeuronGroups],
+    remove: dict[str, torch.Tensor],
+    example_inputs: Any,
+    *,
+    optimizers: Sequence[torch.optim.Optimizer] = (),
+    fold_constants: bool = True,
+) -> list[dict[str, Any]]:
+    """Remove neuron groups (with Torch-Pruning) and input features (``"<layer>:inputs"`` families)."""
+    neurons = {k: v for k, v in remove.items() if not k.endswith(INPUTS_SUFFIX)}
+    records = remove_groups(
+        model,
+        [f for f in families if not f.name.endswith(INPUTS_SUFFIX)],
+        neurons,
+        example_inputs,
+        optimizers=optimizers,
+        fold_constants=fold_constants,
+    )
+    for key, idxs in remove.items():
+        if key.endswith(INPUTS_SUFFIX):
+            records += remove_inputs(model, key[: -len(INPUTS_SUFFIX)], idxs, optimizers=optimizers)
+    return records
 
 
 def effective_size(
@@ -106,6 +136,7 @@ def effective_size(
     min_width: int = 1,
     include: Sequence[LayerSelector] | None = None,
     exclude: Sequence[LayerSelector] = (),
+    input_layers: Sequence[str] = (),
 ) -> dict[str, int]:
     """Parameters and MACs the model would have after :func:`compress_zero_groups` (on a copy)."""
     clone = copy.deepcopy(model)
@@ -119,6 +150,7 @@ def effective_size(
             min_width=min_width,
             include=include,
             exclude=exclude,
+            input_layers=input_layers,
             fold_constants=False,
         )
     params, macs = count_params_and_macs(clone, example_inputs)
