@@ -4,6 +4,7 @@ Methods (each run trains ``--epochs`` epochs in total, SGD momentum 0.9, lr 0.05
   dense        the baseline
   ours         GroupSparsity (prox every step) + StructuredPruning every epoch, over a strength sweep
   ours_ft      the same with stop_epoch = 2/3 of the budget: the last third fine-tunes the pruned model
+  ours_px      the same with the first layer's input features (pixels) as groups too, removed physically
   tp_magnitude Torch-Pruning MagnitudePruner (L2 group importance): half the epochs dense, one-shot prune
                to a channel ratio, fine-tune the other half
   tp_groupnorm Torch-Pruning GroupNormPruner: half the epochs sparse training (pruner.regularize), prune,
@@ -31,7 +32,7 @@ from lightning.pytorch.callbacks import Callback, ModelPruning
 from lightning_compress.callbacks import GroupSparsity, StructuredPruning
 from lightning_compress.data import FashionMNISTDataModule
 from lightning_compress.models import Classifier
-from lightning_compress.surgery import find_groups, remove_groups
+from lightning_compress.surgery import find_groups, layer_widths, remove_groups
 
 OUT = Path(__file__).resolve().parent / "results" / "group_sparsity_vs_peers.jsonl"
 X = torch.zeros(1, 1, 28, 28)
@@ -42,9 +43,16 @@ DEFAULT_JOBS = [
 ]
 
 
-def _module(seed: int) -> Classifier:
+def _module(seed: int, model: str) -> Classifier:
     pl.seed_everything(seed, verbose=False)
-    return Classifier("lenet300_100", lr=0.05, momentum=0.9, weight_decay=1e-4, scheduler="cosine")
+    wd = 1e-4 if model == "lenet300_100" else 5e-4
+    return Classifier(model, lr=0.05, momentum=0.9, weight_decay=wd, scheduler="cosine")
+
+
+def _prunable(net: torch.nn.Module) -> list[torch.nn.Module]:
+    """Linear and Conv layers except the output layer (the last one)."""
+    layers = [m for m in net.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    return layers[:-1]
 
 
 def _fit(module: Classifier, dm: FashionMNISTDataModule, epochs: int, callbacks: list[Callback]) -> None:
@@ -64,6 +72,10 @@ def _test(module: Classifier, dm: FashionMNISTDataModule) -> float:
     return float(trainer.test(module, dm, verbose=False)[0]["test/acc"])
 
 
+def _first_name(net: torch.nn.Module) -> str:
+    return next(n for n, m in net.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))
+
+
 class _Regularize(Callback):
     """Torch-Pruning's sparse training: pruner.regularize after every backward."""
 
@@ -74,8 +86,9 @@ class _Regularize(Callback):
         self.pruner.regularize(pl_module.model)
 
 
-def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataModule) -> dict:
-    module = _module(seed)
+def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataModule, model: str) -> dict:
+    module = _module(seed, model)
+    dense = module.size()
     half = epochs // 2
     start = time.perf_counter()
     if method == "dense":
@@ -86,9 +99,16 @@ def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataM
     elif method == "ours_ft":  # regularize for 2/3 of the budget, then fine-tune the pruned model
         gs = GroupSparsity(level, stop_epoch=2 * epochs // 3, log_effective_size=False)
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
+    elif method == "ours_px":  # also input-feature (pixel) groups on the first layer
+        first = f"model.{_first_name(module.model)}"
+        gs = GroupSparsity(level, input_layers=[first], log_effective_size=False)
+        _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1, input_layers=[first])])
     elif method in ("tp_magnitude", "tp_groupnorm"):
         net = module.model
-        kwargs = dict(pruning_ratio=level, ignored_layers=[net[5]])
+        kwargs = dict(
+            pruning_ratio=level,
+            ignored_layers=[m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1:],
+        )
         if method == "tp_magnitude":
             pruner = tp.pruner.MagnitudePruner(
                 net, X, importance=tp.importance.GroupMagnitudeImportance(p=2), **kwargs
@@ -105,7 +125,7 @@ def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataM
         net = module.model
         pruning = ModelPruning(
             "ln_structured",
-            parameters_to_prune=[(net[1], "weight"), (net[3], "weight")],
+            parameters_to_prune=[(layer, "weight") for layer in _prunable(net)],
             amount=lambda epoch: level if epoch == half - 1 else 0.0,
             use_global_unstructured=False,
             use_lottery_ticket_hypothesis=False,
@@ -115,8 +135,10 @@ def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataM
         )
         _fit(module, dm, epochs, [pruning])
         families = find_groups(net, X)
-        rows = {
-            f.name: torch.nonzero(net.get_submodule(f.name).weight.detach().abs().sum(1) == 0).flatten()
+        rows = {  # zero weight rows (conv filters) of each layer
+            f.name: torch.nonzero(
+                net.get_submodule(f.name).weight.detach().flatten(1).abs().sum(1) == 0
+            ).flatten()
             for f in families
         }
         remove_groups(net, families, rows, X)
@@ -132,8 +154,11 @@ def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataM
         "test_acc": round(_test(module, dm), 4),
         "params": size["params"],
         "macs": size["macs"],
-        "removed_params": round(1 - size["params"] / 266610, 4),
-        "widths": [module.model[1].out_features, module.model[3].out_features],
+        "model": model,
+        "removed_params": round(1 - size["params"] / dense["params"], 4),
+        "removed_macs": round(1 - size["macs"] / dense["macs"], 4),
+        "widths": list(layer_widths(module.model).values())[:-1],
+        "inputs": getattr(module.model.get_submodule(_first_name(module.model)), "in_features", None),
         "fit_seconds": round(seconds, 1),
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -147,13 +172,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", nargs="*", default=DEFAULT_JOBS, help="method:level pairs")
+    parser.add_argument("--normalize", default="global", choices=["global", "per_pixel"])
+    parser.add_argument("--model", default="lenet300_100", choices=["lenet300_100", "lenet5"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    dm = FashionMNISTDataModule(batch_size=128)
+    dm = FashionMNISTDataModule(batch_size=128, normalize=args.normalize)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     for job in args.jobs:
         method, level = job.split(":")
-        row = run(method, float(level), args.epochs, args.seed, dm)
+        row = {
+            **run(method, float(level), args.epochs, args.seed, dm, args.model),
+            "normalize": args.normalize,
+        }
         print(json.dumps(row), flush=True)
         with OUT.open("a") as fh:
             fh.write(json.dumps(row) + "\n")

@@ -32,6 +32,7 @@ def build_datamodule(cfg: DataConfig) -> IDXImageDataModule:
         split_seed=cfg.split_seed,
         num_workers=cfg.num_workers,
         download=cfg.download,
+        normalize=cfg.normalize,
     )
 
 

@@ -146,6 +146,11 @@ def validate_config(cfg: Any) -> None:
         _check(d.batch_size > 0, "data.batch_size", f"must be > 0, got {d.batch_size}")
         _check(d.val_size >= 0, "data.val_size", f"must be >= 0, got {d.val_size}")
         _check(d.num_workers >= 0, "data.num_workers", f"must be >= 0, got {d.num_workers}")
+        _check(
+            d.normalize in ("global", "per_pixel"),
+            "data.normalize",
+            f"must be global or per_pixel, got {d.normalize!r}",
+        )
         if d.data_dir is not None and not d.download:
             _check(os.path.isdir(d.data_dir), "data.data_dir", f"folder does not exist: {d.data_dir!r}")
     if hasattr(cfg, "optimizer"):

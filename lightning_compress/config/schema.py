@@ -67,6 +67,7 @@ class DataConfig:
     split_seed: int = 0
     num_workers: int = 0
     download: bool = False
+    normalize: str = "global"
 
 
 @dataclass

@@ -15,6 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 from lightning_compress.data.download import download_file, verify_checksum
 from lightning_compress.data.idx import read_idx
 
+NORMALIZATIONS = ("global", "per_pixel")
+
 __all__ = ["FASHION_MNIST", "MNIST", "FashionMNISTDataModule", "IDXDatasetSpec", "MNISTDataModule"]
 
 _FILES = {
@@ -131,6 +133,9 @@ class IDXImageDataModule(pl.LightningDataModule):
         num_workers: DataLoader workers (0 is fastest for in-memory tensors).
         download: Fetch missing files.
         base_url: Override the spec's download location (e.g. a local mirror).
+        normalize: ``"global"`` subtracts the data set's pixel mean and divides by its std;
+            ``"per_pixel"`` subtracts each pixel's mean over the training images (then divides by the
+            global std), so a pixel that never changes is exactly 0 and input-feature groups can drop it.
     """
 
     def __init__(
@@ -144,8 +149,11 @@ class IDXImageDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         download: bool = False,
         base_url: str | None = None,
+        normalize: str = "global",
     ) -> None:
         super().__init__()
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize=!r}")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size=}")
         if val_size < 0:
@@ -160,6 +168,8 @@ class IDXImageDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.download = download
         self.base_url = base_url or spec.base_url
+        self.normalize = normalize
+        self._pixel_mean: torch.Tensor | None = None
         self.num_classes = 10
         self.input_shape = (1, 28, 28)
         self._train: _BatchTensorDataset | None = None
@@ -215,7 +225,12 @@ class IDXImageDataModule(pl.LightningDataModule):
         raw = self._load(key)
         if raw.ndim != 3:
             raise ValueError(f"{self.spec.files[key]!r} holds shape {tuple(raw.shape)}, expected N x H x W")
-        return ((raw.float() / 255.0 - self.spec.mean) / self.spec.std).unsqueeze(1)
+        images = raw.float() / 255.0
+        if self.normalize == "per_pixel":
+            if self._pixel_mean is None:  # from the training images only
+                self._pixel_mean = self._load("train_images").float().div_(255.0).mean(0)
+            return ((images - self._pixel_mean) / self.spec.std).unsqueeze(1)
+        return ((images - self.spec.mean) / self.spec.std).unsqueeze(1)
 
     def _labels(self, key: str, count: int) -> torch.Tensor:
         labels = self._load(key).long()

@@ -1,0 +1,106 @@
+"""Write benchmarks/RESULTS.md from the raw results in benchmarks/results/ (no figure is typed by hand).
+
+Front comparison rule (conservative, no interpolation): a method's accuracy at "L fewer parameters" is its
+best test accuracy among runs that removed at least L of the dense parameters; per seed, then the mean.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LEVELS = (0.5, 0.8, 0.9, 0.95)
+
+
+def _load_jsonl(path: Path) -> list[dict]:
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
+
+
+def _front_at(rows: list[dict], level: float) -> float | None:
+    ok = [r["test_acc"] for r in rows if r["removed_params"] >= level]
+    return max(ok) if ok else None
+
+
+def peers_section(rows: list[dict], normalize: str) -> list[str]:
+    rows = [r for r in rows if r.get("normalize", "global") == normalize and r["epochs"] == 30]
+    if not rows:
+        return []
+    by = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by[r["method"]][r["seed"]].append(r)
+    dense = [r["test_acc"] for r in rows if r["method"] == "dense"]
+    dense_mean = statistics.mean(dense) if dense else None
+    out = [f"### LeNet-300-100, Fashion-MNIST, 30-epoch budget, `{normalize}` normalization", ""]
+    if dense_mean is not None:
+        out.append(
+            f"Dense: {dense_mean:.2%} test accuracy (mean of {len(dense)} seed(s)), 266,610 parameters."
+        )
+        out.append("")
+    out.append("| method | seeds | " + " | ".join(f">= {int(level * 100)}% fewer params" for level in LEVELS) + " |")
+    out.append("|---|---|" + "---|" * len(LEVELS))
+    for method in sorted(m for m in by if m != "dense"):
+        seeds = by[method]
+        cells = []
+        for level in LEVELS:
+            vals = [v for v in (_front_at(rs, level) for rs in seeds.values()) if v is not None]
+            cells.append(f"{statistics.mean(vals):.2%} ({len(vals)})" if vals else "-")
+        out.append(f"| {method} | {len(seeds)} | " + " | ".join(cells) + " |")
+    out += [
+        "",
+        "Cells: mean over seeds of the best test accuracy at that size or smaller (number of seeds).",
+        "",
+    ]
+    out.append("All runs (method, strength or ratio, seed, fewer params, test accuracy, widths):")
+    out.append("")
+    out.append("| method | level | seed | fewer params | test acc | widths | inputs |")
+    out.append("|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["method"], r["level"], r["seed"])):
+        out.append(
+            f"| {r['method']} | {r['level']:g} | {r['seed']} | {r['removed_params']:.1%} | {r['test_acc']:.2%} "
+            f"| {r['widths']} | {r.get('inputs', 784)} |"
+        )
+    return [*out, ""]
+
+
+def json_section(name: str, title: str) -> list[str]:
+    path = RESULTS / name
+    if not path.exists():
+        return []
+    return [f"### {title}", "", "```json", path.read_text().strip(), "```", ""]
+
+
+def main() -> None:
+    peers = _load_jsonl(RESULTS / "group_sparsity_vs_peers.jsonl")
+    lines = [
+        "# Benchmark results",
+        "",
+        "Measured on this project's machines (2 CPU cores, no GPU) by the scripts beside this file;",
+        "regenerate with `python benchmarks/summarize.py`. Methods are described in",
+        "`benchmarks/group_sparsity_vs_peers.py`.",
+        "",
+        "## Group sparsity vs peers",
+        "",
+    ]
+    for normalize in ("global", "per_pixel"):
+        lines += peers_section(peers, normalize)
+    lines += ["## Other measurements", ""]
+    lines += json_section("baselines.json", "Dense baselines (benchmarks/baselines.py)")
+    lines += json_section("prox_overhead.json", "Prox overhead (benchmarks/prox_overhead.py)")
+    lines += json_section(
+        "adam_sparsity.json", "Adam + L2 + ReLU near-zero neurons (benchmarks/adam_sparsity.py)"
+    )
+    lines += json_section("sweep_scaling.json", "Sweeps: workers and storage (benchmarks/sweep_scaling.py)")
+    lines += json_section(
+        "lenet5_macs.json", "LeNet-5 MACs (benchmarks/group_sparsity_vs_peers.py --model lenet5)"
+    )
+    (Path(__file__).resolve().parent / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:40]))
+
+
+if __name__ == "__main__":
+    main()
