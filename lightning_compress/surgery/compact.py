@@ -127,31 +127,22 @@ def apply_removals(
     return records
 
 
-def effective_size(
-    model: nn.Module,
-    example_inputs: Any,
-    *,
-    threshold: float = 0.0,
-    relative_threshold: float = 0.0,
-    min_width: int = 1,
-    include: Sequence[LayerSelector] | None = None,
-    exclude: Sequence[LayerSelector] = (),
-    input_layers: Sequence[str] = (),
-) -> dict[str, int]:
-    """Parameters and MACs the model would have after :func:`compress_zero_groups` (on a copy)."""
+def effective_size(model: nn.Module, example_inputs: Any, **options: Any) -> dict[str, int]:
+    """Parameters and MACs the model would have after :func:`compress_zero_groups` (taken on a copy).
+
+    ``options`` are :func:`compress_zero_groups`'s (thresholds, ``min_width``, ``include``, ``input_layers``...).
+
+    Example:
+        >>> from lightning_compress.models import LeNet300100
+        >>> model = LeNet300100(hidden=(6, 4))
+        >>> with torch.no_grad():
+        ...     model[1].weight[:3] = 0; model[1].bias[:3] = 0
+        >>> effective_size(model, torch.zeros(1, 1, 28, 28))["params"] < sum(p.numel() for p in model.parameters())
+        True
+    """
     clone = copy.deepcopy(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        compress_zero_groups(
-            clone,
-            example_inputs,
-            threshold=threshold,
-            relative_threshold=relative_threshold,
-            min_width=min_width,
-            include=include,
-            exclude=exclude,
-            input_layers=input_layers,
-            fold_constants=False,
-        )
+        compress_zero_groups(clone, example_inputs, **{**options, "fold_constants": False})
     params, macs = count_params_and_macs(clone, example_inputs)
     return {"params": params, "macs": macs}
