@@ -104,6 +104,11 @@ def write_plots(study: optuna.Study, out_dir: Path, size_name: str = "params") -
         ax.annotate(
             str(t.number), (t.values[0], t.values[1]), textcoords="offset points", xytext=(4, 4), fontsize=8
         )
+    dense = next(
+        (t.user_attrs.get(f"dense_{size_name}") for t in done if t.user_attrs.get(f"dense_{size_name}")), None
+    )
+    if dense:
+        ax.axvline(dense, color="0.3", ls="--", lw=1, label=f"dense ({dense:,} {size_name})")
     ax.set_xscale("log")
     ax.set_xlabel(f"{size_name} after physical removal (log scale)")
     ax.set_ylabel("validation accuracy")
