@@ -21,33 +21,45 @@ def _load_jsonl(path: Path) -> list[dict]:
     )
 
 
-def _front_at(rows: list[dict], level: float) -> float | None:
-    ok = [r["test_acc"] for r in rows if r["removed_params"] >= level]
+def _front_at(rows: list[dict], level: float, key: str) -> float | None:
+    ok = [r["test_acc"] for r in rows if r[key] >= level]
     return max(ok) if ok else None
 
 
-def peers_section(rows: list[dict], normalize: str) -> list[str]:
-    rows = [r for r in rows if r.get("normalize", "global") == normalize and r["epochs"] == 30]
+def peers_section(
+    rows: list[dict], normalize: str, model: str = "lenet300_100", key: str = "removed_params"
+) -> list[str]:
+    rows = [
+        r
+        for r in rows
+        if r.get("normalize", "global") == normalize
+        and r.get("model", "lenet300_100") == model
+        and r["epochs"] > 1
+    ]
     if not rows:
         return []
+    what = "params" if key == "removed_params" else "MACs"
     by = defaultdict(lambda: defaultdict(list))
     for r in rows:
         by[r["method"]][r["seed"]].append(r)
     dense = [r["test_acc"] for r in rows if r["method"] == "dense"]
     dense_mean = statistics.mean(dense) if dense else None
-    out = [f"### LeNet-300-100, Fashion-MNIST, 30-epoch budget, `{normalize}` normalization", ""]
+    budget = rows[0]["epochs"]
+    out = [f"### {model}, Fashion-MNIST, {budget}-epoch budget, `{normalize}` normalization, by {what}", ""]
     if dense_mean is not None:
         out.append(
             f"Dense: {dense_mean:.2%} test accuracy (mean of {len(dense)} seed(s)), 266,610 parameters."
         )
         out.append("")
-    out.append("| method | seeds | " + " | ".join(f">= {int(level * 100)}% fewer params" for level in LEVELS) + " |")
+    out.append(
+        "| method | seeds | " + " | ".join(f">= {int(level * 100)}% fewer {what}" for level in LEVELS) + " |"
+    )
     out.append("|---|---|" + "---|" * len(LEVELS))
     for method in sorted(m for m in by if m != "dense"):
         seeds = by[method]
         cells = []
         for level in LEVELS:
-            vals = [v for v in (_front_at(rs, level) for rs in seeds.values()) if v is not None]
+            vals = [v for v in (_front_at(rs, level, key) for rs in seeds.values()) if v is not None]
             cells.append(f"{statistics.mean(vals):.2%} ({len(vals)})" if vals else "-")
         out.append(f"| {method} | {len(seeds)} | " + " | ".join(cells) + " |")
     out += [
@@ -57,12 +69,13 @@ def peers_section(rows: list[dict], normalize: str) -> list[str]:
     ]
     out.append("All runs (method, strength or ratio, seed, fewer params, test accuracy, widths):")
     out.append("")
-    out.append("| method | level | seed | fewer params | test acc | widths | inputs |")
-    out.append("|---|---|---|---|---|---|---|")
+    out.append("| method | level | seed | fewer params | fewer MACs | test acc | widths | inputs |")
+    out.append("|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: (r["method"], r["level"], r["seed"])):
+        macs = f"{r['removed_macs']:.1%}" if "removed_macs" in r else "-"
         out.append(
-            f"| {r['method']} | {r['level']:g} | {r['seed']} | {r['removed_params']:.1%} | {r['test_acc']:.2%} "
-            f"| {r['widths']} | {r.get('inputs', 784)} |"
+            f"| {r['method']} | {r['level']:g} | {r['seed']} | {r['removed_params']:.1%} | {macs} "
+            f"| {r['test_acc']:.2%} | {r['widths']} | {r.get('inputs', 784)} |"
         )
     return [*out, ""]
 
@@ -88,6 +101,7 @@ def main() -> None:
     ]
     for normalize in ("global", "per_pixel"):
         lines += peers_section(peers, normalize)
+    lines += peers_section(peers, "global", model="lenet5", key="removed_macs")
     lines += ["## Other measurements", ""]
     lines += json_section("baselines.json", "Dense baselines (benchmarks/baselines.py)")
     lines += json_section("prox_overhead.json", "Prox overhead (benchmarks/prox_overhead.py)")
