@@ -62,6 +62,20 @@ def test_two_workers_exact_count_and_reports(tiny_idx_dir: Path, tmp_path: Path)
     assert report.returncode == 0 and "hypervolume" in report.stdout
 
 
+def test_accuracy_floor_is_an_optuna_constraint(tiny_idx_dir: Path, tmp_path: Path) -> None:
+    sweep = write_sweep(
+        tmp_path, tiny_idx_dir, n_trials=1, objectives={"size": "params", "accuracy_floor": 0.999}
+    )
+    proc = subprocess.run(
+        [*CLI, "sweep", str(sweep)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = _study(sweep)
+    (trial,) = study.get_trials(states=(TrialState.COMPLETE,))
+    assert any(k.startswith("constraints") or "constraint" in k for k in trial.system_attrs)
+    assert study.best_trials == [] and "front is empty" in proc.stdout
+
+
 def test_nan_trial_fails_with_reason_and_sweep_goes_on(tiny_idx_dir: Path, tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path, tiny_idx_dir, n_trials=2, epochs=2)
     cfg = load_sweep(sweep)

@@ -79,20 +79,14 @@ def _check_space_keys(cfg: SweepConfig, base: Path) -> None:
                 raise ConfigError(f"{prefix}.{key}", f"{key!r} is not a run-config key")
 
 
-def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
-    return list(trial.user_attrs.get("constraint", [0.0]))
-
-
 def make_sampler(cfg: SweepConfig, worker_index: int = 0) -> optuna.samplers.BaseSampler:
-    """The configured multi-objective sampler; each worker gets its own seed (``seed + worker_index``)."""
+    """The configured multi-objective sampler; each worker gets its own seed (``seed + worker_index``).
+
+    The accuracy floor reaches the samplers as a trial constraint (``Trial.set_constraint``).
+    """
     seed = cfg.sampler.seed + worker_index
-    constraints = _constraints if cfg.objectives.accuracy_floor is not None else None
     if cfg.sampler.name == SamplerName.tpe:
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=cfg.sampler.n_startup_trials, constraints_func=constraints
-        )
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.sampler.n_startup_trials)
     if cfg.sampler.name == SamplerName.nsga2:
-        return optuna.samplers.NSGAIISampler(
-            seed=seed, population_size=cfg.sampler.population_size, constraints_func=constraints
-        )
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=cfg.sampler.population_size)
     return optuna.samplers.RandomSampler(seed=seed)

@@ -110,6 +110,9 @@ def summarize(sweep: str, overrides: list[str], *, storage: str | None = None) -
         print("no completed trial yet")
         return summary
     rows, hv = pareto_rows(study)
+    if not rows:
+        floor = cfg.objectives.accuracy_floor
+        print(f"no completed trial reaches the accuracy floor ({floor}): the front is empty")
     png, html = write_plots(study, sweep_dir, size_name)
     print(format_table(rows, hv, size_name))
     print(f"plot: {png}\ninteractive: {html}")

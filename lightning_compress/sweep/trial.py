@@ -104,8 +104,8 @@ def run_trial(
         ):
             trial.set_user_attr(key, summary[key])
         trial.set_user_attr("checkpoint", summary["final_checkpoint"])
-        if cfg.objectives.accuracy_floor is not None:
-            trial.set_user_attr("constraint", [cfg.objectives.accuracy_floor - acc])
+        if cfg.objectives.accuracy_floor is not None:  # feasible when <= 0
+            trial.set_constraint("accuracy_floor", cfg.objectives.accuracy_floor - acc)
         if guard.hopeless:
             trial.set_user_attr("pruned_reason", guard.hopeless)
             raise optuna.TrialPruned(guard.hopeless)

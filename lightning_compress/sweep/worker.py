@@ -8,12 +8,14 @@ command with the same ``--storage`` joins the study. The storage URL is read fro
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import socket
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -116,7 +118,7 @@ def work(sweep_path: str, overrides: list[str], storage_url: str, n_trials: int,
             return 1
         if not _work_left(study, n_trials):
             # the rest of the budget is running elsewhere: wait, in case a worker dies and its trial comes back
-            stop.wait(cfg.heartbeat_seconds)
+            stop.wait(min(1.0, cfg.heartbeat_seconds))
             continue
         trial = study.ask()
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -158,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # the coordinator's progress bar and summary are the output; per-trial Lightning chatter is noise
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="lightning")
     url = os.environ.get(STORAGE_ENV)
     if not url:
         print(f"set {STORAGE_ENV} to the storage URL", file=sys.stderr)
