@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 
 import lightning.pytorch as pl
@@ -14,6 +15,7 @@ from lightning_compress.surgery import get_history
 
 
 def main(out: str) -> None:
+    faulthandler.enable()  # a native crash (gloo, DDP re-wrap) prints its stack instead of dying silently
     torch.set_num_threads(1)
     pl.seed_everything(0, verbose=False)
     gen = torch.Generator().manual_seed(0)
@@ -26,7 +28,10 @@ def main(out: str) -> None:
         devices=2,
         strategy="ddp",
         max_epochs=3,
-        callbacks=[GroupSparsity(0.05, log_effective_size=False), StructuredPruning(epochs=[0, 1])],
+        callbacks=[
+            GroupSparsity(0.05, log_effective_size=False),
+            StructuredPruning(epochs=[0, 1], min_width=4),
+        ],
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
