@@ -52,7 +52,9 @@ def test_two_workers_exact_count_and_reports(tiny_idx_dir: Path, tmp_path: Path)
     )
     out = tmp_path / "out" / "tiny"
     assert (out / "pareto.png").stat().st_size > 10_000 and (out / "pareto.html").is_file()
-    assert "hypervolume" in proc.stdout and "plot:" in proc.stdout
+    assert "hypervolume" in proc.stdout and "plot:" in proc.stdout and "Pareto models:" in proc.stdout
+    front = study.best_trials
+    assert all(f"trial {t.number:>4}: {t.user_attrs['checkpoint']}" in proc.stdout for t in front)
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 5  # one per trial and the summary
     # the report command reads the same storage
@@ -60,6 +62,20 @@ def test_two_workers_exact_count_and_reports(tiny_idx_dir: Path, tmp_path: Path)
         [*CLI, "report", str(sweep)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
     )
     assert report.returncode == 0 and "hypervolume" in report.stdout
+
+
+def test_hopeless_trial_stops_early_and_is_pruned(tiny_idx_dir: Path, tmp_path: Path) -> None:
+    sweep = write_sweep(
+        tmp_path, tiny_idx_dir, n_trials=1, epochs=5, early_stop={"after_epoch": 0, "min_val_acc": 1.01}
+    )
+    proc = subprocess.run(
+        [*CLI, "sweep", str(sweep)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = _study(sweep).trials
+    assert trial.state == TrialState.PRUNED
+    assert "after epoch 0" in trial.user_attrs["pruned_reason"]
+    assert trial.user_attrs["epochs"] == 1  # stopped after the first of five epochs
 
 
 def test_accuracy_floor_is_an_optuna_constraint(tiny_idx_dir: Path, tmp_path: Path) -> None:

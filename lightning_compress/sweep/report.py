@@ -74,6 +74,9 @@ def format_table(rows: Sequence[dict[str, Any]], hypervolume: float, size_name: 
             f"{r['val_acc']:>9.4f}{(r['test_acc'] or 0):>10.4f}  {widths}"
         )
     lines.append(f"hypervolume (size/dense vs 1 - val acc, reference (1, 1)): {hypervolume:.4f}")
+    if rows:
+        lines.append("Pareto models:")
+        lines += [f"  trial {r['trial']:>4}: {r['checkpoint']}" for r in rows]
     return "\n".join(lines)
 
 

@@ -48,16 +48,11 @@ class TrialGuard(Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check_loss(trainer, "train/loss_epoch")
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self.rule.min_val_acc is None:
-            return
+        # this epoch's validation has run (and been logged) by now
         acc = trainer.callback_metrics.get("val/acc")
-        if (
-            trainer.current_epoch >= self.rule.after_epoch
-            and acc is not None
-            and float(acc) < self.rule.min_val_acc
-        ):
+        if self.rule.min_val_acc is None or acc is None or trainer.current_epoch < self.rule.after_epoch:
+            return
+        if float(acc) < self.rule.min_val_acc:
             self.hopeless = (
                 f"val/acc {float(acc):.4f} < {self.rule.min_val_acc} after epoch {trainer.current_epoch}"
             )
