@@ -47,9 +47,7 @@ def peers_section(
     budget = rows[0]["epochs"]
     out = [f"### {model}, Fashion-MNIST, {budget}-epoch budget, `{normalize}` normalization, by {what}", ""]
     if dense_mean is not None:
-        out.append(
-            f"Dense: {dense_mean:.2%} test accuracy (mean of {len(dense)} seed(s)), 266,610 parameters."
-        )
+        out.append(f"Dense: {dense_mean:.2%} test accuracy (mean of {len(dense)} seed(s)).")
         out.append("")
     out.append(
         "| method | seeds | " + " | ".join(f">= {int(level * 100)}% fewer {what}" for level in LEVELS) + " |"

@@ -30,10 +30,11 @@ from lightning_compress.sweep.storage import open_storage  # noqa: E402
 from tests.pg_server import local_postgres  # noqa: E402
 
 
-def sweep_seconds(sweep: str, workers: int, n_trials: int, out: Path) -> float:
+def sweep_seconds(sweep: str, workers: int, n_trials: int, out: Path, threads: int, epochs: int) -> float:
     env = {**os.environ, "WANDB_MODE": "disabled"}
     cmd = [sys.executable, "-m", "lightning_compress.cli.main", "sweep", sweep, f"n_trials={n_trials}"]
-    cmd += [f"output_dir={out}", "--workers", str(workers)]
+    cmd += [f"trainer.max_epochs={epochs}"]
+    cmd += [f"output_dir={out}", "--workers", str(workers), "--threads-per-worker", str(threads)]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
     return time.perf_counter() - start
@@ -63,23 +64,32 @@ def main() -> None:
     parser.add_argument("--sweep", default=str(ROOT / "sweeps" / "lenet300_fmnist.yaml"))
     parser.add_argument("--n-trials", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per trial")
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--skip-storage", action="store_true")
     args = parser.parse_args()
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if not args.skip_scaling:
         with tempfile.TemporaryDirectory() as tmp:
-            one = sweep_seconds(args.sweep, 1, args.n_trials, Path(tmp) / "w1")
-            two = sweep_seconds(args.sweep, 2, args.n_trials, Path(tmp) / "w2")
-        results["workers"] = {
+            one_1t = sweep_seconds(args.sweep, 1, args.n_trials, Path(tmp) / "a", 1, args.epochs)
+            one_2t = sweep_seconds(args.sweep, 1, args.n_trials, Path(tmp) / "b", 2, args.epochs)
+            two = sweep_seconds(args.sweep, 2, args.n_trials, Path(tmp) / "c", 1, args.epochs)
+        results[f"workers_{args.epochs}_epochs"] = {
             "sweep": Path(args.sweep).name,
             "n_trials": args.n_trials,
-            "one_worker_s": round(one, 1),
-            "two_workers_s": round(two, 1),
-            "ratio": round(two / one, 3),
+            "epochs_per_trial": args.epochs,
+            "one_worker_1_thread_s": round(one_1t, 1),
+            "one_worker_2_threads_s": round(one_2t, 1),
+            "two_workers_1_thread_each_s": round(two, 1),
+            "ratio_same_threads_per_worker": round(two / one_1t, 3),
+            "ratio_vs_one_worker_on_both_cores": round(two / one_2t, 3),
             "measured": stamp,
         }
-        print(json.dumps(results["workers"]))
+        print(json.dumps(results[f"workers_{args.epochs}_epochs"]))
+    if args.skip_storage:
+        OUT.write_text(json.dumps(results, indent=2) + "\n")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         journal = round_trip_ms(str(Path(tmp) / "journal.log"), args.rounds)
     with local_postgres() as url:

@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--worker-offset", type=int, default=0, help="first worker index (sampler seeds) on this machine"
     )
+    sweep.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=None,
+        help="torch threads per worker (default: cores / workers)",
+    )
     report = sub.add_parser("report", help="Pareto table, hypervolume and plots of a sweep")
     report.add_argument("sweep", help="sweep file")
     report.add_argument("overrides", nargs="*")
@@ -64,6 +70,8 @@ def _neurons(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError("--workers", f"must be >= 1, got {args.workers}")
+    if args.threads_per_worker is not None and args.threads_per_worker < 1:
+        raise ConfigError("--threads-per-worker", f"must be >= 1, got {args.threads_per_worker}")
     if args.n_trials is not None and args.n_trials < 1:
         raise ConfigError("--n-trials", f"must be >= 1, got {args.n_trials}")
     from lightning_compress.sweep.runner import run_sweep
@@ -75,6 +83,7 @@ def _sweep(args: argparse.Namespace) -> int:
         storage=args.storage,
         n_trials=args.n_trials,
         worker_offset=args.worker_offset,
+        threads_per_worker=args.threads_per_worker,
     )
     if summary.get("interrupted"):
         return 130

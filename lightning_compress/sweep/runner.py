@@ -40,6 +40,7 @@ def run_sweep(
     storage: str | None = None,
     n_trials: int | None = None,
     worker_offset: int = 0,
+    threads_per_worker: int | None = None,
 ) -> dict[str, Any]:
     """Run (or resume, or join) the sweep; returns the summary written to ``summary.json``.
 
@@ -57,7 +58,8 @@ def run_sweep(
     print(
         f"study {cfg.name!r} in {redact(url)}: {count_done(study)}/{budget} trials done, {workers} worker(s)"
     )
-    threads = 1 if workers > 1 else max(1, (os.cpu_count() or 1))
+    cores = os.cpu_count() or 1
+    threads = threads_per_worker or max(1, cores // workers)
     procs = [_spawn(sweep, overrides, url, budget, worker_offset + i, threads) for i in range(workers)]
     interrupted = False
 
