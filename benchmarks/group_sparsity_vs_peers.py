@@ -4,6 +4,7 @@ Methods (each run trains ``--epochs`` epochs in total, SGD momentum 0.9, lr 0.05
   dense        the baseline
   ours         GroupSparsity (prox every step) + StructuredPruning every epoch, over a strength sweep
   ours_ft      the same with stop_epoch = 2/3 of the budget: the last third fine-tunes the pruned model
+  ours_conv    per-layer strengths (LeNet-5): the strength on the conv layers, a tenth of it on the rest
   ours_px      the same with the first layer's input features (pixels) as groups too, removed physically
   tp_magnitude Torch-Pruning MagnitudePruner (L2 group importance): half the epochs dense, one-shot prune
                to a channel ratio, fine-tune the other half
@@ -98,6 +99,11 @@ def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataM
         _fit(module, dm, epochs, callbacks)
     elif method == "ours_ft":  # regularize for 2/3 of the budget, then fine-tune the pruned model
         gs = GroupSparsity(level, stop_epoch=2 * epochs // 3, log_effective_size=False)
+        _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
+    elif (
+        method == "ours_conv"
+    ):  # per-layer strengths: full strength on convolutions (the MACs), 1/10 elsewhere
+        gs = GroupSparsity(level / 10, layer_strengths={"model.features.*": level}, log_effective_size=False)
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
     elif method == "ours_px":  # also input-feature (pixel) groups on the first layer
         first = f"model.{_first_name(module.model)}"
