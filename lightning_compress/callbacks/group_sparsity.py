@@ -16,6 +16,7 @@ from lightning_compress.functional.group_lasso import (
     GroupPiece,
     sliced_group_sizes,
     sliced_group_sq_norms,
+    sliced_penalty,
     sliced_penalty_grad_,
     sliced_prox_,
 )
@@ -208,14 +209,11 @@ class GroupSparsity(Callback):
     def penalty(self, pl_module: pl.LightningModule) -> float:
         """The current value of the penalty (at full strength)."""
         self._refresh(pl_module)
-        total = 0.0
         with torch.no_grad():
-            for family, pieces, sizes, lam in self._families:
-                norms = sliced_group_sq_norms(pieces, family.num_groups).sqrt()
-                total += lam * (1 - self.l1_ratio) * float((sizes.sqrt() * norms).sum())
-                if self.l1_ratio > 0:
-                    total += lam * self.l1_ratio * sum(float(p.selected().abs().sum()) for p in pieces)
-        return total
+            return sum(
+                float(sliced_penalty(pieces, family.num_groups, lam, self.l1_ratio, sizes))
+                for family, pieces, sizes, lam in self._families
+            )
 
     def zero_groups(self, pl_module: pl.LightningModule) -> dict[str, int]:
         """Number of groups exactly at zero, by root layer."""

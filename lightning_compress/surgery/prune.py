@@ -141,13 +141,14 @@ def remove_groups(
     graph = build_dependency_graph(model, example_inputs)
     removed: dict[str, dict[int, set[int]]] = {}
     records = []
+    module_names = {m: n for n, m in model.named_modules()}
     for name, index in todo.items():
         group = _prune_with_graph(model, graph, name, index.tolist())
         for item in group:
             layer = item.dep.layer
             if not isinstance(layer, nn.Module):
                 continue
-            lname = next((n for n, m in model.named_modules() if m is layer), None)
+            lname = module_names.get(layer)
             if lname is None:
                 continue
             out_fn = graph.is_out_channel_pruning_fn(item.dep.pruning_fn)
