@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_compress._compat import close_process_group
 from lightning_compress.callbacks import GroupSparsity, StructuredPruning
 from lightning_compress.models import Classifier
 from lightning_compress.surgery import get_history
@@ -40,6 +41,7 @@ def main(out: str) -> None:
     trainer.fit(module, DataLoader(data, batch_size=16))
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     torch.save({"state": state, "history": get_history(module)}, f"{out}/rank{trainer.global_rank}.pt")
+    close_process_group(trainer)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
+from lightning_compress._compat import close_process_group
 from lightning_compress.config.build import build_callbacks, build_datamodule, build_module, trainer_kwargs
 from lightning_compress.config.load import to_yaml
 from lightning_compress.config.schema import RunConfig
@@ -100,4 +101,5 @@ def train(
     }
     if trainer.is_global_zero:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    close_process_group(trainer)
     return summary
