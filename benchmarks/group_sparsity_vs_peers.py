@@ -87,7 +87,15 @@ class _Regularize(Callback):
         self.pruner.regularize(pl_module.model)
 
 
-def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataModule, model: str) -> dict:
+def run(
+    method: str,
+    level: float,
+    epochs: int,
+    seed: int,
+    dm: FashionMNISTDataModule,
+    model: str,
+    input_ratio: float = 1.0,
+) -> dict:
     module = _module(seed, model)
     dense = module.size()
     half = epochs // 2
@@ -107,7 +115,9 @@ def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataM
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
     elif method == "ours_px":  # also input-feature (pixel) groups on the first layer
         first = f"model.{_first_name(module.model)}"
-        gs = GroupSparsity(level, input_layers=[first], log_effective_size=False)
+        gs = GroupSparsity(
+            level, input_layers=[first], input_strength=level * input_ratio, log_effective_size=False
+        )
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1, input_layers=[first])])
     elif method in ("tp_magnitude", "tp_groupnorm"):
         net = module.model
@@ -166,6 +176,7 @@ def run(method: str, level: float, epochs: int, seed: int, dm: FashionMNISTDataM
         "widths": list(layer_widths(module.model).values())[:-1],
         "inputs": getattr(module.model.get_submodule(_first_name(module.model)), "in_features", None),
         "fit_seconds": round(seconds, 1),
+        **({"input_ratio": input_ratio} if method == "ours_px" else {}),
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -178,20 +189,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", nargs="*", default=DEFAULT_JOBS, help="method:level pairs")
+    parser.add_argument(
+        "--input-ratio", type=float, default=1.0, help="ours_px: pixel-group strength / strength"
+    )
     parser.add_argument("--normalize", default="global", choices=["global", "per_pixel"])
+    parser.add_argument("--out", type=Path, default=OUT, help="JSON-lines file the rows are appended to")
     parser.add_argument("--model", default="lenet300_100", choices=["lenet300_100", "lenet5"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dm = FashionMNISTDataModule(batch_size=128, normalize=args.normalize)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for job in args.jobs:
         method, level = job.split(":")
         row = {
-            **run(method, float(level), args.epochs, args.seed, dm, args.model),
+            **run(method, float(level), args.epochs, args.seed, dm, args.model, args.input_ratio),
             "normalize": args.normalize,
         }
         print(json.dumps(row), flush=True)
-        with OUT.open("a") as fh:
+        with args.out.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
 
 

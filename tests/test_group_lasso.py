@@ -7,9 +7,11 @@ import torch
 
 from lightning_compress.functional import (
     GroupPiece,
+    batched_group_prox_,
     group_lasso_penalty,
     prox_sparse_group_lasso,
     select_removable,
+    sliced_group_sizes,
     sliced_penalty,
     sliced_penalty_grad_,
     sliced_prox_,
@@ -88,6 +90,47 @@ def test_sliced_prox_on_index_subset_leaves_the_rest() -> None:
     sliced_prox_([GroupPiece(t, 0, torch.tensor([1, 4]), torch.tensor([0, 1]))], 2, 100.0, 1.0)
     assert torch.equal(t[[0, 2, 3, 5]], before[[0, 2, 3, 5]])
     assert torch.count_nonzero(t[[1, 4]]) == 0
+
+
+def test_batched_prox_equals_sliced_prox_family_by_family() -> None:
+    """Three families (plain rows, a conv feeding flattened columns, an index subset), zero groups included."""
+    gen = torch.Generator().manual_seed(0)
+
+    def families() -> tuple[list[torch.Tensor], list[list[GroupPiece]]]:
+        w = torch.randn(6, 5, generator=gen, dtype=torch.float64) * torch.linspace(0.05, 2, 6)[:, None]
+        w[2] = 0  # a zero group stays zero (rsqrt of 0 is inf)
+        b = torch.randn(6, generator=gen, dtype=torch.float64)
+        b[2] = 0
+        conv = torch.randn(3, 2, 3, 3, generator=gen, dtype=torch.float64)
+        nxt = torch.randn(4, 12, generator=gen, dtype=torch.float64)
+        sub = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+        fams = [
+            [GroupPiece(w, 0), GroupPiece(b, 0)],
+            [GroupPiece(conv, 0), GroupPiece(nxt, 1, None, torch.arange(12) // 4)],
+            [GroupPiece(sub, 0, torch.tensor([1, 4, 5]), torch.tensor([0, 1, 2]))],
+        ]
+        return [w, b, conv, nxt, sub], fams
+
+    tensors, fams = families()
+    expected = [t.clone() for t in tensors]
+    ref_tensors = [t.clone() for t in tensors]
+    ref_fams = [
+        [GroupPiece(ref_tensors[0], 0), GroupPiece(ref_tensors[1], 0)],
+        [GroupPiece(ref_tensors[2], 0), GroupPiece(ref_tensors[3], 1, None, torch.arange(12) // 4)],
+        [GroupPiece(ref_tensors[4], 0, torch.tensor([1, 4, 5]), torch.tensor([0, 1, 2]))],
+    ]
+    lams = [0.3, 0.05, 0.0]  # a zero strength leaves its family alone
+    for pieces, n, lam in zip(ref_fams, [6, 3, 3], lams, strict=True):
+        sliced_prox_(pieces, n, 0.5, lam)
+    thresholds = torch.cat(
+        [sliced_group_sizes(p, n).sqrt() * lam for p, n, lam in zip(fams, [6, 3, 3], lams, strict=True)]
+    )
+    batched_group_prox_(fams, [6, 3, 3], thresholds, 0.5)
+    for got, want in zip(tensors, ref_tensors, strict=True):
+        assert torch.allclose(got, want)
+    assert torch.count_nonzero(tensors[0][2]) == 0
+    assert not torch.equal(tensors[0], expected[0])  # something was shrunk
+    assert torch.equal(tensors[4], expected[4])  # zero strength: untouched
 
 
 def test_subgradient_matches_autograd() -> None:

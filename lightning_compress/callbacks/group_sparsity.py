@@ -14,6 +14,7 @@ from torch.utils.hooks import RemovableHandle
 from lightning_compress.callbacks._common import check_groups_args, check_nonneg, example_inputs
 from lightning_compress.functional.group_lasso import (
     GroupPiece,
+    batched_group_prox_,
     sliced_group_sizes,
     sliced_group_sq_norms,
     sliced_penalty,
@@ -129,6 +130,7 @@ class GroupSparsity(Callback):
         self._epoch = 0
         self._epoch_lr = 0.0
         self._families: list[tuple[NeuronGroups, list[GroupPiece], torch.Tensor, float]] = []
+        self._batched: tuple[list[list[GroupPiece]], list[int], torch.Tensor] = ([], [], torch.empty(0))
         self._history_len = -1
         self._module: pl.LightningModule | None = None
         self._handles: list[RemovableHandle] = []
@@ -176,6 +178,12 @@ class GroupSparsity(Callback):
             self._sqrt[family.name] = sizes.sqrt()
             lam = self.input_strength if is_input else self._layer_strength(family)
             self._families.append((family, pieces, sizes, lam))
+        active = [(f, pieces, lam) for f, pieces, _, lam in self._families if lam > 0]
+        self._batched = (
+            [pieces for _, pieces, _ in active],
+            [f.num_groups for f, _, _ in active],
+            torch.cat([self._sqrt[f.name] * lam for f, _, lam in active]) if active else torch.empty(0),
+        )
         self._history_len = length
 
     def _factor(self) -> float:
@@ -195,6 +203,10 @@ class GroupSparsity(Callback):
         if factor == 0.0 or step == 0.0:
             return
         self._refresh(pl_module)
+        if self.l1_ratio == 0.0:  # plain group lasso: all families in one batched prox
+            families, num_groups, thresholds = self._batched
+            batched_group_prox_(families, num_groups, thresholds, step * factor)
+            return
         for family, pieces, _, lam in self._families:
             if lam > 0:
                 sliced_prox_(

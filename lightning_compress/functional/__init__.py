@@ -2,6 +2,7 @@
 
 from lightning_compress.functional.group_lasso import (
     GroupPiece,
+    batched_group_prox_,
     group_lasso_penalty,
     prox_sparse_group_lasso,
     sliced_group_sizes,
@@ -16,6 +17,7 @@ from lightning_compress.functional.size import count_params_and_macs
 
 __all__ = [
     "GroupPiece",
+    "batched_group_prox_",
     "count_params_and_macs",
     "group_lasso_penalty",
     "prox_sparse_group_lasso",
