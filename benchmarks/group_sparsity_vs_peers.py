@@ -5,11 +5,14 @@ Methods (each run trains ``--epochs`` epochs in total, SGD momentum 0.9, lr 0.05
   ours         GroupSparsity (prox every step) + StructuredPruning every epoch, over a strength sweep
   ours_ft      the same with stop_epoch = 2/3 of the budget: the last third fine-tunes the pruned model
   ours_conv    per-layer strengths (LeNet-5): the strength on the conv layers, a tenth of it on the rest
+  ours_macs    GroupSparsity(cost="macs"): each group weighted by the MACs its removal saves per parameter
   ours_px      the same with the first layer's input features (pixels) as groups too, removed physically
   tp_magnitude Torch-Pruning MagnitudePruner (L2 group importance): half the epochs dense, one-shot prune
                to a channel ratio, fine-tune the other half
   tp_groupnorm Torch-Pruning GroupNormPruner: half the epochs sparse training (pruner.regularize), prune,
                fine-tune the other half
+  scratch      the small architecture of --widths (LeNet-300-100 hidden widths), trained from scratch for
+               the whole budget: what the found architecture is worth without the compression run
   lt_pruning   Lightning ModelPruning (ln_structured, L1, rows) at mid-training, fine-tuned with the
                masks, then zero rows removed physically (constant neurons folded into the next bias)
 
@@ -44,10 +47,11 @@ DEFAULT_JOBS = [
 ]
 
 
-def _module(seed: int, model: str) -> Classifier:
+def _module(seed: int, model: str, widths: list[int] | None = None) -> Classifier:
     pl.seed_everything(seed, verbose=False)
     wd = 1e-4 if model == "lenet300_100" else 5e-4
-    return Classifier(model, lr=0.05, momentum=0.9, weight_decay=wd, scheduler="cosine")
+    kwargs = {"hidden": widths} if widths else {}
+    return Classifier(model, model_kwargs=kwargs, lr=0.05, momentum=0.9, weight_decay=wd, scheduler="cosine")
 
 
 def _prunable(net: torch.nn.Module) -> list[torch.nn.Module]:
@@ -95,12 +99,17 @@ def run(
     dm: FashionMNISTDataModule,
     model: str,
     input_ratio: float = 1.0,
+    widths: list[int] | None = None,
 ) -> dict:
     module = _module(seed, model)
     dense = module.size()
+    if method == "scratch":
+        if not widths or model != "lenet300_100":
+            raise ValueError("scratch needs --widths and --model lenet300_100")
+        module = _module(seed, model, widths)
     half = epochs // 2
     start = time.perf_counter()
-    if method == "dense":
+    if method in ("dense", "scratch"):
         _fit(module, dm, epochs, [])
     elif method == "ours":
         callbacks = [GroupSparsity(level, log_effective_size=False), StructuredPruning(every_n_epochs=1)]
@@ -112,6 +121,9 @@ def run(
         method == "ours_conv"
     ):  # per-layer strengths: full strength on convolutions (the MACs), 1/10 elsewhere
         gs = GroupSparsity(level / 10, layer_strengths={"model.features.*": level}, log_effective_size=False)
+        _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
+    elif method == "ours_macs":
+        gs = GroupSparsity(level, cost="macs", log_effective_size=False)
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
     elif method == "ours_px":  # also input-feature (pixel) groups on the first layer
         first = f"model.{_first_name(module.model)}"
@@ -193,8 +205,9 @@ def main() -> None:
         "--input-ratio", type=float, default=1.0, help="ours_px: pixel-group strength / strength"
     )
     parser.add_argument("--normalize", default="global", choices=["global", "per_pixel"])
+    parser.add_argument("--widths", type=lambda v: [int(w) for w in v.split(",")], help="scratch: e.g. 30,55")
     parser.add_argument("--out", type=Path, default=OUT, help="JSON-lines file the rows are appended to")
-    parser.add_argument("--model", default="lenet300_100", choices=["lenet300_100", "lenet5"])
+    parser.add_argument("--model", default="lenet300_100", choices=["lenet300_100", "lenet5", "resnet_small"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dm = FashionMNISTDataModule(batch_size=128, normalize=args.normalize)
@@ -202,7 +215,9 @@ def main() -> None:
     for job in args.jobs:
         method, level = job.split(":")
         row = {
-            **run(method, float(level), args.epochs, args.seed, dm, args.model, args.input_ratio),
+            **run(
+                method, float(level), args.epochs, args.seed, dm, args.model, args.input_ratio, args.widths
+            ),
             "normalize": args.normalize,
         }
         print(json.dumps(row), flush=True)

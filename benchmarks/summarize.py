@@ -100,6 +100,7 @@ def main() -> None:
     for normalize in ("global", "per_pixel"):
         lines += peers_section(peers, normalize)
     lines += peers_section(peers, "global", model="lenet5", key="removed_macs")
+    lines += peers_section(peers, "global", model="resnet_small", key="removed_macs")
     lines += ["## Other measurements", ""]
     lines += json_section("baselines.json", "Dense baselines (benchmarks/baselines.py)")
     lines += json_section("prox_overhead.json", "Prox overhead (benchmarks/prox_overhead.py)")

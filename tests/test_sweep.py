@@ -269,3 +269,10 @@ def test_unreachable_storage_is_redacted(
 def test_redact() -> None:
     assert redact("postgresql+psycopg2://u:p%40ss@h/db") == "postgresql+psycopg2://u:***@h/db"
     assert redact("postgresql://h/db") == "postgresql://h/db"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_sweep_file_validates(path: Path) -> None:
+    """Schema, methods against the run schema, search space and base config of each shipped sweep."""
+    cfg = load_sweep(path)
+    assert cfg.methods and cfg.n_trials >= 1

@@ -21,7 +21,8 @@ from lightning_compress.functional.group_lasso import (
     sliced_penalty_grad_,
     sliced_prox_,
 )
-from lightning_compress.surgery.compact import effective_size
+from lightning_compress.functional.size import count_params_and_macs
+from lightning_compress.surgery.compact import effective_size, group_costs
 from lightning_compress.surgery.groups import LayerSelector, NeuronGroups, find_groups
 from lightning_compress.surgery.history import enable_history_restore, history_version
 from lightning_compress.surgery.inputs import INPUTS_SUFFIX, input_groups
@@ -29,6 +30,7 @@ from lightning_compress.surgery.inputs import INPUTS_SUFFIX, input_groups
 __all__ = ["GroupSparsity"]
 
 SCHEDULES = ("step", "epoch", "subgradient")
+COSTS = ("params", "macs")
 
 
 class GroupSparsity(Callback):
@@ -63,6 +65,11 @@ class GroupSparsity(Callback):
         input_layers: Linear layers whose input features (e.g. pixels) are groups too: one group per
             weight column, removed by ``StructuredPruning(input_layers=...)``. Peers cannot do this.
         input_strength: Strength of the input-feature groups (default: ``strength``).
+        cost: What a group's weight stands for. ``"params"`` is the paper's :math:`\sqrt{P}`. ``"macs"``
+            multiplies it by the MACs a group's removal saves per parameter it saves (measured with
+            :func:`~lightning_compress.surgery.group_costs`), over the same ratio for the whole model: a
+            conv channel on a large feature map weighs more than a fully connected neuron of equal size,
+            so the lasso removes compute, not just parameters. Re-measured after every shape change.
         stop_epoch: From this epoch on (0-based), no regularization: with :class:`StructuredPruning`
             removing the zeroed groups, the remaining epochs fine-tune the smaller model without the
             lasso's shrinkage of the surviving weights.
@@ -90,6 +97,7 @@ class GroupSparsity(Callback):
         stop_epoch: int | None = None,
         input_layers: Sequence[str] = (),
         input_strength: float | None = None,
+        cost: str = "params",
         log_effective_size: bool = True,
     ) -> None:
         check_nonneg(strength, "strength")
@@ -102,6 +110,8 @@ class GroupSparsity(Callback):
             raise TypeError(f"input_layers must be a list of layer names, got {input_layers!r}")
         if input_strength is not None:
             check_nonneg(input_strength, "input_strength")
+        if cost not in COSTS:
+            raise ValueError(f"cost must be one of {COSTS}, got {cost=!r}")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule=!r}")
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
@@ -125,6 +135,7 @@ class GroupSparsity(Callback):
         self.stop_epoch = stop_epoch
         self.input_layers = list(input_layers)
         self.input_strength = self.strength if input_strength is None else float(input_strength)
+        self.cost = cost
         self.log_effective_size = log_effective_size
         self._steps = 0
         self._epoch = 0
@@ -170,6 +181,7 @@ class GroupSparsity(Callback):
                 )
         self._families = []
         self._sqrt: dict[str, torch.Tensor] = {}
+        weights = self._cost_weights(pl_module, families) if self.cost == "macs" else {}
         inputs = [input_groups(pl_module, name) for name in self.input_layers]
         for family in [*families, *inputs]:
             is_input = family.name.endswith(INPUTS_SUFFIX)
@@ -177,6 +189,7 @@ class GroupSparsity(Callback):
             sizes = sliced_group_sizes(pieces, family.num_groups)
             self._sqrt[family.name] = sizes.sqrt()
             lam = self.input_strength if is_input else self._layer_strength(family)
+            lam *= weights.get(INPUTS_SUFFIX if is_input else family.name, 1.0)
             self._families.append((family, pieces, sizes, lam))
         active = [(f, pieces, lam) for f, pieces, _, lam in self._families if lam > 0]
         self._batched = (
@@ -185,6 +198,19 @@ class GroupSparsity(Callback):
             torch.cat([self._sqrt[f.name] * lam for f, _, lam in active]) if active else torch.empty(0),
         )
         self._history_len = length
+
+    def _cost_weights(self, pl_module: pl.LightningModule, families: list[NeuronGroups]) -> dict[str, float]:
+        """Per family: (MACs / params that one group's removal saves) / (MACs / params of the model)."""
+        x = example_inputs(pl_module)
+        params, macs = count_params_and_macs(pl_module, x)
+        base = macs / max(params, 1)
+        weights = {
+            name: c["macs"] / c["params"] / base
+            for name, c in group_costs(pl_module, families, x).items()
+            if c["params"] > 0
+        }
+        weights[INPUTS_SUFFIX] = 1.0 / base  # an input column of a Linear: one MAC per parameter
+        return weights
 
     def _factor(self) -> float:
         """Fraction of the full strength in force this epoch (warm-up, then a linear ramp)."""

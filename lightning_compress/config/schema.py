@@ -22,6 +22,7 @@ __all__ = [
     "RunConfig",
     "SchedulerConfig",
     "SchedulerName",
+    "SizeCost",
     "TrainerConfig",
 ]
 
@@ -120,6 +121,13 @@ class GroupMode(str, Enum):
     coupled = "coupled"
 
 
+class SizeCost(str, Enum):
+    """What the group lasso's group weights stand for."""
+
+    params = "params"
+    macs = "macs"
+
+
 class ProxSchedule(str, Enum):
     step = "step"
     epoch = "epoch"
@@ -144,6 +152,7 @@ class GroupSparsityConfig:
     stop_epoch: Optional[int] = None  # noqa: UP045
     input_layers: list[str] = field(default_factory=list)
     input_strength: Optional[float] = None  # noqa: UP045
+    cost: SizeCost = SizeCost.params
     log_effective_size: bool = True
 
 

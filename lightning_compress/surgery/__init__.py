@@ -3,6 +3,7 @@
 from lightning_compress.surgery.compact import (
     compress_zero_groups,
     effective_size,
+    group_costs,
     group_norms,
     removable_groups,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "find_groups",
     "format_neuron_report",
     "get_history",
+    "group_costs",
     "group_norms",
     "input_groups",
     "layer_widths",
