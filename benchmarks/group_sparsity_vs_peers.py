@@ -6,6 +6,8 @@ Methods (each run trains ``--epochs`` epochs in total, SGD momentum 0.9, lr 0.05
   ours_ft      the same with stop_epoch = 2/3 of the budget: the last third fine-tunes the pruned model
   ours_conv    per-layer strengths (LeNet-5): the strength on the conv layers, a tenth of it on the rest
   ours_macs    GroupSparsity(cost="macs"): each group weighted by the MACs its removal saves per parameter
+  ours_macs_ft ours_macs with stop_epoch = 2/3 of the budget, as ours_ft
+  ours_macs_sqrt  ours_macs with cost_exponent=0.5 (the square root of the MACs-per-parameter weights)
   ours_px      the same with the first layer's input features (pixels) as groups too, removed physically
   tp_magnitude Torch-Pruning MagnitudePruner (L2 group importance): half the epochs dense, one-shot prune
                to a channel ratio, fine-tune the other half
@@ -122,8 +124,12 @@ def run(
     ):  # per-layer strengths: full strength on convolutions (the MACs), 1/10 elsewhere
         gs = GroupSparsity(level / 10, layer_strengths={"model.features.*": level}, log_effective_size=False)
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
-    elif method == "ours_macs":
-        gs = GroupSparsity(level, cost="macs", log_effective_size=False)
+    elif method in ("ours_macs", "ours_macs_ft", "ours_macs_sqrt"):
+        stop = 2 * epochs // 3 if method == "ours_macs_ft" else None
+        exponent = 0.5 if method == "ours_macs_sqrt" else 1.0
+        gs = GroupSparsity(
+            level, cost="macs", cost_exponent=exponent, stop_epoch=stop, log_effective_size=False
+        )
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
     elif method == "ours_px":  # also input-feature (pixel) groups on the first layer
         first = f"model.{_first_name(module.model)}"

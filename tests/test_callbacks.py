@@ -61,6 +61,7 @@ def _module(scheduler: str = "cosine") -> Classifier:
         ({"stop_epoch": 0}, "stop_epoch"),
         ({"warmup_epochs": 2, "stop_epoch": 2}, "stop_epoch"),
         ({"cost": "flops"}, "cost"),
+        ({"cost": "macs", "cost_exponent": -1.0}, "cost_exponent"),
     ],
 )
 def test_group_sparsity_bad_arguments(kwargs: dict, match: str) -> None:
@@ -226,19 +227,20 @@ def test_input_features_zeroed_and_removed_during_fit(tmp_path: Path) -> None:
 def test_macs_cost_shifts_the_lasso_from_fc_neurons_to_conv_channels() -> None:
     """On LeNet-5 a conv1 channel saves ~14x the model's MACs per parameter, an fc neuron ~0.2x."""
     shrink = {}
-    for cost in ("params", "macs"):
+    for cost, exponent in (("params", 1.0), ("macs", 1.0), ("macs", 0.0)):
         pl.seed_everything(0, verbose=False)
         module = Classifier("lenet5")
-        gs = GroupSparsity(1e-3, cost=cost, log_effective_size=False)
+        gs = GroupSparsity(1e-3, cost=cost, cost_exponent=exponent, log_effective_size=False)
         before = {n: module.get_submodule(n).weight.detach().flatten(1).norm(dim=1) for n in LENET5_ROOTS}
         gs.prox(module, step=0.05)
-        shrink[cost] = {
+        shrink[f"{cost}^{exponent:g}"] = {
             n: float((before[n] - module.get_submodule(n).weight.detach().flatten(1).norm(dim=1)).mean())
             for n in LENET5_ROOTS
         }
     conv1, fc = LENET5_ROOTS[0], LENET5_ROOTS[2]
-    assert shrink["macs"][conv1] > 5 * shrink["params"][conv1]
-    assert shrink["macs"][fc] < 0.5 * shrink["params"][fc]
+    assert shrink["macs^1"][conv1] > 5 * shrink["params^1"][conv1]
+    assert shrink["macs^1"][fc] < 0.5 * shrink["params^1"][fc]
+    assert shrink["macs^0"] == shrink["params^1"]  # exponent 0: the paper's weights
 
 
 def test_macs_cost_during_fit_removes_conv_channels_first(tmp_path: Path) -> None:

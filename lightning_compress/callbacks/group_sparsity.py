@@ -70,6 +70,9 @@ class GroupSparsity(Callback):
             :func:`~lightning_compress.surgery.group_costs`), over the same ratio for the whole model: a
             conv channel on a large feature map weighs more than a fully connected neuron of equal size,
             so the lasso removes compute, not just parameters. Re-measured after every shape change.
+        cost_exponent: With ``cost="macs"``, the ratio is raised to this power: 1 is the full MACs
+            weighting, 0 the paper's; values in between temper how hard early, high-resolution layers
+            are pushed (a sweepable knob).
         stop_epoch: From this epoch on (0-based), no regularization: with :class:`StructuredPruning`
             removing the zeroed groups, the remaining epochs fine-tune the smaller model without the
             lasso's shrinkage of the surviving weights.
@@ -98,6 +101,7 @@ class GroupSparsity(Callback):
         input_layers: Sequence[str] = (),
         input_strength: float | None = None,
         cost: str = "params",
+        cost_exponent: float = 1.0,
         log_effective_size: bool = True,
     ) -> None:
         check_nonneg(strength, "strength")
@@ -112,6 +116,7 @@ class GroupSparsity(Callback):
             check_nonneg(input_strength, "input_strength")
         if cost not in COSTS:
             raise ValueError(f"cost must be one of {COSTS}, got {cost=!r}")
+        check_nonneg(cost_exponent, "cost_exponent")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule=!r}")
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
@@ -136,6 +141,7 @@ class GroupSparsity(Callback):
         self.input_layers = list(input_layers)
         self.input_strength = self.strength if input_strength is None else float(input_strength)
         self.cost = cost
+        self.cost_exponent = float(cost_exponent)
         self.log_effective_size = log_effective_size
         self._steps = 0
         self._epoch = 0
@@ -200,7 +206,7 @@ class GroupSparsity(Callback):
         self._history_len = length
 
     def _cost_weights(self, pl_module: pl.LightningModule, families: list[NeuronGroups]) -> dict[str, float]:
-        """Per family: (MACs / params that one group's removal saves) / (MACs / params of the model)."""
+        """Per family: [(MACs / params one group's removal saves) / (MACs / params of the model)] ** exponent."""
         x = example_inputs(pl_module)
         params, macs = count_params_and_macs(pl_module, x)
         base = macs / max(params, 1)
@@ -210,7 +216,7 @@ class GroupSparsity(Callback):
             if c["params"] > 0
         }
         weights[INPUTS_SUFFIX] = 1.0 / base  # an input column of a Linear: one MAC per parameter
-        return weights
+        return {name: w**self.cost_exponent for name, w in weights.items()}
 
     def _factor(self) -> float:
         """Fraction of the full strength in force this epoch (warm-up, then a linear ramp)."""

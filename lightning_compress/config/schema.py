@@ -153,6 +153,7 @@ class GroupSparsityConfig:
     input_layers: list[str] = field(default_factory=list)
     input_strength: Optional[float] = None  # noqa: UP045
     cost: SizeCost = SizeCost.params
+    cost_exponent: float = 1.0
     log_effective_size: bool = True
 
 
