@@ -8,6 +8,9 @@ Methods (each run trains ``--epochs`` epochs in total, SGD momentum 0.9, lr 0.05
   ours_macs    GroupSparsity(cost="macs"): each group weighted by the MACs its removal saves per parameter
   ours_macs_ft ours_macs with stop_epoch = 2/3 of the budget, as ours_ft
   ours_macs_sqrt  ours_macs with cost_exponent=0.5 (the square root of the MACs-per-parameter weights)
+  ours_coupled, ours_macs_coupled  with groups="coupled": a channel's group also holds the next layers'
+               input weights (with BatchNorm after a conv, the conv filter's own scale is free, so the
+               paper's incoming group alone can shrink without changing the function)
   ours_px      the same with the first layer's input features (pixels) as groups too, removed physically
   tp_magnitude Torch-Pruning MagnitudePruner (L2 group importance): half the epochs dense, one-shot prune
                to a channel ratio, fine-tune the other half
@@ -113,9 +116,10 @@ def run(
     start = time.perf_counter()
     if method in ("dense", "scratch"):
         _fit(module, dm, epochs, [])
-    elif method == "ours":
-        callbacks = [GroupSparsity(level, log_effective_size=False), StructuredPruning(every_n_epochs=1)]
-        _fit(module, dm, epochs, callbacks)
+    elif method in ("ours", "ours_coupled"):
+        mode = "coupled" if method == "ours_coupled" else "incoming"
+        gs = GroupSparsity(level, groups=mode, log_effective_size=False)
+        _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
     elif method == "ours_ft":  # regularize for 2/3 of the budget, then fine-tune the pruned model
         gs = GroupSparsity(level, stop_epoch=2 * epochs // 3, log_effective_size=False)
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
@@ -124,11 +128,17 @@ def run(
     ):  # per-layer strengths: full strength on convolutions (the MACs), 1/10 elsewhere
         gs = GroupSparsity(level / 10, layer_strengths={"model.features.*": level}, log_effective_size=False)
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
-    elif method in ("ours_macs", "ours_macs_ft", "ours_macs_sqrt"):
+    elif method in ("ours_macs", "ours_macs_ft", "ours_macs_sqrt", "ours_macs_coupled"):
         stop = 2 * epochs // 3 if method == "ours_macs_ft" else None
         exponent = 0.5 if method == "ours_macs_sqrt" else 1.0
+        mode = "coupled" if method == "ours_macs_coupled" else "incoming"
         gs = GroupSparsity(
-            level, cost="macs", cost_exponent=exponent, stop_epoch=stop, log_effective_size=False
+            level,
+            cost="macs",
+            cost_exponent=exponent,
+            groups=mode,
+            stop_epoch=stop,
+            log_effective_size=False,
         )
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
     elif method == "ours_px":  # also input-feature (pixel) groups on the first layer

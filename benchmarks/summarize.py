@@ -26,6 +26,15 @@ def _front_at(rows: list[dict], level: float, key: str) -> float | None:
     return max(ok) if ok else None
 
 
+def front_cell(rows: list[dict], level: float, key: str) -> tuple[float, int] | None:
+    """Mean over seeds of each seed's best accuracy at >= level removed, and the number of seeds with one."""
+    seeds = defaultdict(list)
+    for r in rows:
+        seeds[r["seed"]].append(r)
+    vals = [v for v in (_front_at(rs, level, key) for rs in seeds.values()) if v is not None]
+    return (statistics.mean(vals), len(vals)) if vals else None
+
+
 def peers_section(
     rows: list[dict], normalize: str, model: str = "lenet300_100", key: str = "removed_params"
 ) -> list[str]:
@@ -57,8 +66,8 @@ def peers_section(
         seeds = by[method]
         cells = []
         for level in LEVELS:
-            vals = [v for v in (_front_at(rs, level, key) for rs in seeds.values()) if v is not None]
-            cells.append(f"{statistics.mean(vals):.2%} ({len(vals)})" if vals else "-")
+            cell = front_cell([r for rs in seeds.values() for r in rs], level, key)
+            cells.append(f"{cell[0]:.2%} ({cell[1]})" if cell else "-")
         out.append(f"| {method} | {len(seeds)} | " + " | ".join(cells) + " |")
     out += [
         "",
@@ -76,6 +85,48 @@ def peers_section(
             f"| {r['test_acc']:.2%} | {r['widths']} | {r.get('inputs', 784)} |"
         )
     return [*out, ""]
+
+
+def front_plot(rows: list[dict], normalize: str, model: str, key: str) -> str | None:
+    """Accuracy vs fraction removed, one marker per run, a line through each method's per-seed-mean front."""
+    rows = [
+        r
+        for r in rows
+        if r.get("normalize", "global") == normalize
+        and r.get("model", "lenet300_100") == model
+        and r["epochs"] > 1
+    ]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    what = "params" if key == "removed_params" else "MACs"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in sorted({r["method"] for r in rows}):
+        mine = [r for r in rows if r["method"] == method]
+        xs = [100 * r[key] for r in mine]
+        ys = [100 * r["test_acc"] for r in mine]
+        if method == "dense":
+            ax.axhline(statistics.mean(ys), color="black", lw=1, ls="--", label="dense (mean)")
+            continue
+        (points,) = ax.plot(xs, ys, "o", ms=4, alpha=0.5, label=method)
+        fronts = [(100 * level, front_cell(mine, level, key)) for level in LEVELS]
+        fx = [x for x, cell in fronts if cell is not None]
+        fy = [100 * cell[0] for _, cell in fronts if cell is not None]
+        ax.plot(fx, fy, "-", color=points.get_color(), lw=1)
+    ax.set_xlabel(f"fewer {what} (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{model}, Fashion-MNIST, {normalize} normalization")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    name = f"front_{model}_{normalize}_{what.lower()}.png"
+    fig.tight_layout()
+    fig.savefig(RESULTS.parent / name, dpi=110)
+    plt.close(fig)
+    return name
 
 
 def json_section(name: str, title: str) -> list[str]:
@@ -97,10 +148,18 @@ def main() -> None:
         "## Group sparsity vs peers",
         "",
     ]
-    for normalize in ("global", "per_pixel"):
-        lines += peers_section(peers, normalize)
-    lines += peers_section(peers, "global", model="lenet5", key="removed_macs")
-    lines += peers_section(peers, "global", model="resnet_small", key="removed_macs")
+    sections = [
+        ("global", "lenet300_100", "removed_params"),
+        ("per_pixel", "lenet300_100", "removed_params"),
+        ("global", "lenet5", "removed_macs"),
+        ("global", "resnet_small", "removed_macs"),
+    ]
+    for normalize, model, key in sections:
+        section = peers_section(peers, normalize, model=model, key=key)
+        plot = front_plot(peers, normalize, model, key) if section else None
+        if plot:  # under the section title; each line joins a method's table cells
+            section[1:1] = ["", f"![front]({plot})"]
+        lines += section
     lines += ["## Other measurements", ""]
     lines += json_section("baselines.json", "Dense baselines (benchmarks/baselines.py)")
     lines += json_section("prox_overhead.json", "Prox overhead (benchmarks/prox_overhead.py)")
