@@ -320,8 +320,8 @@ class GroupSparsity(Callback):
             )
             metrics["group_sparsity/effective_params"] = size["params"]
             metrics["group_sparsity/effective_macs"] = size["macs"]
-        for key, value in metrics.items():
-            pl_module.log(key, float(value), on_epoch=True, on_step=False)
+        for key, value in metrics.items():  # equal on every rank: the mean over ranks is the value
+            pl_module.log(key, float(value), on_epoch=True, on_step=False, sync_dist=True)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         for handle in self._handles:
