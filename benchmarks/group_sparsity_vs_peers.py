@@ -7,6 +7,7 @@ Methods (each run trains ``--epochs`` epochs in total, SGD momentum 0.9, lr 0.05
   ours_conv    per-layer strengths (LeNet-5): the strength on the conv layers, a tenth of it on the rest
   ours_macs    GroupSparsity(cost="macs"): each group weighted by the MACs its removal saves per parameter
   ours_macs_ft ours_macs with stop_epoch = 2/3 of the budget, as ours_ft
+  ours_macs_warm  ours_macs with warmup_epochs = 1/3 of the budget (dense training first, as the peers)
   ours_macs_sqrt  ours_macs with cost_exponent=0.5 (the square root of the MACs-per-parameter weights)
   ours_coupled, ours_macs_coupled  with groups="coupled": a channel's group also holds the next layers'
                input weights (with BatchNorm after a conv, the conv filter's own scale is free, so the
@@ -128,8 +129,9 @@ def run(
     ):  # per-layer strengths: full strength on convolutions (the MACs), 1/10 elsewhere
         gs = GroupSparsity(level / 10, layer_strengths={"model.features.*": level}, log_effective_size=False)
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
-    elif method in ("ours_macs", "ours_macs_ft", "ours_macs_sqrt", "ours_macs_coupled"):
+    elif method in ("ours_macs", "ours_macs_ft", "ours_macs_sqrt", "ours_macs_coupled", "ours_macs_warm"):
         stop = 2 * epochs // 3 if method == "ours_macs_ft" else None
+        warmup = epochs // 3 if method == "ours_macs_warm" else 0
         exponent = 0.5 if method == "ours_macs_sqrt" else 1.0
         mode = "coupled" if method == "ours_macs_coupled" else "incoming"
         gs = GroupSparsity(
@@ -137,6 +139,7 @@ def run(
             cost="macs",
             cost_exponent=exponent,
             groups=mode,
+            warmup_epochs=warmup,
             stop_epoch=stop,
             log_effective_size=False,
         )
