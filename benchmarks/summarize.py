@@ -35,16 +35,21 @@ def front_cell(rows: list[dict], level: float, key: str) -> tuple[float, int] | 
     return (statistics.mean(vals), len(vals)) if vals else None
 
 
-def peers_section(
-    rows: list[dict], normalize: str, model: str = "lenet300_100", key: str = "removed_params"
-) -> list[str]:
-    rows = [
+def _section_rows(rows: list[dict], normalize: str, model: str) -> list[dict]:
+    """The runs of one table: one model, one normalization, smoke runs (1 epoch) left out."""
+    return [
         r
         for r in rows
         if r.get("normalize", "global") == normalize
         and r.get("model", "lenet300_100") == model
         and r["epochs"] > 1
     ]
+
+
+def peers_section(
+    rows: list[dict], normalize: str, model: str = "lenet300_100", key: str = "removed_params"
+) -> list[str]:
+    rows = _section_rows(rows, normalize, model)
     if not rows:
         return []
     what = "params" if key == "removed_params" else "MACs"
@@ -89,13 +94,7 @@ def peers_section(
 
 def front_plot(rows: list[dict], normalize: str, model: str, key: str) -> str | None:
     """Accuracy vs fraction removed, one marker per run, a line through each method's per-seed-mean front."""
-    rows = [
-        r
-        for r in rows
-        if r.get("normalize", "global") == normalize
-        and r.get("model", "lenet300_100") == model
-        and r["epochs"] > 1
-    ]
+    rows = _section_rows(rows, normalize, model)
     if not rows:
         return None
     import matplotlib

@@ -21,8 +21,7 @@ from lightning_compress.functional.group_lasso import (
     sliced_penalty_grad_,
     sliced_prox_,
 )
-from lightning_compress.functional.size import count_params_and_macs
-from lightning_compress.surgery.compact import effective_size, group_costs
+from lightning_compress.surgery.compact import effective_size, group_cost_weights
 from lightning_compress.surgery.groups import LayerSelector, NeuronGroups, find_groups
 from lightning_compress.surgery.history import enable_history_restore, history_version
 from lightning_compress.surgery.inputs import INPUTS_SUFFIX, input_groups
@@ -187,7 +186,11 @@ class GroupSparsity(Callback):
                 )
         self._families = []
         self._sqrt: dict[str, torch.Tensor] = {}
-        weights = self._cost_weights(pl_module, families) if self.cost == "macs" else {}
+        weights = (
+            group_cost_weights(pl_module, families, example_inputs(pl_module), self.cost_exponent)
+            if self.cost == "macs"
+            else {}
+        )
         inputs = [input_groups(pl_module, name) for name in self.input_layers]
         for family in [*families, *inputs]:
             is_input = family.name.endswith(INPUTS_SUFFIX)
@@ -204,19 +207,6 @@ class GroupSparsity(Callback):
             torch.cat([self._sqrt[f.name] * lam for f, _, lam in active]) if active else torch.empty(0),
         )
         self._history_len = length
-
-    def _cost_weights(self, pl_module: pl.LightningModule, families: list[NeuronGroups]) -> dict[str, float]:
-        """Per family: [(MACs / params one group's removal saves) / (MACs / params of the model)] ** exponent."""
-        x = example_inputs(pl_module)
-        params, macs = count_params_and_macs(pl_module, x)
-        base = macs / max(params, 1)
-        weights = {
-            name: c["macs"] / c["params"] / base
-            for name, c in group_costs(pl_module, families, x).items()
-            if c["params"] > 0
-        }
-        weights[INPUTS_SUFFIX] = 1.0 / base  # an input column of a Linear: one MAC per parameter
-        return {name: w**self.cost_exponent for name, w in weights.items()}
 
     def _factor(self) -> float:
         """Fraction of the full strength in force this epoch (warm-up, then a linear ramp)."""

@@ -122,7 +122,7 @@ class GroupMode(str, Enum):
 
 
 class SizeCost(str, Enum):
-    """What the group lasso's group weights stand for."""
+    """A size measure: what group weights stand for, and what a sweep minimizes."""
 
     params = "params"
     macs = "macs"

@@ -3,6 +3,7 @@
 from lightning_compress.surgery.compact import (
     compress_zero_groups,
     effective_size,
+    group_cost_weights,
     group_costs,
     group_norms,
     removable_groups,
@@ -35,6 +36,7 @@ __all__ = [
     "find_groups",
     "format_neuron_report",
     "get_history",
+    "group_cost_weights",
     "group_costs",
     "group_norms",
     "input_groups",

@@ -21,6 +21,7 @@ __all__ = [
     "apply_removals",
     "compress_zero_groups",
     "effective_size",
+    "group_cost_weights",
     "group_costs",
     "group_norms",
     "removable_groups",
@@ -180,3 +181,29 @@ def group_costs(
         p, m = count_params_and_macs(clone, example_inputs)
         costs[family.name] = {"params": params - p, "macs": macs - m}
     return costs
+
+
+def group_cost_weights(
+    model: nn.Module, families: Sequence[NeuronGroups], example_inputs: Any, exponent: float = 1.0
+) -> dict[str, float]:
+    """Per family: [(MACs / params one group's removal saves) / (MACs / params of the model)] ** exponent.
+
+    A multiplier for a group lasso weight: above 1 where a group is compute-heavy for its size (a conv
+    channel on a large feature map), below 1 for fully connected neurons. Input-feature families (pixel
+    columns of a Linear: one MAC per parameter) are under the key ``INPUTS_SUFFIX``.
+
+    Example:
+        >>> from lightning_compress.models import LeNet5
+        >>> model = LeNet5(); x = torch.zeros(1, 1, 28, 28)
+        >>> {k: round(v, 2) for k, v in group_cost_weights(model, find_groups(model, x), x).items()}
+        {'features.0': 13.89, 'features.3': 0.87, 'classifier.1': 0.18, ':inputs': 0.18}
+    """
+    params, macs = count_params_and_macs(model, example_inputs)
+    base = macs / max(params, 1)
+    weights = {
+        name: c["macs"] / c["params"] / base
+        for name, c in group_costs(model, families, example_inputs).items()
+        if c["params"] > 0
+    }
+    weights[INPUTS_SUFFIX] = 1.0 / base
+    return {name: w**exponent for name, w in weights.items()}

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
+from lightning_compress.config.schema import SizeCost
+
 __all__ = [
     "EarlyStopConfig",
     "MethodConfig",
@@ -53,9 +55,7 @@ class MethodConfig:
     search_space: dict[str, ParamSpec] = field(default_factory=dict)
 
 
-class SizeObjective(str, Enum):
-    params = "params"
-    macs = "macs"
+SizeObjective = SizeCost  # the same two measures as the group weights: params or MACs
 
 
 @dataclass
