@@ -9,6 +9,8 @@ Methods (each run trains ``--epochs`` epochs in total, SGD momentum 0.9, lr 0.05
   ours_macs_ft ours_macs with stop_epoch = 2/3 of the budget, as ours_ft
   ours_macs_warm  ours_macs with warmup_epochs = 1/3 of the budget (dense training first, as the peers)
   ours_macs_sqrt  ours_macs with cost_exponent=0.5 (the square root of the MACs-per-parameter weights)
+               (suffixes combine: ours_macs_sqrt_ft, ours_macs_warm_ft = dense, sparsify, fine-tune thirds)
+  ours_macs_bn ours_macs with groups="bn": under BatchNorm, only the norm's scale and shift are the group
   ours_coupled, ours_macs_coupled  with groups="coupled": a channel's group also holds the next layers'
                input weights (with BatchNorm after a conv, the conv filter's own scale is free, so the
                paper's incoming group alone can shrink without changing the function)
@@ -129,18 +131,17 @@ def run(
     ):  # per-layer strengths: full strength on convolutions (the MACs), 1/10 elsewhere
         gs = GroupSparsity(level / 10, layer_strengths={"model.features.*": level}, log_effective_size=False)
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
-    elif method in ("ours_macs", "ours_macs_ft", "ours_macs_sqrt", "ours_macs_coupled", "ours_macs_warm"):
-        stop = 2 * epochs // 3 if method == "ours_macs_ft" else None
-        warmup = epochs // 3 if method == "ours_macs_warm" else 0
-        exponent = 0.5 if method == "ours_macs_sqrt" else 1.0
-        mode = "coupled" if method == "ours_macs_coupled" else "incoming"
+    elif method.startswith("ours_macs"):  # ours_macs[_sqrt][_coupled|_bn][_warm][_ft]
+        flags = set(method.split("_")[2:])
+        if not flags <= {"sqrt", "coupled", "bn", "ft", "warm"}:
+            raise ValueError(f"unknown method {method!r}")
         gs = GroupSparsity(
             level,
             cost="macs",
-            cost_exponent=exponent,
-            groups=mode,
-            warmup_epochs=warmup,
-            stop_epoch=stop,
+            cost_exponent=0.5 if "sqrt" in flags else 1.0,
+            groups="coupled" if "coupled" in flags else "bn" if "bn" in flags else "incoming",
+            warmup_epochs=epochs // 3 if "warm" in flags else 0,
+            stop_epoch=2 * epochs // 3 if "ft" in flags else None,
             log_effective_size=False,
         )
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])

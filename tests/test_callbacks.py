@@ -253,3 +253,23 @@ def test_macs_cost_during_fit_removes_conv_channels_first(tmp_path: Path) -> Non
     fc = module.get_submodule(LENET5_ROOTS[2])
     assert conv1.out_channels < 20
     assert 1 - conv1.out_channels / 20 > 1 - fc.out_features / 500
+
+
+def test_bn_groups_during_fit_prune_through_the_norm_and_pruning_follows(tmp_path: Path) -> None:
+    """groups="bn": the prox shrinks BatchNorm entries only (filters untouched); StructuredPruning follows."""
+    pl.seed_everything(0, verbose=False)
+    module = Classifier("resnet_small", model_kwargs={"widths": [8, 16], "blocks": [1, 1]}, lr=0.05)
+    inner, bn1 = module.model.layers[0].conv1, module.model.layers[0].bn1
+    filters = inner.weight.detach().clone()
+    gs = GroupSparsity(0.5, groups="bn", log_effective_size=False)
+    gs.prox(module, step=0.05)
+    assert torch.equal(inner.weight, filters)
+    assert bool((bn1.weight < 1).all())
+    with torch.no_grad():  # three weak channels: the lasso zeroes them first
+        bn1.weight[:3] = 0.05
+    pruning = StructuredPruning(every_n_epochs=1)
+    trainer = _trainer(tmp_path, [gs, pruning], max_epochs=3)
+    trainer.fit(module, _loader())
+    assert pruning._mode(trainer) == "bn"
+    assert 3 <= module.model.layers[0].conv1.out_channels <= 5
+    assert sum(gs.zero_groups(module).values()) == 0  # every zeroed group was removed

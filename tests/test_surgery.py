@@ -175,3 +175,48 @@ def test_input_groups_need_a_linear() -> None:
         input_groups(LeNet5(), "features.0")
     with pytest.raises(ValueError, match="not a layer"):
         input_groups(LeNet5(), "nope")
+
+
+class _MixedAdd(nn.Module):
+    """A residual add fed by a conv with BatchNorm and a conv without: no BatchNorm-only group."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.bn, self.b = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn(self.a(x)) + self.b(x))
+        return self.fc(y.mean((2, 3)))
+
+
+def test_bn_groups_hold_only_norm_entries_where_every_producer_is_normalized() -> None:
+    resnet = SmallResNet()
+    groups = {f.name: f for f in find_groups(resnet, X[:1])}
+    inner = groups["layers.0.conv1"].selected(resnet, "bn")
+    assert [(s.module, s.param) for s in inner] == [("layers.0.bn1", "weight"), ("layers.0.bn1", "bias")]
+    tied = {s.module for s in groups["stem.0"].selected(resnet, "bn")}
+    assert tied == {"stem.1", "layers.0.bn2"}  # the residual channel: both BatchNorms, no conv filter
+    lenet = LeNet5()  # no BatchNorm: the incoming groups
+    for f in find_groups(lenet, X[:1]):
+        assert f.selected(lenet, "bn") == f.selected(lenet, "incoming")
+    mixed = _MixedAdd()
+    (family,) = find_groups(mixed, X[:1])
+    assert family.selected(mixed, "bn") == family.selected(mixed, "incoming")
+
+
+def test_zero_bn_groups_are_removed_without_changing_outputs() -> None:
+    """A channel with zero BatchNorm scale and shift outputs zero whatever its filter: removal is exact."""
+    torch.manual_seed(0)
+    model = SmallResNet().eval()
+    families = find_groups(model, X[:1])
+    with torch.no_grad():
+        for f in families:
+            for s in f.selected(model, "bn"):
+                getattr(model.get_submodule(s.module), s.param)[[0, 3]] = 0.0
+    before = model(X)
+    assert compress_zero_groups(model, X[:1]) == []  # the filters are not zero: incoming norms see no zero
+    records = compress_zero_groups(model, X[:1], mode="bn")
+    assert {r["module"] for r in records} == {f.name for f in families}
+    assert model.layers[0].conv1.out_channels == 14
+    assert torch.allclose(model(X), before, atol=1e-5)

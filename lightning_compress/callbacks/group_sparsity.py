@@ -53,8 +53,12 @@ class GroupSparsity(Callback):
         strength: :math:`\lambda`, the default strength of every layer.
         l1_ratio: :math:`\alpha` in [0, 1]: 0 is group lasso, >0 sparse group lasso.
         layer_strengths: Name pattern -> strength, overriding ``strength`` for matching layers.
-        groups: ``"incoming"`` (the paper's groups: a neuron's weights, bias and norm entries) or
-            ``"coupled"`` (also the next layers' input weights).
+        groups: ``"incoming"`` (the paper's groups: a neuron's weights, bias and norm entries),
+            ``"coupled"`` (also the next layers' input weights) or ``"bn"``: where every layer producing a
+            channel is followed by a BatchNorm, only the BatchNorm's scale and shift (the filter's scale
+            is free under normalization, so the paper's group shrinks without resistance and whole
+            layers collapse; the other layers keep their incoming groups). :class:`StructuredPruning`
+            decides with the same groups by default.
         include: Only layers matching these name patterns or types.
         exclude: Never these layers. The output layer is never regularized.
         schedule: ``"step"``, ``"epoch"`` or ``"subgradient"``.

@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_compress._compat import rewrap_ddp
 from lightning_compress.callbacks._common import check_groups_args, check_nonneg, example_inputs
+from lightning_compress.callbacks.group_sparsity import GroupSparsity
 from lightning_compress.surgery.compact import apply_removals, removable_groups
 from lightning_compress.surgery.groups import LayerSelector, find_groups
 from lightning_compress.surgery.history import enable_history_restore, get_history
@@ -44,7 +45,9 @@ class StructuredPruning(Callback):
         threshold: Absolute group-norm threshold (0 removes exact zeros only).
         relative_threshold: Threshold as a fraction of the largest group norm of the layer.
         min_width: Neurons/channels always kept per layer.
-        groups: Norm used for the decision: ``"incoming"`` or ``"coupled"`` groups.
+        groups: Norm used for the decision: ``"incoming"``, ``"coupled"`` or ``"bn"`` groups (see
+            :class:`GroupSparsity`). Default: the ``groups`` of the trainer's :class:`GroupSparsity`,
+            else ``"incoming"``.
         include: Only layers matching these name patterns or types.
         exclude: Never these layers (the output layer never is).
         fold_constants: Fold constant outputs of removed neurons into the next bias.
@@ -65,7 +68,7 @@ class StructuredPruning(Callback):
         threshold: float = 0.0,
         relative_threshold: float = 0.0,
         min_width: int = 1,
-        groups: str = "incoming",
+        groups: str | None = None,
         include: Sequence[LayerSelector] | None = None,
         exclude: Sequence[LayerSelector] = (),
         fold_constants: bool = True,
@@ -81,7 +84,7 @@ class StructuredPruning(Callback):
             raise ValueError(f"relative_threshold must be < 1, got {relative_threshold=}")
         if not isinstance(min_width, int) or min_width < 1:
             raise ValueError(f"min_width must be an int >= 1, got {min_width=}")
-        check_groups_args(groups, include, exclude)
+        check_groups_args(groups or "incoming", include, exclude)
         if isinstance(input_layers, str):
             raise TypeError(f"input_layers must be a list of layer names, got {input_layers!r}")
         self.input_layers = list(input_layers)
@@ -125,6 +128,12 @@ class StructuredPruning(Callback):
         if self.at_fit_end:
             self.prune(trainer, pl_module)
 
+    def _mode(self, trainer: pl.Trainer) -> str:
+        if self.groups is not None:
+            return self.groups
+        found = (cb.groups for cb in trainer.callbacks if isinstance(cb, GroupSparsity))  # type: ignore[attr-defined]
+        return next(found, "incoming")
+
     def prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[dict[str, Any]]:
         """Remove the groups under the threshold now; returns the history records added."""
         x = example_inputs(pl_module)
@@ -136,7 +145,7 @@ class StructuredPruning(Callback):
             threshold=self.threshold,
             relative_threshold=self.relative_threshold,
             min_width=self.min_width,
-            mode=self.groups,
+            mode=self._mode(trainer),
         )
         # one decision for every rank: rank 0's
         plain = trainer.strategy.broadcast({k: v.tolist() for k, v in remove.items()}, src=0)

@@ -119,6 +119,7 @@ class GroupMode(str, Enum):
 
     incoming = "incoming"
     coupled = "coupled"
+    bn = "bn"
 
 
 class SizeCost(str, Enum):
@@ -167,7 +168,7 @@ class PruningConfig:
     threshold: float = 0.0
     relative_threshold: float = 0.0
     min_width: int = 1
-    groups: GroupMode = GroupMode.incoming
+    groups: Optional[GroupMode] = None  # noqa: UP045  (None: GroupSparsity's groups)
     include: Optional[list[str]] = None  # noqa: UP045
     exclude: list[str] = field(default_factory=list)
     fold_constants: bool = True

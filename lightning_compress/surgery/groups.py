@@ -3,7 +3,10 @@
 A neuron's *incoming* group is what the 2016 paper regularizes: the producing layer's weights and bias,
 its normalization entries, and, for channels tied by a residual add, the same entries of every layer that
 feeds the add. Its *coupled* group adds the *outgoing* slices: the consumers' input weights. Removing a
-neuron removes the whole coupled group.
+neuron removes the whole coupled group. Its *bn* group keeps only the BatchNorm scale and shift when
+every layer producing the channel is followed by a BatchNorm: the producer's filter is then free in
+scale (normalization undoes it), so a penalty on it shrinks it without resistance from the loss; a
+channel with zero scale and shift outputs exactly zero, whatever its filter.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from lightning_compress.functional.group_lasso import GroupPiece
 
 __all__ = ["GROUP_MODES", "LayerSelector", "NeuronGroups", "build_dependency_graph", "find_groups"]
 
-GROUP_MODES = ("incoming", "coupled")
+GROUP_MODES = ("incoming", "coupled", "bn")
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
 LayerSelector = str | type[nn.Module]
@@ -56,20 +60,27 @@ class NeuronGroups:
     layers: list[str]
 
     def pieces(self, model: nn.Module, mode: str = "incoming") -> list[GroupPiece]:
-        """The groups' pieces over the live parameters' data (``mode``: ``"incoming"`` or ``"coupled"``)."""
+        """The groups' pieces over the live parameters' data (``mode``: one of :data:`GROUP_MODES`)."""
         return [
             GroupPiece(getattr(model.get_submodule(s.module), s.param).data, s.dim, s.index, s.root)
-            for s in self.slices
-            if mode == "coupled" or s.incoming
+            for s in self.selected(model, mode)
         ]
 
     def parameters(self, model: nn.Module, mode: str = "incoming") -> list[nn.Parameter]:
         """The live parameters behind :meth:`pieces`, in the same order."""
-        return [
-            getattr(model.get_submodule(s.module), s.param)
-            for s in self.slices
-            if mode == "coupled" or s.incoming
-        ]
+        return [getattr(model.get_submodule(s.module), s.param) for s in self.selected(model, mode)]
+
+    def selected(self, model: nn.Module, mode: str = "incoming") -> list[Slice]:
+        """The slices of ``mode``'s groups; ``"bn"`` falls back to ``"incoming"`` where a producer has no BatchNorm."""
+        if mode == "coupled":
+            return list(self.slices)
+        incoming = [s for s in self.slices if s.incoming]
+        if mode == "bn":
+            norms = [s for s in incoming if isinstance(model.get_submodule(s.module), _BATCH_NORMS)]
+            producers = {s.module for s in incoming if s.param == "weight"} - {s.module for s in norms}
+            if norms and len({s.module for s in norms}) == len(producers):
+                return norms
+        return incoming
 
 
 def build_dependency_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
