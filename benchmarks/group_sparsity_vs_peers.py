@@ -44,7 +44,7 @@ from lightning.pytorch.callbacks import Callback, ModelPruning
 from lightning_compress.callbacks import GroupSparsity, StructuredPruning
 from lightning_compress.data import FashionMNISTDataModule
 from lightning_compress.models import Classifier
-from lightning_compress.surgery import find_groups, layer_widths, remove_groups
+from lightning_compress.surgery import find_groups, kept_modes, layer_widths, remove_groups
 
 OUT = Path(__file__).resolve().parent / "results" / "group_sparsity_vs_peers.jsonl"
 X = torch.zeros(1, 1, 28, 28)
@@ -157,17 +157,18 @@ def run(
             pruning_ratio=level,
             ignored_layers=[m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1:],
         )
-        if method == "tp_magnitude":
-            pruner = tp.pruner.MagnitudePruner(
-                net, X, importance=tp.importance.GroupMagnitudeImportance(p=2), **kwargs
-            )
-            _fit(module, dm, half, [])
-        else:
-            pruner = tp.pruner.GroupNormPruner(
-                net, X, importance=tp.importance.GroupMagnitudeImportance(p=2), reg=1e-4, **kwargs
-            )
-            _fit(module, dm, half, [_Regularize(pruner)])
-        pruner.step()
+        with kept_modes(net):  # Torch-Pruning traces in eval mode and leaves BatchNorm there
+            if method == "tp_magnitude":
+                pruner = tp.pruner.MagnitudePruner(
+                    net, X, importance=tp.importance.GroupMagnitudeImportance(p=2), **kwargs
+                )
+            else:
+                pruner = tp.pruner.GroupNormPruner(
+                    net, X, importance=tp.importance.GroupMagnitudeImportance(p=2), reg=1e-4, **kwargs
+                )
+        _fit(module, dm, half, [_Regularize(pruner)] if method == "tp_groupnorm" else [])
+        with kept_modes(net):
+            pruner.step()
         _fit(module, dm, epochs - half, [])
     elif method == "lt_pruning":
         net = module.model

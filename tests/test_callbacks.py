@@ -273,3 +273,27 @@ def test_bn_groups_during_fit_prune_through_the_norm_and_pruning_follows(tmp_pat
     assert pruning._mode(trainer) == "bn"
     assert 3 <= module.model.layers[0].conv1.out_channels <= 5
     assert sum(gs.zero_groups(module).values()) == 0  # every zeroed group was removed
+
+
+def test_batchnorm_trains_in_train_mode_after_mid_fit_prunes(tmp_path: Path) -> None:
+    """Tracing for groups and pruning must not leave BatchNorm in eval mode for the rest of fit."""
+
+    class Modes(pl.Callback):
+        def __init__(self) -> None:
+            self.eval_modules: list[int] = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
+            self.eval_modules.append(sum(not m.training for m in pl_module.modules()))
+
+    pl.seed_everything(0, verbose=False)
+    module = Classifier("resnet_small", model_kwargs={"widths": [8, 16], "blocks": [1, 1]}, lr=0.05)
+    modes = Modes()
+    pruning = StructuredPruning(every_n_epochs=1)
+    block = module.model.layers[0]
+    with torch.no_grad():  # three dead channels: the lasso keeps them at zero, pruning removes them
+        for t in (block.conv1.weight, block.bn1.weight, block.bn1.bias):
+            t[:3] = 0.0
+    gs = GroupSparsity(0.3, log_effective_size=True)
+    _trainer(tmp_path, [gs, pruning, modes], max_epochs=3).fit(module, _loader())
+    assert pruning.removed_total > 0
+    assert modes.eval_modules == [0] * 12

@@ -220,3 +220,16 @@ def test_zero_bn_groups_are_removed_without_changing_outputs() -> None:
     assert {r["module"] for r in records} == {f.name for f in families}
     assert model.layers[0].conv1.out_channels == 14
     assert torch.allclose(model(X), before, atol=1e-5)
+
+
+def test_tracing_and_pruning_keep_every_module_mode() -> None:
+    """Torch-Pruning traces in eval mode: BatchNorm must train with batch statistics after a mid-fit trace."""
+    model = SmallResNet()
+    model.train()
+    model.fc.eval()  # a mixed state is kept as it is, module by module
+    families = find_groups(model, X[:1])
+    assert [m.training for m in model.modules()] == [m is not model.fc for m in model.modules()]
+    for f in families:
+        _zero_incoming(model, f, [1])
+    compress_zero_groups(model, X[:1])
+    assert [m.training for m in model.modules()] == [m is not model.fc for m in model.modules()]

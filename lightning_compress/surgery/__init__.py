@@ -8,7 +8,13 @@ from lightning_compress.surgery.compact import (
     group_norms,
     removable_groups,
 )
-from lightning_compress.surgery.groups import GROUP_MODES, NeuronGroups, build_dependency_graph, find_groups
+from lightning_compress.surgery.groups import (
+    GROUP_MODES,
+    NeuronGroups,
+    build_dependency_graph,
+    find_groups,
+    kept_modes,
+)
 from lightning_compress.surgery.history import (
     append_history,
     apply_history,
@@ -40,6 +46,7 @@ __all__ = [
     "group_costs",
     "group_norms",
     "input_groups",
+    "kept_modes",
     "layer_widths",
     "neuron_report",
     "rebind_optimizer",

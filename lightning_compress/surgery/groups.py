@@ -12,7 +12,8 @@ channel with zero scale and shift outputs exactly zero, whatever its filter.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,14 @@ from torch import nn
 
 from lightning_compress.functional.group_lasso import GroupPiece
 
-__all__ = ["GROUP_MODES", "LayerSelector", "NeuronGroups", "build_dependency_graph", "find_groups"]
+__all__ = [
+    "GROUP_MODES",
+    "LayerSelector",
+    "NeuronGroups",
+    "build_dependency_graph",
+    "find_groups",
+    "kept_modes",
+]
 
 GROUP_MODES = ("incoming", "coupled", "bn")
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -83,10 +91,25 @@ class NeuronGroups:
         return incoming
 
 
-def build_dependency_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
-    """Trace ``model`` with Torch-Pruning; a model it cannot trace gives a ``ValueError`` saying so."""
+@contextmanager
+def kept_modes(model: nn.Module) -> Iterator[None]:
+    """Restore the train/eval mode of every module of ``model`` on exit (``model.train(m)`` would set them all)."""
+    modes = [(module, module.training) for module in model.modules()]
     try:
-        with torch.enable_grad():
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def build_dependency_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
+    """Trace ``model`` with Torch-Pruning; a model it cannot trace gives a ``ValueError`` saying so.
+
+    Torch-Pruning traces in eval mode; every module's train/eval mode is restored afterwards, so a
+    trace in the middle of fit (groups, pruning) does not leave BatchNorm and dropout in eval mode.
+    """
+    try:
+        with torch.enable_grad(), kept_modes(model):
             return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs, verbose=False)
     except Exception as err:  # tracing runs arbitrary user forward code
         raise ValueError(

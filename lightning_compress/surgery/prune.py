@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_compress.surgery.groups import _NORMS, NeuronGroups, build_dependency_graph
+from lightning_compress.surgery.groups import _NORMS, NeuronGroups, build_dependency_graph, kept_modes
 from lightning_compress.surgery.history import append_history, register_replay
 from lightning_compress.surgery.optimizer import rebind_optimizer
 
@@ -28,13 +28,11 @@ def _consumer_inputs(model: nn.Module, names: Iterable[str], example_inputs: Any
             seen[name] = args[0].detach()
 
         handles.append(model.get_submodule(name).register_forward_pre_hook(hook))
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), kept_modes(model):
+            model.eval()
             model(*example_inputs) if isinstance(example_inputs, tuple) else model(example_inputs)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return seen
