@@ -6,7 +6,9 @@ feeds the add. Its *coupled* group adds the *outgoing* slices: the consumers' in
 neuron removes the whole coupled group. Its *bn* group keeps only the BatchNorm scale and shift when
 every layer producing the channel is followed by a BatchNorm: the producer's filter is then free in
 scale (normalization undoes it), so a penalty on it shrinks it without resistance from the loss; a
-channel with zero scale and shift outputs exactly zero, whatever its filter.
+channel with zero scale and shift outputs exactly zero, whatever its filter. The check is that a group
+holds as many BatchNorms as producing layers (the conv -> BN layout of post-activation networks); a
+pre-activation layout, where a BatchNorm follows a residual add, is not told apart by it.
 """
 
 from __future__ import annotations
