@@ -127,7 +127,8 @@ def _wait_running(sweep: Path, timeout: float = 120) -> optuna.trial.FrozenTrial
             running = _study(sweep).get_trials(states=(TrialState.RUNNING,))
         except KeyError:
             running = []
-        if running and "worker" in running[0].user_attrs:
+        # the worker tags the trial before it samples: wait for both, so the kill comes after sampling
+        if running and "worker" in running[0].user_attrs and running[0].params:
             return running[0]
         time.sleep(0.2)
     raise AssertionError("no trial started")
