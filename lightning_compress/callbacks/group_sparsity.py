@@ -56,9 +56,9 @@ class GroupSparsity(Callback):
         groups: ``"incoming"`` (the paper's groups: a neuron's weights, bias and norm entries),
             ``"coupled"`` (also the next layers' input weights) or ``"bn"``: where every layer producing a
             channel is followed by a BatchNorm, only the BatchNorm's scale and shift (the filter's scale
-            is free under normalization, so the paper's group shrinks without resistance and whole
-            layers collapse; the other layers keep their incoming groups). :class:`StructuredPruning`
-            decides with the same groups by default.
+            is free under normalization, so the loss does not resist a penalty on it; the other layers
+            keep their incoming groups). On the small ResNet it did worse than ``"incoming"``
+            (``benchmarks/RESULTS.md``). :class:`StructuredPruning` decides with the same groups by default.
         include: Only layers matching these name patterns or types.
         exclude: Never these layers. The output layer is never regularized.
         schedule: ``"step"``, ``"epoch"`` or ``"subgradient"``.
