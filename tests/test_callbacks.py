@@ -62,6 +62,8 @@ def _module(scheduler: str = "cosine") -> Classifier:
         ({"warmup_epochs": 2, "stop_epoch": 2}, "stop_epoch"),
         ({"cost": "flops"}, "cost"),
         ({"cost": "macs", "cost_exponent": -1.0}, "cost_exponent"),
+        ({"keep_ratio": 1.0}, "keep_ratio"),
+        ({"keep_ratio": -0.1}, "keep_ratio"),
     ],
 )
 def test_group_sparsity_bad_arguments(kwargs: dict, match: str) -> None:
@@ -164,6 +166,20 @@ def test_huge_strength_stops_at_min_width_with_warning(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="min_width=3"):
         _trainer(tmp_path, callbacks, max_epochs=1).fit(module, _loader())
     assert module.model[1].out_features == 3 and module.model[3].out_features == 3
+
+
+def test_keep_ratio_floors_every_layer_at_its_fit_start_width(tmp_path: Path) -> None:
+    """Trimmed group lasso: a strength that kills every other group leaves ceil(0.25 * width) per layer,
+    unshrunk, and a later prune does not lower the floor (it is a fraction of the width at fit start)."""
+    module = _module()
+    gs = GroupSparsity(100.0, keep_ratio=0.25, log_effective_size=False)
+    trainer = _trainer(tmp_path, [gs, StructuredPruning(every_n_epochs=1)], max_epochs=3)
+    trainer.fit(module, _loader())
+    assert module.model[1].out_features == 8 and module.model[3].out_features == 4
+    assert all(module.model[i].weight.norm(dim=1).min() > 0.1 for i in (1, 3))
+    assert gs.state_dict()["widths"] == {"model.1": 32, "model.3": 16}
+    # the penalty counts only the trimmed (zero) groups: nothing is left to penalize
+    assert gs.penalty(module) == 0.0
 
 
 def _run(tmp_path: Path, max_epochs: int, ckpt_path: str | None = None, save: bool = False) -> Classifier:

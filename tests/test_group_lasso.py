@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -12,10 +13,12 @@ from lightning_compress.functional import (
     prox_sparse_group_lasso,
     select_removable,
     sliced_group_sizes,
+    sliced_group_sq_norms,
     sliced_penalty,
     sliced_penalty_grad_,
     sliced_prox_,
     soft_threshold,
+    trimmed,
 )
 
 
@@ -131,6 +134,59 @@ def test_batched_prox_equals_sliced_prox_family_by_family() -> None:
     assert torch.count_nonzero(tensors[0][2]) == 0
     assert not torch.equal(tensors[0], expected[0])  # something was shrunk
     assert torch.equal(tensors[4], expected[4])  # zero strength: untouched
+
+
+def _trimmed_objective(x: torch.Tensor, z: torch.Tensor, step: float, lam: float, keep: int) -> torch.Tensor:
+    """0.5 ||x - z||^2 + step * lam * sqrt(P) * (sum of all but the ``keep`` largest row norms of x)."""
+    norms = x.norm(dim=1).sort().values
+    return 0.5 * (x - z).pow(2).sum() + step * lam * math.sqrt(x.shape[1]) * norms[: len(norms) - keep].sum()
+
+
+def test_trimmed_prox_is_the_minimizer_over_every_untrimmed_set() -> None:
+    """Leaving the ``keep`` largest groups alone and soft-thresholding the rest beats every other choice of
+    the groups to leave alone (each with its own exact prox), and random perturbations."""
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(6, 4, generator=gen, dtype=torch.float64) * torch.linspace(
+        0.1, 1.5, 6, dtype=torch.float64
+    )[torch.randperm(6, generator=gen)].unsqueeze(1)
+    step, lam, keep = 0.5, 0.6, 2
+    x = z.clone()
+    thresholds = torch.full((6,), lam * math.sqrt(4), dtype=torch.float64)
+    batched_group_prox_([[GroupPiece(x, 0)]], [6], thresholds, step, keep=[keep])
+    best = _trimmed_objective(x, z, step, lam, keep)
+    top = set(z.norm(dim=1).topk(keep).indices.tolist())
+    assert all(torch.equal(x[i], z[i]) for i in top)  # the survivors are not shrunk
+    assert torch.count_nonzero(x.norm(dim=1) == 0) >= 1 and not torch.equal(x, z)
+    for free in itertools.combinations(range(6), keep):
+        other = prox_sparse_group_lasso(z, step, lam)
+        other[list(free)] = z[list(free)]
+        assert _trimmed_objective(other, z, step, lam, keep) >= best - 1e-12
+    for _ in range(200):
+        other = x + 1e-3 * torch.randn(x.shape, generator=gen, dtype=torch.float64)
+        assert _trimmed_objective(other, z, step, lam, keep) >= best - 1e-12
+
+
+def test_trimmed_strengths_match_the_batched_prox_and_penalty() -> None:
+    """sliced_prox_ with per-group strengths from ``trimmed`` equals the batched prox with ``keep``; the
+    penalty leaves out the kept groups."""
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    b = torch.randn(5, generator=gen, dtype=torch.float64)
+    w2, b2 = w.clone(), b.clone()
+    pieces = [GroupPiece(w, 0), GroupPiece(b, 0)]
+    sq = sliced_group_sq_norms(pieces, 5)
+    lam = trimmed(torch.full((5,), 0.8, dtype=torch.float64), sq, 3)
+    assert int((lam == 0).sum()) == 3 and set(torch.nonzero(lam == 0).flatten().tolist()) == set(
+        sq.topk(3).indices.tolist()
+    )
+    penalty = sliced_penalty(pieces, 5, lam)
+    smallest = sq.sqrt().sort().values[:2]
+    assert torch.isclose(penalty, 0.8 * 2.0 * smallest.sum())  # sqrt(P) = 2: 3 weights and a bias
+    sliced_prox_(pieces, 5, 0.4, lam)
+    batched_group_prox_([[GroupPiece(w2, 0), GroupPiece(b2, 0)]], [5], torch.full((5,), 0.8 * 2.0), 0.4, [3])
+    assert torch.allclose(w, w2) and torch.allclose(b, b2)
+    with pytest.raises(ValueError, match="keep"):
+        trimmed(lam, sq, -1)
 
 
 def test_subgradient_matches_autograd() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from lightning_compress.functional.group_lasso import (
     sliced_penalty,
     sliced_penalty_grad_,
     sliced_prox_,
+    trimmed,
 )
 from lightning_compress.surgery.compact import effective_size, group_cost_weights
 from lightning_compress.surgery.groups import LayerSelector, NeuronGroups, find_groups
@@ -76,6 +78,11 @@ class GroupSparsity(Callback):
         cost_exponent: With ``cost="macs"``, the ratio is raised to this power: 1 is the full MACs
             weighting, 0 the paper's; values in between temper how hard early, high-resolution layers
             are pushed (a sweepable knob).
+        keep_ratio: The trimmed group lasso (Yun et al., NeurIPS 2019): in every layer, the
+            ``ceil(keep_ratio * width)`` groups of largest norm (width at fit start) are not penalized.
+            The lasso then cannot take a layer below that floor (with ``cost="macs"`` it otherwise
+            strips the early, high-resolution layers to one or two channels) and does not shrink
+            the survivors. 0 is the plain group lasso. Input-feature groups are not trimmed.
         stop_epoch: From this epoch on (0-based), no regularization: with :class:`StructuredPruning`
             removing the zeroed groups, the remaining epochs fine-tune the smaller model without the
             lasso's shrinkage of the surviving weights.
@@ -105,6 +112,7 @@ class GroupSparsity(Callback):
         input_strength: float | None = None,
         cost: str = "params",
         cost_exponent: float = 1.0,
+        keep_ratio: float = 0.0,
         log_effective_size: bool = True,
     ) -> None:
         check_nonneg(strength, "strength")
@@ -120,6 +128,8 @@ class GroupSparsity(Callback):
         if cost not in COSTS:
             raise ValueError(f"cost must be one of {COSTS}, got {cost=!r}")
         check_nonneg(cost_exponent, "cost_exponent")
+        if not (isinstance(keep_ratio, (int, float)) and 0.0 <= keep_ratio < 1.0):
+            raise ValueError(f"keep_ratio must be a fraction in [0, 1), got {keep_ratio=!r}")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule=!r}")
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
@@ -145,12 +155,20 @@ class GroupSparsity(Callback):
         self.input_strength = self.strength if input_strength is None else float(input_strength)
         self.cost = cost
         self.cost_exponent = float(cost_exponent)
+        self.keep_ratio = float(keep_ratio)
         self.log_effective_size = log_effective_size
         self._steps = 0
         self._epoch = 0
         self._epoch_lr = 0.0
         self._families: list[tuple[NeuronGroups, list[GroupPiece], torch.Tensor, float]] = []
-        self._batched: tuple[list[list[GroupPiece]], list[int], torch.Tensor] = ([], [], torch.empty(0))
+        self._batched: tuple[list[list[GroupPiece]], list[int], torch.Tensor, list[int]] = (
+            [],
+            [],
+            torch.empty(0),
+            [],
+        )
+        self._widths: dict[str, int] = {}  # layer -> number of groups when first seen (keep_ratio's base)
+        self._keep: dict[str, int] = {}
         self._history_len = -1
         self._module: pl.LightningModule | None = None
         self._handles: list[RemovableHandle] = []
@@ -196,6 +214,10 @@ class GroupSparsity(Callback):
             else {}
         )
         inputs = [input_groups(pl_module, name) for name in self.input_layers]
+        self._keep = {}
+        for family in families:
+            width = self._widths.setdefault(family.name, family.num_groups)
+            self._keep[family.name] = math.ceil(self.keep_ratio * width) if self.keep_ratio else 0
         for family in [*families, *inputs]:
             is_input = family.name.endswith(INPUTS_SUFFIX)
             pieces = family.pieces(pl_module, "incoming" if is_input else self.groups)
@@ -209,6 +231,7 @@ class GroupSparsity(Callback):
             [pieces for _, pieces, _ in active],
             [f.num_groups for f, _, _ in active],
             torch.cat([self._sqrt[f.name] * lam for f, _, lam in active]) if active else torch.empty(0),
+            [self._keep.get(f.name, 0) for f, _, _ in active],
         )
         self._history_len = length
 
@@ -230,8 +253,8 @@ class GroupSparsity(Callback):
             return
         self._refresh(pl_module)
         if self.l1_ratio == 0.0:  # plain group lasso: all families in one batched prox
-            families, num_groups, thresholds = self._batched
-            batched_group_prox_(families, num_groups, thresholds, step * factor)
+            families, num_groups, thresholds, keep = self._batched
+            batched_group_prox_(families, num_groups, thresholds, step * factor, keep)
             return
         for family, pieces, _, lam in self._families:
             if lam > 0:
@@ -239,17 +262,29 @@ class GroupSparsity(Callback):
                     pieces,
                     family.num_groups,
                     step,
-                    lam * factor,
+                    self._trimmed(family, pieces, lam * factor),
                     self.l1_ratio,
                     sqrt_sizes=self._sqrt[family.name],
                 )
+
+    def _trimmed(self, family: NeuronGroups, pieces: list[GroupPiece], lam: float) -> float | torch.Tensor:
+        """``lam``, or one strength per group with the family's ``keep`` largest groups at zero."""
+        keep = self._keep.get(family.name, 0)
+        if keep == 0:
+            return lam
+        sq = sliced_group_sq_norms(pieces, family.num_groups)
+        return trimmed(torch.full_like(sq, lam), sq, keep)
 
     def penalty(self, pl_module: pl.LightningModule) -> float:
         """The current value of the penalty (at full strength)."""
         self._refresh(pl_module)
         with torch.no_grad():
             return sum(
-                float(sliced_penalty(pieces, family.num_groups, lam, self.l1_ratio, sizes))
+                float(
+                    sliced_penalty(
+                        pieces, family.num_groups, self._trimmed(family, pieces, lam), self.l1_ratio, sizes
+                    )
+                )
                 for family, pieces, sizes, lam in self._families
             )
 
@@ -264,6 +299,8 @@ class GroupSparsity(Callback):
 
     # ---------------------------------------------------------------- hooks
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # a checkpoint's widths, restored after this, take precedence
+            self._widths = {}
         enable_history_restore(pl_module, lambda: example_inputs(pl_module))
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -292,7 +329,8 @@ class GroupSparsity(Callback):
                 continue
             pieces = family.pieces(pl_module, self.groups)
             grads = [p.grad for p in params if p.grad is not None]
-            sliced_penalty_grad_(pieces, grads, family.num_groups, lam * self._factor(), self.l1_ratio, sizes)
+            lam_g = self._trimmed(family, pieces, lam * self._factor())
+            sliced_penalty_grad_(pieces, grads, family.num_groups, lam_g, self.l1_ratio, sizes)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch = trainer.current_epoch
@@ -324,7 +362,8 @@ class GroupSparsity(Callback):
         self._module = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"steps": self._steps}
+        return {"steps": self._steps, "widths": dict(self._widths)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._steps = int(state_dict.get("steps", 0))
+        self._widths = {str(k): int(v) for k, v in state_dict.get("widths", {}).items()}

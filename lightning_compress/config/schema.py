@@ -155,6 +155,7 @@ class GroupSparsityConfig:
     input_strength: Optional[float] = None  # noqa: UP045
     cost: SizeCost = SizeCost.params
     cost_exponent: float = 1.0
+    keep_ratio: float = 0.0
     log_effective_size: bool = True
 
 

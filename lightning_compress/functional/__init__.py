@@ -11,6 +11,7 @@ from lightning_compress.functional.group_lasso import (
     sliced_penalty_grad_,
     sliced_prox_,
     soft_threshold,
+    trimmed,
 )
 from lightning_compress.functional.selection import select_removable
 from lightning_compress.functional.size import count_params_and_macs
@@ -28,4 +29,5 @@ __all__ = [
     "sliced_penalty_grad_",
     "sliced_prox_",
     "soft_threshold",
+    "trimmed",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "sliced_penalty_grad_",
     "sliced_prox_",
     "soft_threshold",
+    "trimmed",
 ]
 
 
@@ -36,6 +37,27 @@ def soft_threshold(x: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
         tensor([-1.5000, -0.0000,  0.0000,  0.0000,  1.0000])
     """
     return torch.sign(x) * torch.clamp(x.abs() - tau, min=0)
+
+
+def trimmed(values: torch.Tensor, sq_norms: torch.Tensor, keep: int) -> torch.Tensor:
+    """``values`` (one per group) with the entries of the ``keep`` groups of largest norm set to zero.
+
+    The trimmed group lasso (Yun et al., NeurIPS 2019, "Trimming the l1 regularizer") penalizes all
+    groups but the ``keep`` largest: with per-group strengths or thresholds passed through this, the
+    survivors are not shrunk, and a layer cannot be driven below ``keep`` groups. Ties among equal
+    norms are broken arbitrarily (all-zero groups stay zero either way).
+
+    Example:
+        >>> trimmed(torch.tensor([1.0, 1.0, 1.0, 1.0]), torch.tensor([0.5, 4.0, 0.0, 2.0]), keep=2)
+        tensor([1., 0., 1., 0.])
+    """
+    if keep < 0:
+        raise ValueError(f"keep must be >= 0, got {keep=}")
+    if keep == 0:
+        return values
+    out = values.clone() if values.ndim else values.expand(sq_norms.shape).clone()
+    out[sq_norms.topk(min(keep, sq_norms.numel())).indices] = 0
+    return out
 
 
 def _check(lam: float, alpha: float) -> None:
@@ -161,23 +183,29 @@ def sliced_group_sizes(pieces: Sequence[GroupPiece], num_groups: int) -> torch.T
 def sliced_penalty(
     pieces: Sequence[GroupPiece],
     num_groups: int,
-    lam: float,
+    lam: float | torch.Tensor,
     alpha: float = 0.0,
     sizes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`group_lasso_penalty` for groups spread over ``pieces`` (each group weighted by its own ``sqrt(P)``).
+
+    ``lam`` may be a scalar or one strength per group.
 
     Example:
         >>> w = torch.tensor([[3.0, 0.0], [0.0, 0.0]]); b = torch.tensor([4.0, 0.0])
         >>> sliced_penalty([GroupPiece(w, 0), GroupPiece(b, 0)], 2, lam=1.0)
         tensor(8.6603)
     """
-    _check(lam, alpha)
+    _check(float(lam.max()) if isinstance(lam, torch.Tensor) and lam.numel() else float(lam), alpha)
     sizes = sliced_group_sizes(pieces, num_groups) if sizes is None else sizes
     norms = sliced_group_sq_norms(pieces, num_groups).sqrt()
-    value = (1 - alpha) * lam * (sizes.sqrt() * norms).sum()
+    value = (1 - alpha) * (lam * sizes.sqrt() * norms).sum()
     if alpha > 0:
-        value = value + alpha * lam * sum(p.selected().abs().sum() for p in pieces)
+        if isinstance(lam, torch.Tensor):
+            l1 = sum((p.per_position(lam.to(p.tensor)) * p.selected().abs()).sum() for p in pieces)
+        else:
+            l1 = lam * sum(p.selected().abs().sum() for p in pieces)
+        value = value + alpha * l1
     return value
 
 
@@ -234,11 +262,13 @@ def batched_group_prox_(
     num_groups: Sequence[int],
     thresholds: torch.Tensor,
     step: float,
+    keep: Sequence[int] | None = None,
 ) -> None:
     """Group soft-threshold of several families at once: each group ``g <- max(0, 1 - step * t_g / ||g||) g``.
 
     ``thresholds`` holds ``t_g = lam * sqrt(P_g)`` for every group, family after family (``num_groups[f]``
-    of them for family ``f``). Equal to :func:`sliced_prox_` with ``alpha = 0`` family by family, with one
+    of them for family ``f``). ``keep[f]`` groups of largest norm in family ``f`` are left as they are
+    (the trimmed group lasso, see :func:`trimmed`). Equal to :func:`sliced_prox_` with ``alpha = 0`` family by family, with one
     scale computation for all families: this runs after every optimizer step, where kernel launches,
     not arithmetic, dominate the cost on small layers.
 
@@ -254,6 +284,9 @@ def batched_group_prox_(
     sq = [sliced_group_sq_norms(pieces, n) for pieces, n in zip(families, num_groups, strict=True)]
     if not sq:
         return
+    if keep is not None and any(keep):
+        parts = thresholds.split(list(num_groups))
+        thresholds = torch.cat([trimmed(t, q, k) for t, q, k in zip(parts, sq, keep, strict=True)])
     inv = (sq[0] if len(sq) == 1 else torch.cat(sq)).rsqrt_()
     # a zero group has inv = inf: clamp to the largest finite value, so a zero threshold cannot make 0 * inf
     inv = inv.clamp_(max=torch.finfo(inv.dtype).max).mul_(thresholds)
