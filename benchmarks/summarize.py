@@ -7,6 +7,7 @@ best test accuracy among runs that removed at least L of the dense parameters; p
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -74,6 +75,18 @@ def peers_section(
             cell = front_cell([r for rs in seeds.values() for r in rs], level, key)
             cells.append(f"{cell[0]:.2%} ({cell[1]})" if cell else "-")
         out.append(f"| {method} | {len(seeds)} | " + " | ".join(cells) + " |")
+    trimmed = defaultdict(list)  # one recipe, its floor chosen per target (as a peer's pruning ratio)
+    for r in rows:
+        if re.search(r"_keep\d+", r["method"]):
+            trimmed[re.sub(r"_keep\d+", "_keep*", r["method"])].append(r)
+    for family, members in sorted(trimmed.items()):
+        if len({r["method"] for r in members}) > 1:
+            cells = []
+            for level in LEVELS:
+                cell = front_cell(members, level, key)
+                cells.append(f"{cell[0]:.2%} ({cell[1]})" if cell else "-")
+            seeds_n = len({r["seed"] for r in members})
+            out.append(f"| {family} (all floors) | {seeds_n} | " + " | ".join(cells) + " |")
     variants = [r for r in rows if r["method"].startswith("ours")]
     if len({r["method"] for r in variants}) > 1:
         cells = []
@@ -86,6 +99,8 @@ def peers_section(
         "",
         "Cells: mean over seeds of the best test accuracy at that size or smaller (number of seeds).",
         "The best-of-all-variants row takes more runs per seed than any peer has: an optimistic cell.",
+        "A `_keep*` row joins one recipe's trimmed-lasso floors (keep_ratio), one floor per target size,",
+        "as a peer's row joins its pruning ratios.",
         "",
     ]
     out.append("All runs (method, strength or ratio, seed, fewer params, test accuracy, widths):")
@@ -113,8 +128,13 @@ def front_plot(rows: list[dict], normalize: str, model: str, key: str) -> str | 
 
     what = "params" if key == "removed_params" else "MACs"
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in sorted({r["method"] for r in rows}):
-        mine = [r for r in rows if r["method"] == method]
+
+    def series(method: str) -> str:  # a recipe's trimmed-lasso floors are one series
+        return re.sub(r"_keep\d+", "_keep*", method)
+
+    for method in sorted({series(r["method"]) for r in rows}):
+        mine = [r for r in rows if series(r["method"]) == method]
+        lw = 2.0 if "_keep" in method else 1.0
         xs = [100 * r[key] for r in mine]
         ys = [100 * r["test_acc"] for r in mine]
         if method == "dense":
@@ -124,7 +144,7 @@ def front_plot(rows: list[dict], normalize: str, model: str, key: str) -> str | 
         fronts = [(100 * level, front_cell(mine, level, key)) for level in LEVELS]
         fx = [x for x, cell in fronts if cell is not None]
         fy = [100 * cell[0] for _, cell in fronts if cell is not None]
-        ax.plot(fx, fy, "-", color=points.get_color(), lw=1)
+        ax.plot(fx, fy, "-", color=points.get_color(), lw=lw)
     ax.set_xlabel(f"fewer {what} (%)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{model}, Fashion-MNIST, {normalize} normalization")
