@@ -54,6 +54,7 @@ GS = next(p for p in CONFIGS if p.name == "gs_lenet300_fmnist.yaml")
         (["compression.group_sparsity.l1_ratio=2"], "compression.group_sparsity.l1_ratio"),
         (["compression.group_sparsity.schedule=daily"], "compression.group_sparsity.schedule"),
         (["compression.group_sparsity.every_n_steps=0"], "compression.group_sparsity.every_n_steps"),
+        (["compression.group_sparsity.keep_ratio=1.5"], "compression.group_sparsity.keep_ratio"),
         (["compression.pruning.min_width=0"], "compression.pruning.min_width"),
         (["compression.pruning.relative_threshold=1.5"], "compression.pruning.relative_threshold"),
         (["compression.pruning.thresh=1"], "compression.pruning.thresh"),
