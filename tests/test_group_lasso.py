@@ -180,6 +180,8 @@ def test_trimmed_strengths_match_the_batched_prox_and_penalty() -> None:
         sq.topk(3).indices.tolist()
     )
     penalty = sliced_penalty(pieces, 5, lam)
+    full = torch.full((5,), 0.8, dtype=torch.float64)  # per-group strengths, L1 part included
+    assert torch.isclose(sliced_penalty(pieces, 5, full, 0.5), sliced_penalty(pieces, 5, 0.8, 0.5))
     smallest = sq.sqrt().sort().values[:2]
     assert torch.isclose(penalty, 0.8 * 2.0 * smallest.sum())  # sqrt(P) = 2: 3 weights and a bias
     sliced_prox_(pieces, 5, 0.4, lam)

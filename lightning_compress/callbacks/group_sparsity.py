@@ -82,7 +82,9 @@ class GroupSparsity(Callback):
             ``ceil(keep_ratio * width)`` groups of largest norm (width at fit start) are not penalized.
             The lasso then cannot take a layer below that floor (with ``cost="macs"`` it otherwise
             strips the early, high-resolution layers to one or two channels) and does not shrink
-            the survivors. 0 is the plain group lasso. Input-feature groups are not trimmed.
+            the survivors. 0 is the plain group lasso. Input-feature groups are not trimmed. On the
+            small ResNet at ~96% fewer MACs, ``keep_ratio=0.15`` kept stage 0 at 3 channels (1 without)
+            and raised test accuracy from 84.6% to 87.4% (3 seeds, ``benchmarks/RESULTS.md``).
         stop_epoch: From this epoch on (0-based), no regularization: with :class:`StructuredPruning`
             removing the zeroed groups, the remaining epochs fine-tune the smaller model without the
             lasso's shrinkage of the surviving weights.

@@ -196,15 +196,18 @@ def sliced_penalty(
         >>> sliced_penalty([GroupPiece(w, 0), GroupPiece(b, 0)], 2, lam=1.0)
         tensor(8.6603)
     """
-    _check(float(lam.max()) if isinstance(lam, torch.Tensor) and lam.numel() else float(lam), alpha)
+    if isinstance(lam, torch.Tensor):
+        _check(float(lam.max()) if lam.numel() else 0.0, alpha)
+    else:
+        _check(lam, alpha)
     sizes = sliced_group_sizes(pieces, num_groups) if sizes is None else sizes
     norms = sliced_group_sq_norms(pieces, num_groups).sqrt()
     value = (1 - alpha) * (lam * sizes.sqrt() * norms).sum()
     if alpha > 0:
-        if isinstance(lam, torch.Tensor):
-            l1 = sum((p.per_position(lam.to(p.tensor)) * p.selected().abs()).sum() for p in pieces)
-        else:
-            l1 = lam * sum(p.selected().abs().sum() for p in pieces)
+        l1 = torch.zeros((), dtype=value.dtype, device=value.device)
+        for p in pieces:
+            weight = p.per_position(lam.to(p.tensor)) if isinstance(lam, torch.Tensor) else lam
+            l1 = l1 + (weight * p.selected().abs()).sum()
         value = value + alpha * l1
     return value
 
