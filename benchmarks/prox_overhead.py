@@ -4,7 +4,9 @@ One fit alternates epochs with and without the prox (LeNet-300-100, real Fashion
 each regularized epoch is paired with the plain epoch before it, so drift of the machine's speed hits
 both sides of a pair. Reports the median epoch time of each, the ratio of the medians and the median of
 the per-pair ratios. The strength is too small to zero anything, so both train the same shapes.
-Usage: python benchmarks/prox_overhead.py [--pairs 12] [--model lenet300_100] [--every-n-steps 1]
+Also times one prox call in isolation (median of 5 blocks of 1000 calls on the same model): epoch
+ratios carry the machine's noise of a few percent, the per-call time does not.
+Usage: python benchmarks/prox_overhead.py [--pairs 12] [--model lenet300_100] [--every-n-steps 1] [--keep-ratio 0.1]
 Writes benchmarks/results/prox_overhead.json.
 """
 
@@ -47,14 +49,16 @@ class AlternatingGroupSparsity(GroupSparsity):
 
 
 def paired_epoch_times(
-    model: str, pairs: int, dm: FashionMNISTDataModule, every_n_steps: int = 1
+    model: str, pairs: int, dm: FashionMNISTDataModule, every_n_steps: int = 1, keep_ratio: float = 0.0
 ) -> tuple[list[float], list[float]]:
     """(plain, prox) epoch times of one fit: epoch 0 warms up, then plain (odd) and prox (even) epochs."""
     pl.seed_everything(0, verbose=False)
     module = Classifier(model, lr=0.05, scheduler="none")
     timer = EpochTimer()
     # strength small enough that nothing is zeroed: the same shapes train in every epoch
-    gs = AlternatingGroupSparsity(1e-6, every_n_steps=every_n_steps, log_effective_size=False)
+    gs = AlternatingGroupSparsity(
+        1e-6, every_n_steps=every_n_steps, keep_ratio=keep_ratio, log_effective_size=False
+    )
     trainer = pl.Trainer(
         max_epochs=1 + 2 * pairs,
         callbacks=[gs, timer],
@@ -69,23 +73,43 @@ def paired_epoch_times(
     return times[0::2], times[1::2]
 
 
+def prox_call_us(model: str, every_n_steps: int, keep_ratio: float) -> float:
+    """Median over 5 blocks of the time of one ``GroupSparsity.prox`` call, in microseconds."""
+    module = Classifier(model)
+    gs = GroupSparsity(1e-6, every_n_steps=every_n_steps, keep_ratio=keep_ratio, log_effective_size=False)
+    for _ in range(200):
+        gs.prox(module, 0.05)
+    blocks = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(1000):
+            gs.prox(module, 0.05)
+        blocks.append((time.perf_counter() - start) / 1000 * 1e6)
+    return statistics.median(blocks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--model", default="lenet300_100")
     parser.add_argument("--every-n-steps", type=int, default=1)
+    parser.add_argument(
+        "--keep-ratio", type=float, default=0.0, help="trimmed lasso: a top-k per layer per step"
+    )
     args = parser.parse_args()
     dm = FashionMNISTDataModule(batch_size=128)
-    plain, prox = paired_epoch_times(args.model, args.pairs, dm, args.every_n_steps)
+    plain, prox = paired_epoch_times(args.model, args.pairs, dm, args.every_n_steps, args.keep_ratio)
     pair_ratios = [b / a for a, b in zip(plain, prox, strict=True)]
     row = {
         "model": args.model,
         "every_n_steps": args.every_n_steps,
+        "keep_ratio": args.keep_ratio,
         "plain_epoch_s_median": round(statistics.median(plain), 3),
         "prox_epoch_s_median": round(statistics.median(prox), 3),
         "ratio": round(statistics.median(prox) / statistics.median(plain), 3),
         "median_pair_ratio": round(statistics.median(pair_ratios), 3),
         "epochs_timed_each": len(plain),
+        "prox_call_us": round(prox_call_us(args.model, args.every_n_steps, args.keep_ratio), 1),
         "plain_epoch_s": [round(t, 3) for t in plain],
         "prox_epoch_s": [round(t, 3) for t in prox],
         "steps_per_epoch": 430,
@@ -93,7 +117,8 @@ def main() -> None:
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results[f"{args.model}/every_{args.every_n_steps}_steps"] = row
+    key = f"{args.model}/every_{args.every_n_steps}_steps"
+    results[key + (f"/keep_{args.keep_ratio:g}" if args.keep_ratio else "")] = row
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(row, indent=2))
