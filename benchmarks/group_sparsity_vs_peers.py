@@ -128,7 +128,7 @@ def run(
     ):  # per-layer strengths: full strength on convolutions (the MACs), 1/10 elsewhere
         gs = GroupSparsity(level / 10, layer_strengths={"model.features.*": level}, log_effective_size=False)
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
-    elif method == "ours" or method.startswith(("ours_macs", "ours_coupled", "ours_ft", "ours_keep")):
+    elif method == "ours" or (method.startswith("ours_") and method != "ours_px"):
         # ours[_macs][_sqrt][_coupled|_bn][_warm][_ramp][_ft][_keepNN]
         flags = set(method.split("_")[1:])
         keep = [f for f in flags if f.startswith("keep")]
