@@ -182,13 +182,15 @@ def test_keep_ratio_floors_every_layer_at_its_fit_start_width(tmp_path: Path) ->
     assert gs.penalty(module) == 0.0
 
 
-def _run(tmp_path: Path, max_epochs: int, ckpt_path: str | None = None, save: bool = False) -> Classifier:
+def _run(
+    tmp_path: Path, max_epochs: int, ckpt_path: str | None = None, save: bool = False, keep_ratio: float = 0.0
+) -> Classifier:
     # a step schedule: a cosine one would depend on max_epochs, which differs between the runs compared
     module = _module(scheduler="step")
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0)
     callbacks = [
-        GroupSparsity(0.05, log_effective_size=False),
-        StructuredPruning(epochs=[0], at_fit_end=False),
+        GroupSparsity(0.05, keep_ratio=keep_ratio, log_effective_size=False),
+        StructuredPruning(epochs=[1] if keep_ratio else [0], at_fit_end=False),
     ]
     trainer = _trainer(
         tmp_path,
@@ -200,11 +202,15 @@ def _run(tmp_path: Path, max_epochs: int, ckpt_path: str | None = None, save: bo
     return module
 
 
-def test_resume_after_prune_matches_uninterrupted_run(tmp_path: Path) -> None:
-    straight = _run(tmp_path / "a", max_epochs=3)
-    _run(tmp_path / "b", max_epochs=2, save=True)
+@pytest.mark.parametrize("keep_ratio", [0.0, 0.25])
+def test_resume_after_prune_matches_uninterrupted_run(tmp_path: Path, keep_ratio: float) -> None:
+    """With keep_ratio, the floor's base (the widths at the first fit's start) must come back from the
+    checkpoint: the prune at epoch 1 leaves 8 of the first layer's 32 neurons, and a floor of 25% of 8
+    would let the lasso zero more of them."""
+    straight = _run(tmp_path / "a", max_epochs=3, keep_ratio=keep_ratio)
+    _run(tmp_path / "b", max_epochs=2, save=True, keep_ratio=keep_ratio)
     last = tmp_path / "b" / "ckpt" / "last.ckpt"
-    resumed = _run(tmp_path / "c", max_epochs=3, ckpt_path=str(last))
+    resumed = _run(tmp_path / "c", max_epochs=3, ckpt_path=str(last), keep_ratio=keep_ratio)
     assert get_history(resumed) == get_history(straight)
     state_a, state_c = straight.state_dict(), resumed.state_dict()
     assert state_a.keys() == state_c.keys()
