@@ -75,6 +75,7 @@ def test_hopeless_trial_stops_early_and_is_pruned(tiny_idx_dir: Path, tmp_path: 
     assert trial.state == TrialState.PRUNED
     assert "after epoch 0" in trial.user_attrs["pruned_reason"]
     assert trial.user_attrs["epochs"] == 1  # stopped after the first of five epochs
+    assert "no completed trial yet: 1 pruned by the early-stop rule" in proc.stdout
 
 
 def test_accuracy_floor_is_an_optuna_constraint(tiny_idx_dir: Path, tmp_path: Path) -> None:

@@ -109,7 +109,9 @@ def summarize(sweep: str, overrides: list[str], *, storage: str | None = None) -
     for t in failed:
         print(f"trial {t.number} failed: {t.user_attrs.get('fail_reason', 'unknown reason')}")
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        print("no completed trial yet")
+        pruned = states.get("pruned", 0)
+        why = f": {pruned} pruned by the early-stop rule (early_stop in the sweep file)" if pruned else ""
+        print(f"no completed trial yet{why}")
         return summary
     rows, hv = pareto_rows(study)
     if not rows:
