@@ -30,7 +30,7 @@ lint: setup
 	$(BIN)/ruff format --check lightning_compress tests benchmarks
 
 typecheck: setup
-	$(BIN)/mypy lightning_compress
+	$(BIN)/mypy lightning_compress benchmarks
 
 pytest: setup postgres
 	$(BIN)/python -m pytest

@@ -13,6 +13,7 @@ import argparse
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -51,7 +52,7 @@ def main() -> None:
     dm = FashionMNISTDataModule(batch_size=128)
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     for name in args.setups:
-        setup = dict(SETUPS[name])
+        setup: dict[str, Any] = dict(SETUPS[name])
         pl.seed_everything(0, verbose=False)
         module = Classifier(mlp(setup.pop("act")), scheduler="cosine", **setup)
         trainer = pl.Trainer(

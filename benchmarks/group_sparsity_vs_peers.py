@@ -68,7 +68,9 @@ def _module(seed: int, model: str, widths: list[int] | None = None) -> Classifie
 
 def _prunable(net: torch.nn.Module) -> list[torch.nn.Module]:
     """Linear and Conv layers except the output layer (the last one)."""
-    layers = [m for m in net.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    layers: list[torch.nn.Module] = [
+        m for m in net.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))
+    ]
     return layers[:-1]
 
 
@@ -87,6 +89,13 @@ def _fit(module: Classifier, dm: FashionMNISTDataModule, epochs: int, callbacks:
 def _test(module: Classifier, dm: FashionMNISTDataModule) -> float:
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     return float(trainer.test(module, dm, verbose=False)[0]["test/acc"])
+
+
+def _weight(net: torch.nn.Module, name: str) -> torch.Tensor:
+    weight = net.get_submodule(name).weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{name}.weight is not a tensor")
+    return weight
 
 
 def _first_name(net: torch.nn.Module) -> str:
@@ -186,9 +195,7 @@ def run(
         _fit(module, dm, epochs, [pruning])
         families = find_groups(net, X)
         rows = {  # zero weight rows (conv filters) of each layer
-            f.name: torch.nonzero(
-                net.get_submodule(f.name).weight.detach().flatten(1).abs().sum(1) == 0
-            ).flatten()
+            f.name: torch.nonzero(_weight(net, f.name).detach().flatten(1).abs().sum(1) == 0).flatten()
             for f in families
         }
         remove_groups(net, families, rows, X)

@@ -54,7 +54,7 @@ def peers_section(
     if not rows:
         return []
     what = "params" if key == "removed_params" else "MACs"
-    by = defaultdict(lambda: defaultdict(list))
+    by: defaultdict[str, defaultdict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         by[r["method"]][r["seed"]].append(r)
     dense = [r["test_acc"] for r in rows if r["method"] == "dense"]
@@ -93,8 +93,8 @@ def peers_section(
         for level in LEVELS:
             cell = front_cell(variants, level, key)
             cells.append(f"{cell[0]:.2%} ({cell[1]})" if cell else "-")
-        seeds = len({r["seed"] for r in variants})
-        out.append(f"| ours, best of all variants | {seeds} | " + " | ".join(cells) + " |")
+        n_seeds = len({r["seed"] for r in variants})
+        out.append(f"| ours, best of all variants | {n_seeds} | " + " | ".join(cells) + " |")
     out += [
         "",
         "Cells: mean over seeds of the best test accuracy at that size or smaller (number of seeds).",
