@@ -219,7 +219,8 @@ class GroupSparsity(Callback):
         self._keep = {}
         for family in families:
             width = self._widths.setdefault(family.name, family.num_groups)
-            self._keep[family.name] = math.ceil(self.keep_ratio * width) if self.keep_ratio else 0
+            # 1e-9: 0.07 * 100 is 7.000000000000001 in floating point, and its ceiling would be 8
+            self._keep[family.name] = math.ceil(self.keep_ratio * width - 1e-9) if self.keep_ratio else 0
         for family in [*families, *inputs]:
             is_input = family.name.endswith(INPUTS_SUFFIX)
             pieces = family.pieces(pl_module, "incoming" if is_input else self.groups)
