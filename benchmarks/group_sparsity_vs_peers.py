@@ -14,6 +14,7 @@ Methods (each run trains ``--epochs`` epochs in total, SGD momentum 0.9, lr 0.05
   ours_coupled, ours_macs_coupled  with groups="coupled": a channel's group also holds the next layers'
                input weights (with BatchNorm after a conv, the conv filter's own scale is free, so the
                paper's incoming group alone can shrink without changing the function)
+  ours_..._half  stop_epoch at half the budget: the second half fine-tunes (the peers' split)
   ours_ramp    the strength grows linearly over the first third of the budget (ramp_epochs)
   ours_..._keepNN  the trimmed group lasso: keep_ratio=NN/100, the largest NN% of each layer's groups
                (width at the start) are not penalized: a floor under every layer, survivors unshrunk
@@ -138,10 +139,13 @@ def run(
         gs = GroupSparsity(level / 10, layer_strengths={"model.features.*": level}, log_effective_size=False)
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
     elif method == "ours" or (method.startswith("ours_") and method != "ours_px"):
-        # ours[_macs][_sqrt][_coupled|_bn][_warm][_ramp][_ft][_keepNN]
+        # ours[_macs][_sqrt][_coupled|_bn][_warm][_ramp][_ft|_half][_keepNN]
         flags = set(method.split("_")[1:])
         keep = [f for f in flags if f.startswith("keep")]
-        if not flags - set(keep) <= {"macs", "sqrt", "coupled", "bn", "ft", "warm", "ramp"} or len(keep) > 1:
+        if (
+            not flags - set(keep) <= {"macs", "sqrt", "coupled", "bn", "ft", "half", "warm", "ramp"}
+            or len(keep) > 1
+        ):
             raise ValueError(f"unknown method {method!r}")
         gs = GroupSparsity(
             level,
@@ -150,7 +154,7 @@ def run(
             groups="coupled" if "coupled" in flags else "bn" if "bn" in flags else "incoming",
             warmup_epochs=epochs // 3 if "warm" in flags else 0,
             ramp_epochs=epochs // 3 if "ramp" in flags else 0,
-            stop_epoch=2 * epochs // 3 if "ft" in flags else None,
+            stop_epoch=2 * epochs // 3 if "ft" in flags else epochs // 2 if "half" in flags else None,
             keep_ratio=int(keep[0][4:]) / 100 if keep else 0.0,
             log_effective_size=False,
         )
