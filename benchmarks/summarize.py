@@ -36,6 +36,20 @@ def front_cell(rows: list[dict], level: float, key: str) -> tuple[float, int] | 
     return (statistics.mean(vals), len(vals)) if vals else None
 
 
+def recipe(method: str) -> str:
+    """A method's name with its trimmed-lasso floor left out: ``ours_macs_ft_keep25`` -> ``ours_macs_ft_keep*``."""
+    return re.sub(r"_keep\d+", "_keep*", method)
+
+
+def _table_row(label: str, rows: list[dict], key: str) -> str:
+    """``| label | seeds | cell per level |`` for the runs in ``rows``."""
+    cells = []
+    for level in LEVELS:
+        cell = front_cell(rows, level, key)
+        cells.append(f"{cell[0]:.2%} ({cell[1]})" if cell else "-")
+    return f"| {label} | {len({r['seed'] for r in rows})} | " + " | ".join(cells) + " |"
+
+
 def _section_rows(rows: list[dict], normalize: str, model: str) -> list[dict]:
     """The runs of one table: one model, one normalization, smoke runs (1 epoch) left out."""
     return [
@@ -69,32 +83,17 @@ def peers_section(
     )
     out.append("|---|---|" + "---|" * len(LEVELS))
     for method in sorted(m for m in by if m != "dense"):
-        seeds = by[method]
-        cells = []
-        for level in LEVELS:
-            cell = front_cell([r for rs in seeds.values() for r in rs], level, key)
-            cells.append(f"{cell[0]:.2%} ({cell[1]})" if cell else "-")
-        out.append(f"| {method} | {len(seeds)} | " + " | ".join(cells) + " |")
-    trimmed = defaultdict(list)  # one recipe, its floor chosen per target (as a peer's pruning ratio)
+        out.append(_table_row(method, [r for rs in by[method].values() for r in rs], key))
+    floors = defaultdict(list)  # one recipe, its floor chosen per target (as a peer's pruning ratio)
     for r in rows:
-        if re.search(r"_keep\d+", r["method"]):
-            trimmed[re.sub(r"_keep\d+", "_keep*", r["method"])].append(r)
-    for family, members in sorted(trimmed.items()):
+        if recipe(r["method"]) != r["method"]:
+            floors[recipe(r["method"])].append(r)
+    for family, members in sorted(floors.items()):
         if len({r["method"] for r in members}) > 1:
-            cells = []
-            for level in LEVELS:
-                cell = front_cell(members, level, key)
-                cells.append(f"{cell[0]:.2%} ({cell[1]})" if cell else "-")
-            seeds_n = len({r["seed"] for r in members})
-            out.append(f"| {family} (all floors) | {seeds_n} | " + " | ".join(cells) + " |")
+            out.append(_table_row(f"{family} (all floors)", members, key))
     variants = [r for r in rows if r["method"].startswith("ours")]
     if len({r["method"] for r in variants}) > 1:
-        cells = []
-        for level in LEVELS:
-            cell = front_cell(variants, level, key)
-            cells.append(f"{cell[0]:.2%} ({cell[1]})" if cell else "-")
-        n_seeds = len({r["seed"] for r in variants})
-        out.append(f"| ours, best of all variants | {n_seeds} | " + " | ".join(cells) + " |")
+        out.append(_table_row("ours, best of all variants", variants, key))
     out += [
         "",
         "Cells: mean over seeds of the best test accuracy at that size or smaller (number of seeds).",
@@ -129,11 +128,8 @@ def front_plot(rows: list[dict], normalize: str, model: str, key: str) -> str | 
     what = "params" if key == "removed_params" else "MACs"
     fig, ax = plt.subplots(figsize=(7, 4.5))
 
-    def series(method: str) -> str:  # a recipe's trimmed-lasso floors are one series
-        return re.sub(r"_keep\d+", "_keep*", method)
-
-    for method in sorted({series(r["method"]) for r in rows}):
-        mine = [r for r in rows if series(r["method"]) == method]
+    for method in sorted({recipe(r["method"]) for r in rows}):  # a recipe's floors are one series
+        mine = [r for r in rows if recipe(r["method"]) == method]
         lw = 2.0 if "_keep" in method else 1.0
         xs = [100 * r[key] for r in mine]
         ys = [100 * r["test_acc"] for r in mine]

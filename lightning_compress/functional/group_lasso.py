@@ -55,7 +55,7 @@ def trimmed(values: torch.Tensor, sq_norms: torch.Tensor, keep: int) -> torch.Te
         raise ValueError(f"keep must be >= 0, got {keep=}")
     if keep == 0:
         return values
-    out = values.clone() if values.ndim else values.expand(sq_norms.shape).clone()
+    out = values.clone()
     out[sq_norms.topk(min(keep, sq_norms.numel())).indices] = 0
     return out
 
