@@ -15,6 +15,8 @@ Methods (each run trains ``--epochs`` epochs in total, SGD momentum 0.9, lr 0.05
                input weights (with BatchNorm after a conv, the conv filter's own scale is free, so the
                paper's incoming group alone can shrink without changing the function)
   ours_..._half  stop_epoch at half the budget: the second half fine-tunes (the peers' split)
+  ours_..._refit  the peers' schedule exactly: a first fit of half the budget with the lasso (its own
+               cosine cycle), the pruned model then fine-tuned by a second fit (a new optimizer and cycle)
   ours_ramp    the strength grows linearly over the first third of the budget (ramp_epochs)
   ours_..._keepNN  the trimmed group lasso: keep_ratio=NN/100, the largest NN% of each layer's groups
                (width at the start) are not penalized: a floor under every layer, survivors unshrunk
@@ -139,11 +141,11 @@ def run(
         gs = GroupSparsity(level / 10, layer_strengths={"model.features.*": level}, log_effective_size=False)
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
     elif method == "ours" or (method.startswith("ours_") and method != "ours_px"):
-        # ours[_macs][_sqrt][_coupled|_bn][_warm][_ramp][_ft|_half][_keepNN]
+        # ours[_macs][_sqrt][_coupled|_bn][_warm][_ramp][_ft|_half|_refit][_keepNN]
         flags = set(method.split("_")[1:])
         keep = [f for f in flags if f.startswith("keep")]
         if (
-            not flags - set(keep) <= {"macs", "sqrt", "coupled", "bn", "ft", "half", "warm", "ramp"}
+            not flags - set(keep) <= {"macs", "sqrt", "coupled", "bn", "ft", "half", "warm", "ramp", "refit"}
             or len(keep) > 1
         ):
             raise ValueError(f"unknown method {method!r}")
@@ -158,7 +160,11 @@ def run(
             keep_ratio=int(keep[0][4:]) / 100 if keep else 0.0,
             log_effective_size=False,
         )
-        _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
+        if "refit" in flags:  # as the peers: sparsify in a first fit, fine-tune in a second one
+            _fit(module, dm, half, [gs, StructuredPruning(every_n_epochs=1)])
+            _fit(module, dm, epochs - half, [])
+        else:
+            _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
     elif method == "ours_px":  # also input-feature (pixel) groups on the first layer
         first = f"model.{_first_name(module.model)}"
         gs = GroupSparsity(

@@ -4,8 +4,9 @@ One fit alternates epochs with and without the prox (LeNet-300-100, real Fashion
 each regularized epoch is paired with the plain epoch before it, so drift of the machine's speed hits
 both sides of a pair. Reports the median epoch time of each, the ratio of the medians and the median of
 the per-pair ratios. The strength is too small to zero anything, so both train the same shapes.
-Also times one prox call in isolation (median of 5 blocks of 1000 calls on the same model): epoch
-ratios carry the machine's noise of a few percent, the per-call time does not.
+Also times every prox call inside training: their sum per prox epoch over the median plain epoch is
+the prox's own share, free of the epoch-to-epoch noise. And one prox call in isolation (median of 5
+blocks of 1000 calls on the same model, back to back): a call inside training costs several times that.
 Usage: python benchmarks/prox_overhead.py [--pairs 12] [--model lenet300_100] [--every-n-steps 1] [--keep-ratio 0.1]
 Writes benchmarks/results/prox_overhead.json.
 """
@@ -18,6 +19,7 @@ import statistics
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -44,14 +46,28 @@ class EpochTimer(Callback):
 class AlternatingGroupSparsity(GroupSparsity):
     """GroupSparsity in force on even epochs from epoch 2 (epoch 0 warms up, odd epochs are plain)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.call_s: list[float] = []
+
     def _factor(self) -> float:
         return float(self._epoch > 0 and self._epoch % 2 == 0)
+
+    def prox(self, pl_module: pl.LightningModule, step: float) -> None:
+        """The prox, timed where it runs: inside training, after the optimizer step (CPU: synchronous)."""
+        start = time.perf_counter()
+        super().prox(pl_module, step)
+        if self._factor():
+            self.call_s.append(time.perf_counter() - start)
 
 
 def paired_epoch_times(
     model: str, pairs: int, dm: FashionMNISTDataModule, every_n_steps: int = 1, keep_ratio: float = 0.0
-) -> tuple[list[float], list[float]]:
-    """(plain, prox) epoch times of one fit: epoch 0 warms up, then plain (odd) and prox (even) epochs."""
+) -> tuple[list[float], list[float], list[float]]:
+    """(plain, prox) epoch times of one fit, and the time of every prox call in the prox epochs.
+
+    Epoch 0 warms up, then plain (odd) and prox (even) epochs alternate.
+    """
     pl.seed_everything(0, verbose=False)
     module = Classifier(model, lr=0.05, scheduler="none")
     timer = EpochTimer()
@@ -70,7 +86,7 @@ def paired_epoch_times(
     )
     trainer.fit(module, dm)
     times = timer.times[1:]
-    return times[0::2], times[1::2]
+    return times[0::2], times[1::2], gs.call_s
 
 
 def prox_call_us(model: str, every_n_steps: int, keep_ratio: float) -> float:
@@ -98,7 +114,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     dm = FashionMNISTDataModule(batch_size=128)
-    plain, prox = paired_epoch_times(args.model, args.pairs, dm, args.every_n_steps, args.keep_ratio)
+    plain, prox, calls = paired_epoch_times(args.model, args.pairs, dm, args.every_n_steps, args.keep_ratio)
     pair_ratios = [b / a for a, b in zip(plain, prox, strict=True)]
     row = {
         "model": args.model,
@@ -109,6 +125,9 @@ def main() -> None:
         "ratio": round(statistics.median(prox) / statistics.median(plain), 3),
         "median_pair_ratio": round(statistics.median(pair_ratios), 3),
         "epochs_timed_each": len(plain),
+        "in_training_call_us_median": round(statistics.median(calls) * 1e6, 1),
+        # the prox's own cost inside training over the plain epoch: free of the epoch-to-epoch noise
+        "in_training_ratio": round(1 + sum(calls) / len(prox) / statistics.median(plain), 3),
         "prox_call_us": round(prox_call_us(args.model, args.every_n_steps, args.keep_ratio), 1),
         "plain_epoch_s": [round(t, 3) for t in plain],
         "prox_epoch_s": [round(t, 3) for t in prox],
