@@ -17,7 +17,8 @@ Methods (each run trains ``--epochs`` epochs in total, SGD momentum 0.9, lr 0.05
   ours_..._half  stop_epoch at half the budget: the second half fine-tunes (the peers' split)
   ours_..._refit  the peers' schedule exactly: a first fit of half the budget with the lasso (its own
                cosine cycle), the pruned model then fine-tuned by a second fit (a new optimizer and cycle)
-  ours_ramp    the strength grows linearly over the first third of the budget (ramp_epochs)
+  ours_ramp    the strength grows linearly over the first third of the budget (ramp_epochs);
+               ours_..._rampN over the first N epochs
   ours_..._keepNN  the trimmed group lasso: keep_ratio=NN/100, the largest NN% of each layer's groups
                (width at the start) are not penalized: a floor under every layer, survivors unshrunk
                (suffixes combine with the others, e.g. ours_macs_ft_keep20, ours_ft_keep10)
@@ -141,12 +142,17 @@ def run(
         gs = GroupSparsity(level / 10, layer_strengths={"model.features.*": level}, log_effective_size=False)
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
     elif method == "ours" or (method.startswith("ours_") and method != "ours_px"):
-        # ours[_macs][_sqrt][_coupled|_bn][_warm][_ramp][_ft|_half|_refit][_keepNN]
+        # ours[_macs][_sqrt][_coupled|_bn][_warm][_ramp|_rampN][_ft|_half|_refit][_keepNN]
         flags = set(method.split("_")[1:])
         keep = [f for f in flags if f.startswith("keep")]
+        ramp = [f for f in flags if f.startswith("ramp")]
         if (
-            not flags - set(keep) <= {"macs", "sqrt", "coupled", "bn", "ft", "half", "warm", "ramp", "refit"}
+            not flags - set(keep) - set(ramp)
+            <= {"macs", "sqrt", "coupled", "bn", "ft", "half", "warm", "refit"}
             or len(keep) > 1
+            or len(ramp) > 1
+            or not all(f[4:].isdigit() for f in keep)
+            or not all(f[4:].isdigit() or f == "ramp" for f in ramp)
         ):
             raise ValueError(f"unknown method {method!r}")
         gs = GroupSparsity(
@@ -155,7 +161,7 @@ def run(
             cost_exponent=0.5 if "sqrt" in flags else 1.0,
             groups="coupled" if "coupled" in flags else "bn" if "bn" in flags else "incoming",
             warmup_epochs=epochs // 3 if "warm" in flags else 0,
-            ramp_epochs=epochs // 3 if "ramp" in flags else 0,
+            ramp_epochs=(int(ramp[0][4:]) if ramp[0][4:] else epochs // 3) if ramp else 0,
             stop_epoch=2 * epochs // 3 if "ft" in flags else epochs // 2 if "half" in flags else None,
             keep_ratio=int(keep[0][4:]) / 100 if keep else 0.0,
             log_effective_size=False,
