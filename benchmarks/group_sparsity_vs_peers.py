@@ -43,6 +43,7 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -106,6 +107,44 @@ def _first_name(net: torch.nn.Module) -> str:
     return next(n for n, m in net.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))
 
 
+def ours_options(method: str, epochs: int) -> tuple[dict[str, Any], bool]:
+    """``GroupSparsity`` keyword arguments of an ``ours[_flag...]`` method, and whether it refits.
+
+    Flags: ours[_macs][_sqrt][_coupled|_bn][_warm][_ramp|_rampN][_ft|_half|_refit][_keepNN].
+
+    Example:
+        >>> ours_options("ours_macs_ramp_half_keep40", 12)[0]["keep_ratio"]
+        0.4
+    """
+    flags = method.split("_")
+    if flags[0] != "ours" or len(set(flags)) != len(flags):
+        raise ValueError(f"unknown method {method!r}")
+    flags = flags[1:]
+    keep = [f[4:] for f in flags if f.startswith("keep")]
+    ramp = [f[4:] for f in flags if f.startswith("ramp")]
+    plain = set(flags) - {f"keep{k}" for k in keep} - {f"ramp{r}" for r in ramp}
+    if (
+        not plain <= {"macs", "sqrt", "coupled", "bn", "ft", "half", "warm", "refit"}
+        or len(keep) > 1
+        or len(ramp) > 1
+        or not all(k.isdigit() and 0 < int(k) < 100 for k in keep)
+        or not all(r == "" or r.isdigit() for r in ramp)
+        or len(plain & {"ft", "half", "refit"}) > 1
+        or len(plain & {"coupled", "bn"}) > 1
+    ):
+        raise ValueError(f"unknown method {method!r}")
+    options = {
+        "cost": "macs" if "macs" in plain else "params",
+        "cost_exponent": 0.5 if "sqrt" in plain else 1.0,
+        "groups": "coupled" if "coupled" in plain else "bn" if "bn" in plain else "incoming",
+        "warmup_epochs": epochs // 3 if "warm" in plain else 0,
+        "ramp_epochs": (int(ramp[0]) if ramp[0] else epochs // 3) if ramp else 0,
+        "stop_epoch": 2 * epochs // 3 if "ft" in plain else epochs // 2 if "half" in plain else None,
+        "keep_ratio": int(keep[0]) / 100 if keep else 0.0,
+    }
+    return options, "refit" in plain
+
+
 class _Regularize(Callback):
     """Torch-Pruning's sparse training: pruner.regularize after every backward."""
 
@@ -142,31 +181,9 @@ def run(
         gs = GroupSparsity(level / 10, layer_strengths={"model.features.*": level}, log_effective_size=False)
         _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
     elif method == "ours" or (method.startswith("ours_") and method != "ours_px"):
-        # ours[_macs][_sqrt][_coupled|_bn][_warm][_ramp|_rampN][_ft|_half|_refit][_keepNN]
-        flags = set(method.split("_")[1:])
-        keep = [f for f in flags if f.startswith("keep")]
-        ramp = [f for f in flags if f.startswith("ramp")]
-        if (
-            not flags - set(keep) - set(ramp)
-            <= {"macs", "sqrt", "coupled", "bn", "ft", "half", "warm", "refit"}
-            or len(keep) > 1
-            or len(ramp) > 1
-            or not all(f[4:].isdigit() for f in keep)
-            or not all(f[4:].isdigit() or f == "ramp" for f in ramp)
-        ):
-            raise ValueError(f"unknown method {method!r}")
-        gs = GroupSparsity(
-            level,
-            cost="macs" if "macs" in flags else "params",
-            cost_exponent=0.5 if "sqrt" in flags else 1.0,
-            groups="coupled" if "coupled" in flags else "bn" if "bn" in flags else "incoming",
-            warmup_epochs=epochs // 3 if "warm" in flags else 0,
-            ramp_epochs=(int(ramp[0][4:]) if ramp[0][4:] else epochs // 3) if ramp else 0,
-            stop_epoch=2 * epochs // 3 if "ft" in flags else epochs // 2 if "half" in flags else None,
-            keep_ratio=int(keep[0][4:]) / 100 if keep else 0.0,
-            log_effective_size=False,
-        )
-        if "refit" in flags:  # as the peers: sparsify in a first fit, fine-tune in a second one
+        options, refit = ours_options(method, epochs)
+        gs = GroupSparsity(level, log_effective_size=False, **options)
+        if refit:  # as the peers: sparsify in a first fit, fine-tune in a second one
             _fit(module, dm, half, [gs, StructuredPruning(every_n_epochs=1)])
             _fit(module, dm, epochs - half, [])
         else:
