@@ -115,8 +115,27 @@ def peers_section(
     return [*out, ""]
 
 
+PEER_STYLE = {  # method: (color, marker)
+    "tp_magnitude": ("tab:blue", "s"),
+    "tp_groupnorm": ("tab:green", "^"),
+    "lt_pruning": ("tab:purple", "D"),
+    "scratch": ("tab:brown", "x"),
+}
+
+
+def _front_line(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
+    fronts = [(100 * level, front_cell(rows, level, key)) for level in LEVELS]
+    return (
+        [x for x, cell in fronts if cell is not None],
+        [100 * cell[0] for _, cell in fronts if cell is not None],
+    )
+
+
 def front_plot(rows: list[dict], normalize: str, model: str, key: str) -> str | None:
-    """Accuracy vs fraction removed, one marker per run, a line through each method's per-seed-mean front."""
+    """Accuracy vs fraction removed: the peers in colour, each of our recipes in grey, our best in red.
+
+    A marker per run; a line through each method's per-seed-mean front at the table's sizes.
+    """
     rows = _section_rows(rows, normalize, model)
     if not rows:
         return None
@@ -126,26 +145,44 @@ def front_plot(rows: list[dict], normalize: str, model: str, key: str) -> str | 
     import matplotlib.pyplot as plt
 
     what = "params" if key == "removed_params" else "MACs"
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-
-    for method in sorted({recipe(r["method"]) for r in rows}):  # a recipe's floors are one series
-        mine = [r for r in rows if recipe(r["method"]) == method]
-        lw = 2.0 if "_keep" in method else 1.0
-        xs = [100 * r[key] for r in mine]
-        ys = [100 * r["test_acc"] for r in mine]
-        if method == "dense":
-            ax.axhline(statistics.mean(ys), color="black", lw=1, ls="--", label="dense (mean)")
-            continue
-        (points,) = ax.plot(xs, ys, "o", ms=4, alpha=0.5, label=method)
-        fronts = [(100 * level, front_cell(mine, level, key)) for level in LEVELS]
-        fx = [x for x, cell in fronts if cell is not None]
-        fy = [100 * cell[0] for _, cell in fronts if cell is not None]
-        ax.plot(fx, fy, "-", color=points.get_color(), lw=lw)
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    dense = [100 * r["test_acc"] for r in rows if r["method"] == "dense"]
+    if dense:
+        ax.axhline(statistics.mean(dense), color="black", lw=1, ls="--", label="dense (mean)")
+    ours = [r for r in rows if r["method"].startswith("ours")]
+    for i, method in enumerate(sorted({recipe(r["method"]) for r in ours})):  # a recipe's floors: one series
+        mine = [r for r in ours if recipe(r["method"]) == method]
+        ax.plot(
+            [100 * r[key] for r in mine],
+            [100 * r["test_acc"] for r in mine],
+            "o",
+            ms=3,
+            color="0.6",
+            alpha=0.5,
+        )
+        ax.plot(*_front_line(mine, key), "-", color="0.6", lw=1, label=None if i else "ours, each recipe")
+    for method, (color, marker) in PEER_STYLE.items():
+        mine = [r for r in rows if r["method"] == method]
+        if mine:
+            ax.plot(
+                [100 * r[key] for r in mine],
+                [100 * r["test_acc"] for r in mine],
+                marker,
+                ms=4,
+                color=color,
+                alpha=0.6,
+            )
+            ax.plot(*_front_line(mine, key), "-", marker=marker, color=color, lw=1.5, label=method)
+    if ours:
+        label = "ours, best recipe per size" + (
+            " (optimistic)" if len({r["method"] for r in ours}) > 1 else ""
+        )
+        ax.plot(*_front_line(ours, key), "-o", color="tab:red", lw=2.5, label=label)
     ax.set_xlabel(f"fewer {what} (%)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{model}, Fashion-MNIST, {normalize} normalization")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     name = f"front_{model}_{normalize}_{what.lower()}.png"
     fig.tight_layout()
     fig.savefig(RESULTS.parent / name, dpi=110)
