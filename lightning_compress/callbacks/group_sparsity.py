@@ -64,9 +64,13 @@ class GroupSparsity(Callback):
         include: Only layers matching these name patterns or types.
         exclude: Never these layers. The output layer is never regularized.
         schedule: ``"step"``, ``"epoch"`` or ``"subgradient"``.
-        every_n_steps: Prox every N optimizer steps (``schedule="step"``).
+        every_n_steps: Prox every N optimizer steps (``schedule="step"``), with N times the step size. The
+            prox reads every regularized weight twice: on a small MLP whose step takes a few ms it costs
+            about 6% of training time at N=1 and 3% at N=2 (LeNet-300-100 on 2 CPU cores); on conv nets
+            under 1%.
         warmup_epochs: Epochs without regularization.
         ramp_epochs: After warm-up, epochs over which the strength grows linearly to its full value.
+            Groups then die later; on LeNet-5 by MACs this helped at 80-90% fewer MACs.
         input_layers: Linear layers whose input features (e.g. pixels) are groups too: one group per
             weight column, removed by ``StructuredPruning(input_layers=...)``. Peers cannot do this.
         input_strength: Strength of the input-feature groups (default: ``strength``).
