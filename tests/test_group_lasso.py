@@ -166,6 +166,33 @@ def test_trimmed_prox_is_the_minimizer_over_every_untrimmed_set() -> None:
         assert _trimmed_objective(other, z, step, lam, keep) >= best - 1e-12
 
 
+def test_trimmed_prox_is_exact_with_unequal_thresholds() -> None:
+    """Groups of unequal size (or strength): the exact trimmed prox frees the groups whose penalty costs
+    the most, which need not be the largest ones. Brute force over every set of free groups."""
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    tau = torch.rand(7, generator=gen, dtype=torch.float64) * 2.5  # step * t_g, very different per group
+    step, keep = 0.5, 3
+
+    def objective(x: torch.Tensor) -> torch.Tensor:
+        terms = (tau * x.norm(dim=1)).sort().values  # the penalty drops its keep largest terms
+        return 0.5 * (x - z).pow(2).sum() + terms[: len(terms) - keep].sum()
+
+    x = z.clone()
+    batched_group_prox_([[GroupPiece(x, 0)]], [7], tau / step, step, keep=[keep])
+    best = objective(x)
+    candidates = []
+    for free in itertools.combinations(range(7), keep):
+        other = z * torch.clamp(1 - tau / z.norm(dim=1), min=0).unsqueeze(1)
+        other[list(free)] = z[list(free)]
+        candidates.append(float(objective(other)))
+        assert candidates[-1] >= float(best) - 1e-12
+    assert float(best) == pytest.approx(min(candidates), abs=1e-12)
+    by_norm = set(z.norm(dim=1).topk(keep).indices.tolist())
+    freed = {i for i in range(7) if torch.equal(x[i], z[i])}
+    assert freed != by_norm  # this draw is one where the largest groups are the wrong ones to free
+
+
 def test_trimmed_strengths_match_the_batched_prox_and_penalty() -> None:
     """sliced_prox_ with per-group strengths from ``trimmed`` equals the batched prox with ``keep``; the
     penalty leaves out the kept groups."""

@@ -83,7 +83,8 @@ class GroupSparsity(Callback):
             weighting, 0 the paper's; values in between temper how hard early, high-resolution layers
             are pushed (a sweepable knob).
         keep_ratio: The trimmed group lasso (Yun et al., NeurIPS 2019): in every layer, the
-            ``ceil(keep_ratio * width)`` groups of largest norm (width at fit start) are not penalized.
+            ``ceil(keep_ratio * width)`` groups of largest norm (width at fit start; with groups of
+            unequal size, those whose penalty costs the most, which is the exact prox) are not penalized.
             The lasso then cannot take a layer below that floor (with ``cost="macs"`` it otherwise
             strips the early, high-resolution layers to one or two channels) and does not shrink
             the survivors. 0 is the plain group lasso. Input-feature groups are not trimmed. On the
@@ -263,24 +264,26 @@ class GroupSparsity(Callback):
             families, num_groups, thresholds, keep = self._batched
             batched_group_prox_(families, num_groups, thresholds, step * factor, keep)
             return
-        for family, pieces, _, lam in self._families:
+        for family, pieces, sizes, lam in self._families:
             if lam > 0:
                 sliced_prox_(
                     pieces,
                     family.num_groups,
                     step,
-                    self._trimmed(family, pieces, lam * factor),
+                    self._trimmed(family, pieces, lam * factor, sizes),
                     self.l1_ratio,
                     sqrt_sizes=self._sqrt[family.name],
                 )
 
-    def _trimmed(self, family: NeuronGroups, pieces: list[GroupPiece], lam: float) -> float | torch.Tensor:
-        """``lam``, or one strength per group with the family's ``keep`` largest groups at zero."""
+    def _trimmed(
+        self, family: NeuronGroups, pieces: list[GroupPiece], lam: float, sizes: torch.Tensor
+    ) -> float | torch.Tensor:
+        """``lam``, or one strength per group with the family's ``keep`` largest penalty terms at zero."""
         keep = self._keep.get(family.name, 0)
         if keep == 0:
             return lam
         sq = sliced_group_sq_norms(pieces, family.num_groups)
-        return trimmed(torch.full_like(sq, lam), sq, keep)
+        return trimmed(torch.full_like(sq, lam), sq * sizes, keep)  # (sqrt(P_g) ||w_g||)^2
 
     def penalty(self, pl_module: pl.LightningModule) -> float:
         """The current value of the penalty (at full strength)."""
@@ -289,7 +292,11 @@ class GroupSparsity(Callback):
             return sum(
                 float(
                     sliced_penalty(
-                        pieces, family.num_groups, self._trimmed(family, pieces, lam), self.l1_ratio, sizes
+                        pieces,
+                        family.num_groups,
+                        self._trimmed(family, pieces, lam, sizes),
+                        self.l1_ratio,
+                        sizes,
                     )
                 )
                 for family, pieces, sizes, lam in self._families
@@ -336,7 +343,7 @@ class GroupSparsity(Callback):
                 continue
             pieces = family.pieces(pl_module, self.groups)
             grads = [p.grad for p in params if p.grad is not None]
-            lam_g = self._trimmed(family, pieces, lam * self._factor())
+            lam_g = self._trimmed(family, pieces, lam * self._factor(), sizes)
             sliced_penalty_grad_(pieces, grads, family.num_groups, lam_g, self.l1_ratio, sizes)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

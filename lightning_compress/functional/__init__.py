@@ -12,6 +12,7 @@ from lightning_compress.functional.group_lasso import (
     sliced_prox_,
     soft_threshold,
     trimmed,
+    trimmed_prox_scores,
 )
 from lightning_compress.functional.selection import select_removable
 from lightning_compress.functional.size import count_params_and_macs
@@ -30,4 +31,5 @@ __all__ = [
     "sliced_prox_",
     "soft_threshold",
     "trimmed",
+    "trimmed_prox_scores",
 ]

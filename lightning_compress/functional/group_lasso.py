@@ -26,6 +26,7 @@ __all__ = [
     "sliced_prox_",
     "soft_threshold",
     "trimmed",
+    "trimmed_prox_scores",
 ]
 
 
@@ -39,13 +40,16 @@ def soft_threshold(x: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.clamp(x.abs() - tau, min=0)
 
 
-def trimmed(values: torch.Tensor, sq_norms: torch.Tensor, keep: int) -> torch.Tensor:
-    """``values`` (one per group) with the entries of the ``keep`` groups of largest norm set to zero.
+def trimmed(values: torch.Tensor, scores: torch.Tensor, keep: int) -> torch.Tensor:
+    """``values`` (one per group) with the entries of the ``keep`` groups of largest ``scores`` set to zero.
 
     The trimmed group lasso (Yun et al., NeurIPS 2019, "Trimming the l1 regularizer") penalizes all
-    groups but the ``keep`` largest: with per-group strengths or thresholds passed through this, the
-    survivors are not shrunk, and a layer cannot be driven below ``keep`` groups. Ties among equal
-    norms are broken arbitrarily (all-zero groups stay zero either way).
+    groups but ``keep`` of them: with per-group strengths or thresholds passed through this, the
+    survivors are not shrunk, and a layer cannot be driven below ``keep`` groups. Which groups go free:
+    for the penalty, those with the largest weighted norm (score ``P_g ||w_g||^2`` under ``sqrt(P_g)``
+    weights, or the squared norm when all weights are equal); for the prox, those whose penalty would
+    cost the most (:func:`trimmed_prox_scores`). Ties are broken arbitrarily (all-zero groups stay zero
+    either way).
 
     Example:
         >>> trimmed(torch.tensor([1.0, 1.0, 1.0, 1.0]), torch.tensor([0.5, 4.0, 0.0, 2.0]), keep=2)
@@ -56,8 +60,24 @@ def trimmed(values: torch.Tensor, sq_norms: torch.Tensor, keep: int) -> torch.Te
     if keep == 0:
         return values
     out = values.clone()
-    out[sq_norms.topk(min(keep, sq_norms.numel())).indices] = 0
+    out[scores.topk(min(keep, scores.numel())).indices] = 0
     return out
+
+
+def trimmed_prox_scores(sq_norms: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """What each group's penalty costs in the group soft-threshold's objective, at threshold ``tau``.
+
+    ``min_w 0.5 ||w - v||^2 + tau ||w||`` is ``tau ||v|| - tau^2 / 2`` when ``||v|| > tau`` and
+    ``||v||^2 / 2`` otherwise; unpenalized it is 0. The exact prox of the trimmed penalty frees the
+    ``keep`` groups where this is largest: the largest norms when ``tau`` is the same for all groups,
+    not otherwise (groups of unequal size, per-group strengths).
+
+    Example:
+        >>> trimmed_prox_scores(torch.tensor([1.0, 0.81]), torch.tensor([0.1, 0.8]))  # the smaller norm costs more
+        tensor([0.0950, 0.4000])
+    """
+    norms = sq_norms.sqrt()
+    return torch.where(norms > tau, tau * norms - tau.square() / 2, sq_norms / 2)
 
 
 def _check(lam: float, alpha: float) -> None:
@@ -270,10 +290,11 @@ def batched_group_prox_(
     """Group soft-threshold of several families at once: each group ``g <- max(0, 1 - step * t_g / ||g||) g``.
 
     ``thresholds`` holds ``t_g = lam * sqrt(P_g)`` for every group, family after family (``num_groups[f]``
-    of them for family ``f``). ``keep[f]`` groups of largest norm in family ``f`` are left as they are
-    (the trimmed group lasso, see :func:`trimmed`). Equal to :func:`sliced_prox_` with ``alpha = 0`` family by family, with one
-    scale computation for all families: this runs after every optimizer step, where kernel launches,
-    not arithmetic, dominate the cost on small layers.
+    of them for family ``f``). ``keep[f]`` groups of family ``f`` are left as they are
+    (the trimmed group lasso, see :func:`trimmed`): those whose penalty would cost the most in the
+    objective (:func:`trimmed_prox_scores`), which is exact for any mix of thresholds. Equal to
+    :func:`sliced_prox_` with ``alpha = 0`` family by family, with one scale computation for all
+    families: this runs after every optimizer step.
 
     Example:
         >>> w = torch.tensor([[3.0], [0.3]]); b = torch.tensor([4.0, 0.4]); v = torch.tensor([[0.0, 2.0]])
@@ -289,7 +310,9 @@ def batched_group_prox_(
         return
     if keep is not None and any(keep):
         parts = thresholds.split(list(num_groups))
-        thresholds = torch.cat([trimmed(t, q, k) for t, q, k in zip(parts, sq, keep, strict=True)])
+        thresholds = torch.cat(
+            [trimmed(t, trimmed_prox_scores(q, step * t), k) for t, q, k in zip(parts, sq, keep, strict=True)]
+        )
     inv = (sq[0] if len(sq) == 1 else torch.cat(sq)).rsqrt_()
     # a zero group has inv = inf: clamp to the largest finite value, so a zero threshold cannot make 0 * inf
     inv = inv.clamp_(max=torch.finfo(inv.dtype).max).mul_(thresholds)
