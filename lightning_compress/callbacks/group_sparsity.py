@@ -84,8 +84,8 @@ class GroupSparsity(Callback):
             are pushed (a sweepable knob).
         keep_ratio: The trimmed group lasso (Yun et al., NeurIPS 2019): in every layer, the
             ``ceil(keep_ratio * width)`` groups of largest norm (width at fit start; with groups of
-            unequal size, those whose penalty costs the most, which is the exact prox) are not penalized.
-            The lasso then cannot take a layer below that floor (with ``cost="macs"`` it otherwise
+            unequal size, those whose penalty costs the most: the exact prox when ``l1_ratio=0``) are not
+            penalized. The lasso then cannot take a layer below that floor (with ``cost="macs"`` it otherwise
             strips the early, high-resolution layers to one or two channels) and does not shrink
             the survivors. 0 is the plain group lasso. Input-feature groups are not trimmed. On the
             small ResNet at ~96% fewer MACs, ``keep_ratio=0.15`` kept stage 0 at 3 channels (1 without)
