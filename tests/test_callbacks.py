@@ -124,7 +124,7 @@ def test_stop_epoch_ends_regularization(tmp_path: Path) -> None:
             norms.append(float(pl_module.model[1].weight.norm()))
 
     _trainer(tmp_path, [gs, Record()], max_epochs=3).fit(module, _loader())
-    assert gs._factor() == 0.0 and norms[2] > norms[0]
+    assert gs.factor() == 0.0 and norms[2] > norms[0]
 
 
 def test_subgradient_mode_shrinks_norms(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_compress.callbacks._common import check_nonneg, example_inputs
+from lightning_compress._checks import ArgumentError, check_nonneg
+from lightning_compress.callbacks._common import example_inputs
 from lightning_compress.surgery.report import format_neuron_report, neuron_report
 
 __all__ = ["NeuronReport"]
@@ -28,7 +29,9 @@ class NeuronReport(Callback):
     def __init__(self, relative_threshold: float = 1e-3, every_n_epochs: int = 1) -> None:
         check_nonneg(relative_threshold, "relative_threshold")
         if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be an int >= 1, got {every_n_epochs=}")
+            raise ArgumentError(
+                "every_n_epochs", f"every_n_epochs must be an int >= 1, got {every_n_epochs=}"
+            )
         self.relative_threshold = relative_threshold
         self.every_n_epochs = every_n_epochs
 

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_compress._compat import rewrap_ddp
-from lightning_compress.callbacks._common import check_groups_args, check_nonneg, example_inputs
+from lightning_compress._checks import ArgumentError, check_choice, check_nonneg
+from lightning_compress.callbacks._common import example_inputs
+from lightning_compress.callbacks._shape_change import change_shape
 from lightning_compress.callbacks.group_sparsity import GroupSparsity
-from lightning_compress.surgery.compact import apply_removals, removable_groups
-from lightning_compress.surgery.groups import LayerSelector, find_groups
-from lightning_compress.surgery.history import enable_history_restore, get_history
-from lightning_compress.surgery.inputs import input_groups
+from lightning_compress.regularizers.group_lasso import check_selectors
+from lightning_compress.surgery import (
+    GroupMode,
+    LayerSelector,
+    apply_removals,
+    enable_history_restore,
+    plan_removals,
+)
 
 __all__ = ["StructuredPruning"]
-
-log = logging.getLogger(__name__)
 
 
 class StructuredPruning(Callback):
@@ -68,25 +69,31 @@ class StructuredPruning(Callback):
         threshold: float = 0.0,
         relative_threshold: float = 0.0,
         min_width: int = 1,
-        groups: str | None = None,
+        groups: GroupMode | str | None = None,
         include: Sequence[LayerSelector] | None = None,
         exclude: Sequence[LayerSelector] = (),
         fold_constants: bool = True,
         input_layers: Sequence[str] = (),
     ) -> None:
         if any(not isinstance(e, int) or e < 0 for e in epochs):
-            raise ValueError(f"epochs must be ints >= 0, got {epochs=}")
+            raise ArgumentError("epochs", f"epochs must be ints >= 0, got {epochs=}")
         if every_n_epochs is not None and (not isinstance(every_n_epochs, int) or every_n_epochs < 1):
-            raise ValueError(f"every_n_epochs must be an int >= 1, got {every_n_epochs=}")
+            raise ArgumentError(
+                "every_n_epochs", f"every_n_epochs must be an int >= 1, got {every_n_epochs=}"
+            )
         check_nonneg(threshold, "threshold")
         check_nonneg(relative_threshold, "relative_threshold")
         if relative_threshold >= 1:
-            raise ValueError(f"relative_threshold must be < 1, got {relative_threshold=}")
+            raise ArgumentError(
+                "relative_threshold", f"relative_threshold must be < 1, got {relative_threshold=}"
+            )
         if not isinstance(min_width, int) or min_width < 1:
-            raise ValueError(f"min_width must be an int >= 1, got {min_width=}")
-        check_groups_args(groups or "incoming", include, exclude)
+            raise ArgumentError("min_width", f"min_width must be an int >= 1, got {min_width=}")
+        check_selectors(include, exclude)
         if isinstance(input_layers, str):
-            raise TypeError(f"input_layers must be a list of layer names, got {input_layers!r}")
+            raise ArgumentError(
+                "input_layers", f"input_layers must be a list of layer names, got {input_layers!r}"
+            )
         self.input_layers = list(input_layers)
         self.epochs = sorted(set(epochs))
         self.every_n_epochs = every_n_epochs
@@ -94,7 +101,7 @@ class StructuredPruning(Callback):
         self.threshold = float(threshold)
         self.relative_threshold = float(relative_threshold)
         self.min_width = min_width
-        self.groups = groups
+        self.groups = None if groups is None else check_choice(GroupMode, groups, "groups")
         self.include = list(include) if include else None
         self.exclude = list(exclude)
         self.fold_constants = fold_constants
@@ -128,43 +135,46 @@ class StructuredPruning(Callback):
         if self.at_fit_end:
             self.prune(trainer, pl_module)
 
-    def _mode(self, trainer: pl.Trainer) -> str:
+    def _mode(self, trainer: pl.Trainer) -> GroupMode:
         if self.groups is not None:
             return self.groups
         found = (cb.groups for cb in trainer.callbacks if isinstance(cb, GroupSparsity))  # type: ignore[attr-defined]
-        return next(found, "incoming")
+        return next(found, GroupMode.incoming)
 
     def prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[dict[str, Any]]:
         """Remove the groups under the threshold now; returns the history records added."""
         x = example_inputs(pl_module)
-        families = find_groups(pl_module, x, include=self.include, exclude=self.exclude)
-        families += [input_groups(pl_module, name) for name in self.input_layers]
-        remove = removable_groups(
+        families, remove = plan_removals(
             pl_module,
-            families,
+            x,
             threshold=self.threshold,
             relative_threshold=self.relative_threshold,
             min_width=self.min_width,
+            include=self.include,
+            exclude=self.exclude,
             mode=self._mode(trainer),
+            input_layers=self.input_layers,
         )
-        # one decision for every rank: rank 0's
-        plain = trainer.strategy.broadcast({k: v.tolist() for k, v in remove.items()}, src=0)
-        remove = {k: torch.tensor(v, dtype=torch.long) for k, v in plain.items()}
-        before = sum(p.numel() for p in pl_module.parameters())
-        records = apply_removals(
-            pl_module, families, remove, x, optimizers=trainer.optimizers, fold_constants=self.fold_constants
-        )
-        if records:
-            rewrap_ddp(trainer, pl_module)
-            after = sum(p.numel() for p in pl_module.parameters())
+
+        def apply(plan: dict[str, Any]) -> list[dict[str, Any]]:
+            chosen = {k: torch.tensor(v, dtype=torch.long) for k, v in plan.items()}
+            return apply_removals(
+                pl_module,
+                families,
+                chosen,
+                x,
+                optimizers=trainer.optimizers,
+                fold_constants=self.fold_constants,
+            )
+
+        def describe(records: list[dict[str, Any]]) -> str:
             removed = sum(len(r["idxs"]) for r in records if r["kind"] == "prune")
             inputs = sum(len(r["idxs"]) for r in records if r["kind"] == "select_inputs")
-            self.removed_total += removed
-            rank_zero_info(
-                f"StructuredPruning: removed {removed} neurons/channels and {inputs} input features at epoch "
-                f"{trainer.current_epoch} "
-                f"({before:,} -> {after:,} parameters, {len(get_history(pl_module))} records in history)"
-            )
+            return f"StructuredPruning: removed {removed} neurons/channels and {inputs} input features"
+
+        plan = {k: v.tolist() for k, v in remove.items()}
+        records = change_shape(trainer, pl_module, lambda: plan, apply, describe)
+        self.removed_total += sum(len(r["idxs"]) for r in records if r["kind"] == "prune")
         return records
 
     def state_dict(self) -> dict[str, Any]:

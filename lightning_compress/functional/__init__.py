@@ -1,26 +1,31 @@
-"""Pure tensor math: penalties, proximal operators, low-rank solves, size counts."""
+"""Pure tensor math: penalties, proximal operators, low-rank solves, selection rules.
+
+Nothing here knows about modules, Lightning or Torch-Pruning: functions take and return tensors.
+"""
 
 from lightning_compress.functional.group_lasso import (
-    GroupPiece,
-    batched_group_prox_,
+    check_strength,
     group_lasso_penalty,
     prox_sparse_group_lasso,
-    sliced_group_sizes,
-    sliced_group_sq_norms,
-    sliced_penalty,
-    sliced_penalty_grad_,
-    sliced_prox_,
     soft_threshold,
     trimmed,
     trimmed_prox_scores,
 )
 from lightning_compress.functional.selection import select_removable
-from lightning_compress.functional.size import count_params_and_macs
+from lightning_compress.functional.sliced import (
+    GroupPiece,
+    batched_group_prox_,
+    sliced_group_sizes,
+    sliced_group_sq_norms,
+    sliced_penalty,
+    sliced_penalty_grad_,
+    sliced_prox_,
+)
 
 __all__ = [
     "GroupPiece",
     "batched_group_prox_",
-    "count_params_and_macs",
+    "check_strength",
     "group_lasso_penalty",
     "prox_sparse_group_lasso",
     "select_removable",

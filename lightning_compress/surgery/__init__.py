@@ -1,57 +1,81 @@
-"""Shape changes of a model: removing groups, factorizing layers, rebinding optimizers, replaying history."""
+"""Shape changes of a model: find groups, remove them, replay the history, rebind optimizers, count size.
 
+Every shape change is a plain record in the model's compression history; the kinds of record and the
+MAC counters of the layers surgery creates are listed in one table, :mod:`lightning_compress.surgery.registry`.
+"""
+
+from lightning_compress.surgery.activations import (
+    InputStatistics,
+    capture_inputs,
+    input_statistics,
+    layer_input_rows,
+)
 from lightning_compress.surgery.compact import (
+    apply_removals,
     compress_zero_groups,
     effective_size,
     group_cost_weights,
     group_costs,
     group_norms,
+    plan_removals,
     removable_groups,
 )
 from lightning_compress.surgery.groups import (
     GROUP_MODES,
+    GroupMode,
+    LayerSelector,
     NeuronGroups,
     build_dependency_graph,
     find_groups,
     kept_modes,
 )
-from lightning_compress.surgery.history import (
-    append_history,
-    apply_history,
-    enable_history_restore,
-    get_history,
-    register_replay,
-)
+from lightning_compress.surgery.history import append_history, get_history, history_version
 from lightning_compress.surgery.inputs import INPUTS_SUFFIX, InputSelectLinear, input_groups, remove_inputs
-from lightning_compress.surgery.optimizer import rebind_optimizer
+from lightning_compress.surgery.optimizer import fresh_state, rebind_by_name, rebind_optimizer, slice_state
 from lightning_compress.surgery.prune import remove_groups
+from lightning_compress.surgery.registry import MAC_COUNTERS, RECORD_KINDS
+from lightning_compress.surgery.replay import apply_history, enable_history_restore
 from lightning_compress.surgery.report import format_neuron_report, layer_widths, neuron_report
+from lightning_compress.surgery.size import count_params_and_macs
 
 __all__ = [
     "GROUP_MODES",
     "INPUTS_SUFFIX",
+    "MAC_COUNTERS",
+    "RECORD_KINDS",
+    "GroupMode",
     "InputSelectLinear",
+    "InputStatistics",
+    "LayerSelector",
     "NeuronGroups",
     "append_history",
     "apply_history",
     "apply_removals",
     "build_dependency_graph",
+    "capture_inputs",
     "compress_zero_groups",
+    "count_params_and_macs",
     "effective_size",
     "enable_history_restore",
     "find_groups",
     "format_neuron_report",
+    "fresh_state",
     "get_history",
     "group_cost_weights",
     "group_costs",
     "group_norms",
+    "history_version",
     "input_groups",
+    "input_statistics",
     "kept_modes",
+    "layer_input_rows",
     "layer_widths",
     "neuron_report",
+    "plan_removals",
+    "rebind_by_name",
     "rebind_optimizer",
-    "register_replay",
     "removable_groups",
     "remove_groups",
     "remove_inputs",
+    "slice_state",
 ]

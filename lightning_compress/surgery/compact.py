@@ -10,12 +10,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_compress.functional.group_lasso import sliced_group_sq_norms
+from lightning_compress._checks import check_choice
 from lightning_compress.functional.selection import select_removable
-from lightning_compress.functional.size import count_params_and_macs
-from lightning_compress.surgery.groups import GROUP_MODES, LayerSelector, NeuronGroups, find_groups
+from lightning_compress.functional.sliced import sliced_group_sq_norms
+from lightning_compress.surgery.groups import GroupMode, LayerSelector, NeuronGroups, find_groups
 from lightning_compress.surgery.inputs import INPUTS_SUFFIX, input_groups, remove_inputs
 from lightning_compress.surgery.prune import remove_groups
+from lightning_compress.surgery.size import count_params_and_macs
 
 __all__ = [
     "apply_removals",
@@ -24,6 +25,7 @@ __all__ = [
     "group_cost_weights",
     "group_costs",
     "group_norms",
+    "plan_removals",
     "removable_groups",
 ]
 
@@ -32,8 +34,7 @@ def group_norms(
     model: nn.Module, families: Sequence[NeuronGroups], mode: str = "incoming"
 ) -> dict[str, torch.Tensor]:
     """L2 norm of every group, by root layer name."""
-    if mode not in GROUP_MODES:
-        raise ValueError(f"unknown group mode {mode!r}; choose one of {GROUP_MODES}")
+    check_choice(GroupMode, mode, "mode")
     with torch.no_grad():
         return {f.name: sliced_group_sq_norms(f.pieces(model, mode), f.num_groups).sqrt() for f in families}
 
@@ -67,7 +68,7 @@ def removable_groups(
     return out
 
 
-def compress_zero_groups(
+def plan_removals(
     model: nn.Module,
     example_inputs: Any,
     *,
@@ -78,22 +79,11 @@ def compress_zero_groups(
     exclude: Sequence[LayerSelector] = (),
     mode: str = "incoming",
     input_layers: Sequence[str] = (),
-    optimizers: Sequence[torch.optim.Optimizer] = (),
-    fold_constants: bool = True,
-) -> list[dict[str, Any]]:
-    """Physically remove every group whose norm is under the threshold; returns the history records.
+) -> tuple[list[NeuronGroups], dict[str, torch.Tensor]]:
+    """The decision of :func:`compress_zero_groups` without the surgery: ``(families, remove)``.
 
-    ``input_layers`` names Linear layers whose zero input features (columns) are removed too.
-
-    Example:
-        >>> from lightning_compress.models import LeNet300100
-        >>> model = LeNet300100(hidden=(6, 4)); x = torch.zeros(1, 1, 28, 28)
-        >>> with torch.no_grad():
-        ...     model[1].weight[:2] = 0; model[1].bias[:2] = 0
-        >>> compress_zero_groups(model, x)
-        [{'kind': 'prune', 'module': '1', 'idxs': [0, 1]}]
-        >>> model[1]
-        Linear(in_features=784, out_features=4, bias=True)
+    ``remove`` maps a family's root name (``"<layer>:inputs"`` for input features) to the indices of its
+    groups whose norm is under the threshold; pass both to :func:`apply_removals`.
     """
     families = find_groups(model, example_inputs, include=include, exclude=exclude)
     families += [input_groups(model, name) for name in input_layers]
@@ -105,6 +95,34 @@ def compress_zero_groups(
         min_width=min_width,
         mode=mode,
     )
+    return families, remove
+
+
+def compress_zero_groups(
+    model: nn.Module,
+    example_inputs: Any,
+    *,
+    optimizers: Sequence[torch.optim.Optimizer] = (),
+    fold_constants: bool = True,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Physically remove every group whose norm is under the threshold; returns the history records.
+
+    ``options`` are :func:`plan_removals`'s: ``threshold``, ``relative_threshold``, ``min_width``,
+    ``include``, ``exclude``, ``mode`` and ``input_layers`` (Linear layers whose zero input features,
+    columns, are removed too). ``optimizers`` are pointed at the new parameters with their state sliced.
+
+    Example:
+        >>> from lightning_compress.models import LeNet300100
+        >>> model = LeNet300100(hidden=(6, 4)); x = torch.zeros(1, 1, 28, 28)
+        >>> with torch.no_grad():
+        ...     model[1].weight[:2] = 0; model[1].bias[:2] = 0
+        >>> compress_zero_groups(model, x)
+        [{'kind': 'prune', 'module': '1', 'idxs': [0, 1]}]
+        >>> model[1]
+        Linear(in_features=784, out_features=4, bias=True)
+    """
+    families, remove = plan_removals(model, example_inputs, **options)
     return apply_removals(
         model, families, remove, example_inputs, optimizers=optimizers, fold_constants=fold_constants
     )
@@ -119,7 +137,11 @@ def apply_removals(
     optimizers: Sequence[torch.optim.Optimizer] = (),
     fold_constants: bool = True,
 ) -> list[dict[str, Any]]:
-    """Remove neuron groups (with Torch-Pruning) and input features (``"<layer>:inputs"`` families)."""
+    """Remove neuron groups (with Torch-Pruning) and input features (``"<layer>:inputs"`` families).
+
+    ``remove`` maps a family's root name to the indices of the groups to remove (see
+    :func:`plan_removals`); returns the history records appended.
+    """
     neurons = {k: v for k, v in remove.items() if not k.endswith(INPUTS_SUFFIX)}
     records = remove_groups(
         model,

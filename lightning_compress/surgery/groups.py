@@ -17,16 +17,18 @@ import fnmatch
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
-from lightning_compress.functional.group_lasso import GroupPiece
+from lightning_compress.functional.sliced import GroupPiece
 
 __all__ = [
     "GROUP_MODES",
+    "GroupMode",
     "LayerSelector",
     "NeuronGroups",
     "build_dependency_graph",
@@ -34,7 +36,16 @@ __all__ = [
     "kept_modes",
 ]
 
-GROUP_MODES = ("incoming", "coupled", "bn")
+
+class GroupMode(str, Enum):
+    """Which parameters make up a neuron's group (see the module docstring)."""
+
+    incoming = "incoming"
+    coupled = "coupled"
+    bn = "bn"
+
+
+GROUP_MODES = tuple(m.value for m in GroupMode)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
@@ -82,10 +93,11 @@ class NeuronGroups:
 
     def selected(self, model: nn.Module, mode: str = "incoming") -> list[Slice]:
         """The slices of ``mode``'s groups; ``"bn"`` falls back to ``"incoming"`` where a producer has no BatchNorm."""
-        if mode == "coupled":
+        mode = GroupMode(mode)
+        if mode == GroupMode.coupled:
             return list(self.slices)
         incoming = [s for s in self.slices if s.incoming]
-        if mode == "bn":
+        if mode == GroupMode.bn:
             norms = [s for s in incoming if isinstance(model.get_submodule(s.module), _BATCH_NORMS)]
             producers = {s.module for s in incoming if s.param == "weight"} - {s.module for s in norms}
             if norms and len({s.module for s in norms}) == len(producers):

@@ -14,12 +14,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_compress.functional.size import register_mac_counter
 from lightning_compress.surgery.groups import NeuronGroups, Slice
-from lightning_compress.surgery.history import append_history, register_replay
-from lightning_compress.surgery.optimizer import rebind_optimizer
+from lightning_compress.surgery.history import append_history
+from lightning_compress.surgery.optimizer import rebind_by_name
 
-__all__ = ["INPUTS_SUFFIX", "InputSelectLinear", "input_groups", "remove_inputs"]
+__all__ = [
+    "INPUTS_SUFFIX",
+    "InputSelectLinear",
+    "count_input_select_macs",
+    "input_groups",
+    "remove_inputs",
+    "replay_select_inputs",
+]
 
 INPUTS_SUFFIX = ":inputs"
 
@@ -48,16 +54,14 @@ class InputSelectLinear(nn.Linear):
         return f"{super().extra_repr()}, selected inputs"
 
 
-def _count_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+def count_input_select_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
     """MACs of :class:`InputSelectLinear`: only the selected features are multiplied (the gather is free)."""
-    assert isinstance(module, InputSelectLinear)
+    if not isinstance(module, InputSelectLinear):
+        raise TypeError(f"expected an InputSelectLinear, got {type(module).__name__}")
     rows = int(inputs[0].numel() // inputs[0].shape[-1])
     bias = module.out_features if module.bias is not None else 0
     flops = rows * module.in_features * module.out_features + bias
     vars(module)["__flops__"] = int(getattr(module, "__flops__", 0)) + flops  # Torch-Pruning's protocol
-
-
-register_mac_counter(InputSelectLinear, _count_macs)
 
 
 def _linear(model: nn.Module, name: str) -> nn.Linear:
@@ -112,11 +116,9 @@ def _select(model: nn.Module, name: str, remove: Sequence[int]) -> dict[int, tor
     return {1: keep}
 
 
-def _replay(model: nn.Module, record: dict[str, Any], example_inputs: Any) -> None:
+def replay_select_inputs(model: nn.Module, record: dict[str, Any], example_inputs: Any) -> None:
+    """Replay a ``{"kind": "select_inputs", "module": NAME, "idxs": [...]}`` record."""
     _select(model, record["module"], record["idxs"])
-
-
-register_replay("select_inputs", _replay)
 
 
 def remove_inputs(
@@ -146,7 +148,7 @@ def remove_inputs(
     kept = _select(model, name, idxs)
     new_params = dict(model.named_parameters())
     for optimizer in optimizers:
-        rebind_optimizer(optimizer, old_params, new_params, {f"{name}.weight": kept})
+        rebind_by_name(optimizer, old_params, new_params, {f"{name}.weight": kept})
     record = {"kind": "select_inputs", "module": name, "idxs": idxs}
     append_history(model, [record])
     return [record]

@@ -3,39 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from lightning_compress.surgery.groups import _NORMS, NeuronGroups, build_dependency_graph, kept_modes
-from lightning_compress.surgery.history import append_history, register_replay
-from lightning_compress.surgery.optimizer import rebind_optimizer
+from lightning_compress.surgery.activations import capture_inputs
+from lightning_compress.surgery.groups import _NORMS, NeuronGroups, build_dependency_graph
+from lightning_compress.surgery.history import append_history
+from lightning_compress.surgery.optimizer import rebind_by_name
 
-__all__ = ["remove_groups"]
+__all__ = ["remove_groups", "replay_prune"]
 
 log = logging.getLogger(__name__)
-
-
-def _consumer_inputs(model: nn.Module, names: Iterable[str], example_inputs: Any) -> dict[str, torch.Tensor]:
-    """The input each named layer sees for ``example_inputs`` (model in eval mode, no grad)."""
-    seen: dict[str, torch.Tensor] = {}
-    handles = []
-    for name in set(names):
-
-        def hook(_: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
-            seen[name] = args[0].detach()
-
-        handles.append(model.get_submodule(name).register_forward_pre_hook(hook))
-    try:
-        with torch.no_grad(), kept_modes(model):
-            model.eval()
-            model(*example_inputs) if isinstance(example_inputs, tuple) else model(example_inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
 
 
 @torch.no_grad()
@@ -55,7 +36,7 @@ def _fold_constants(
     outgoing = [(f, s) for f in families if f.name in remove for s in f.slices if not s.incoming]
     if not outgoing:
         return
-    inputs = _consumer_inputs(model, [s.module for _, s in outgoing], example_inputs)
+    inputs = capture_inputs(model, [s.module for _, s in outgoing], example_inputs)
     for family, sl in outgoing:
         layer = model.get_submodule(sl.module)
         removed = remove[family.name]
@@ -83,12 +64,10 @@ def _prune_with_graph(model: nn.Module, graph: Any, name: str, idxs: Sequence[in
     return group
 
 
-def _replay_prune(model: nn.Module, record: dict[str, Any], example_inputs: Any) -> None:
+def replay_prune(model: nn.Module, record: dict[str, Any], example_inputs: Any) -> None:
+    """Replay a ``{"kind": "prune", "module": NAME, "idxs": [...]}`` record (shapes only, no folding)."""
     graph = build_dependency_graph(model, example_inputs)
     _prune_with_graph(model, graph, record["module"], record["idxs"])
-
-
-register_replay("prune", _replay_prune)
 
 
 def remove_groups(
@@ -168,6 +147,6 @@ def remove_groups(
     }
     new_params = dict(model.named_parameters())
     for optimizer in optimizers:
-        rebind_optimizer(optimizer, old_params, new_params, kept)
+        rebind_by_name(optimizer, old_params, new_params, kept)
     append_history(model, records)
     return records

@@ -1,0 +1,157 @@
+"""The private base of every callback that applies a regularizer's proximal steps during fit: WHEN.
+
+A subclass only builds its :class:`~lightning_compress.regularizers.Regularizer`; this base owns the
+schedule (warm-up, linear ramp, stop epoch; every N optimizer steps, at epoch end or as a subgradient),
+the optimizer post-step hook, the step size from the current learning rate, checkpoint state and logging.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch.utils.hooks import RemovableHandle
+
+from lightning_compress._checks import ArgumentError, check_choice
+from lightning_compress.callbacks._common import example_inputs
+from lightning_compress.regularizers import Regularizer
+from lightning_compress.surgery import enable_history_restore
+
+__all__ = ["ProxSchedule", "ProximalCallback"]
+
+
+class ProxSchedule(str, Enum):
+    """When the proximal step runs."""
+
+    step = "step"  # after every N-th optimizer step, step size lr * N
+    epoch = "epoch"  # at each epoch end, step size lr
+    subgradient = "subgradient"  # no prox: the penalty's subgradient is added before each step
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ArgumentError(name, f"{name} must be an int >= {minimum}, got {name}={value!r}")
+    return value
+
+
+class ProximalCallback(Callback):
+    """Schedules ``self.regularizer``'s proximal steps; subclasses set ``regularizer`` and ``log_prefix``.
+
+    The prox is attached to the optimizer's own step (``register_step_post_hook``): it runs once per real
+    step, whatever the gradient accumulation, and not at all for steps that AMP skips. The step size is
+    the optimizer's current learning rate (times N with ``every_n_steps=N``; with ``"epoch"``, the rate the
+    epoch trained with), times the fraction of the strength in force (:meth:`factor`).
+    """
+
+    regularizer: Regularizer
+    log_prefix = "regularizer"
+
+    def __init__(
+        self,
+        *,
+        schedule: ProxSchedule | str = ProxSchedule.step,
+        every_n_steps: int = 1,
+        warmup_epochs: int = 0,
+        ramp_epochs: int = 0,
+        stop_epoch: int | None = None,
+    ) -> None:
+        self.schedule = check_choice(ProxSchedule, schedule, "schedule")
+        self.every_n_steps = _check_int(every_n_steps, "every_n_steps", 1)
+        self.warmup_epochs = _check_int(warmup_epochs, "warmup_epochs", 0)
+        self.ramp_epochs = _check_int(ramp_epochs, "ramp_epochs", 0)
+        if stop_epoch is not None and (
+            isinstance(stop_epoch, bool) or not isinstance(stop_epoch, int) or stop_epoch <= warmup_epochs
+        ):
+            raise ArgumentError("stop_epoch", f"stop_epoch must be an int > warmup_epochs, got {stop_epoch=}")
+        self.stop_epoch = stop_epoch
+        self._steps = 0
+        self._epoch = 0
+        self._epoch_lr = 0.0
+        self._module: pl.LightningModule | None = None
+        self._handles: list[RemovableHandle] = []
+
+    # ------------------------------------------------------------ schedule
+    def factor(self) -> float:
+        """Fraction of the full strength in force this epoch (warm-up, then a linear ramp, then a stop)."""
+        if self._epoch < self.warmup_epochs:
+            return 0.0
+        if self.stop_epoch is not None and self._epoch >= self.stop_epoch:
+            return 0.0
+        if self.ramp_epochs == 0:
+            return 1.0
+        return min(1.0, (self._epoch - self.warmup_epochs + 1) / self.ramp_epochs)
+
+    def _attach(self, pl_module: pl.LightningModule) -> None:
+        if self._module is not pl_module:
+            self.regularizer.attach(pl_module, lambda: example_inputs(pl_module))
+            self._module = pl_module
+
+    def prox(self, pl_module: pl.LightningModule, step: float) -> None:
+        """Apply the proximal step now, with step size ``step`` times :meth:`factor`."""
+        scaled = step * self.factor()
+        if scaled == 0.0:
+            return
+        self._attach(pl_module)
+        self.regularizer.prox_(scaled)
+
+    # --------------------------------------------------------------- hooks
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # a checkpoint's state, restored after this, takes precedence
+            self.regularizer.load_state_dict({})
+        enable_history_restore(pl_module, lambda: example_inputs(pl_module))
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._module = None
+        self._attach(pl_module)
+        if self.schedule == ProxSchedule.step:
+            for optimizer in trainer.optimizers:
+                self._handles.append(optimizer.register_step_post_hook(self._after_step))
+
+    def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._steps += 1
+        if self._module is not None and self._steps % self.every_n_steps == 0:
+            lr = float(optimizer.param_groups[0]["lr"])
+            self.prox(self._module, lr * self.every_n_steps)
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        factor = self.factor()
+        if self.schedule == ProxSchedule.subgradient and factor > 0.0:
+            self._attach(pl_module)
+            self.regularizer.add_subgradient_(factor)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch = trainer.current_epoch
+        # epoch-interval LR schedulers step before on_train_epoch_end: keep the LR this epoch trained with
+        self._epoch_lr = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else 0.0
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.schedule == ProxSchedule.epoch:
+            self.prox(pl_module, self._epoch_lr)
+        self._attach(pl_module)
+        metrics = {**self.regularizer.metrics(), **self.extra_metrics(pl_module)}
+        for key, value in metrics.items():  # equal on every rank: the mean over ranks is the value
+            pl_module.log(
+                f"{self.log_prefix}/{key}", float(value), on_epoch=True, on_step=False, sync_dist=True
+            )
+
+    def extra_metrics(self, pl_module: pl.LightningModule) -> dict[str, float]:
+        """More values to log at each epoch end (a subclass hook)."""
+        return {}
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._module = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self._steps, **self.regularizer.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._steps = int(state_dict.get("steps", 0))
+        self.regularizer.load_state_dict(state_dict)

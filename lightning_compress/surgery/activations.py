@@ -1,0 +1,199 @@
+"""What named layers see as input: one batch of it, or its second moments streamed over a data loader.
+
+Methods that calibrate on data (DALR's ``X X^T``, bias compensation's input mean) read layer inputs
+through :func:`input_statistics`: it never stores activations, only running sums, so memory does not grow
+with the number of samples, and under ``torch.distributed`` the sums are all-reduced so every rank holds
+the same statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_compress.surgery.groups import kept_modes
+
+__all__ = ["InputStatistics", "capture_inputs", "input_statistics", "layer_input_rows"]
+
+
+def _forward(model: nn.Module, inputs: Any) -> None:
+    model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+
+
+def capture_inputs(model: nn.Module, names: Iterable[str], example_inputs: Any) -> dict[str, torch.Tensor]:
+    """The input each named layer sees for ``example_inputs`` (model in eval mode, no grad, modes restored).
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1))
+        >>> capture_inputs(model, ["2"], torch.zeros(4, 3))["2"].shape
+        torch.Size([4, 2])
+    """
+    seen: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in set(names):
+
+        def hook(_: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
+            seen[name] = args[0].detach()
+
+        handles.append(model.get_submodule(name).register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad(), kept_modes(model):
+            model.eval()
+            _forward(model, example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def layer_input_rows(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A layer's input as the rows its weight matrix multiplies: ``(samples, fan_in)``.
+
+    A Linear's input flattened over its leading dimensions; a Conv2d's input unfolded into patches with
+    the layer's kernel size, stride, padding and dilation (``groups=1`` only), so that the conv is
+    ``rows @ weight.flatten(1).T``.
+
+    Example:
+        >>> conv = nn.Conv2d(2, 4, 3, stride=2, padding=1)
+        >>> layer_input_rows(conv, torch.zeros(5, 2, 8, 8)).shape  # 5 images x 4 x 4 positions, 2*3*3 inputs
+        torch.Size([80, 18])
+    """
+    if isinstance(layer, nn.Linear):
+        return x.reshape(-1, x.shape[-1])
+    if isinstance(layer, nn.Conv2d):
+        if layer.groups != 1 or not isinstance(layer.padding, tuple):
+            raise ValueError(
+                f"input statistics of Conv2d need groups=1 and numeric padding, got groups={layer.groups}, "
+                f"padding={layer.padding!r}"
+            )
+        if layer.padding_mode != "zeros":
+            x = F.pad(x, [p for p in reversed(layer.padding) for _ in range(2)], mode=layer.padding_mode)
+            padding: tuple[int, ...] = (0, 0)
+        else:
+            padding = layer.padding
+        patches = F.unfold(
+            x, layer.kernel_size, dilation=layer.dilation, padding=padding, stride=layer.stride
+        )  # (batch, fan_in, positions)
+        return patches.transpose(1, 2).reshape(-1, patches.shape[1])
+    raise ValueError(f"input statistics support Linear and Conv2d layers, got {type(layer).__name__}")
+
+
+def _fan_in(layer: nn.Module) -> int:
+    if isinstance(layer, nn.Linear):
+        return layer.in_features
+    if isinstance(layer, nn.Conv2d):
+        kh, kw = layer.kernel_size
+        return layer.in_channels * kh * kw
+    raise ValueError(f"input statistics support Linear and Conv2d layers, got {type(layer).__name__}")
+
+
+@dataclass
+class InputStatistics:
+    """Running sums of one layer's input rows (see :func:`layer_input_rows`).
+
+    Attributes:
+        xxt: ``sum_i x_i x_i^T``, ``(fan_in, fan_in)``, in float64.
+        sum: ``sum_i x_i``, ``(fan_in,)``, in float64.
+        count: Number of rows summed.
+    """
+
+    xxt: torch.Tensor
+    sum: torch.Tensor
+    count: int = 0
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The mean input row."""
+        return self.sum / max(self.count, 1)
+
+    def add_(self, rows: torch.Tensor) -> None:
+        rows = rows.to(self.xxt)
+        self.xxt.addmm_(rows.T, rows)
+        self.sum.add_(rows.sum(0))
+        self.count += rows.shape[0]
+
+
+def _all_reduce(stats: dict[str, InputStatistics]) -> None:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    for s in stats.values():
+        count = torch.tensor([float(s.count)], dtype=torch.float64, device=s.xxt.device)
+        for tensor in (s.xxt, s.sum, count):
+            dist.all_reduce(tensor)
+        s.count = int(count.item())
+
+
+@torch.no_grad()
+def input_statistics(
+    model: nn.Module,
+    names: Sequence[str],
+    batches: Iterable[Any],
+    *,
+    to_inputs: Callable[[Any], Any] | None = None,
+    max_batches: int | None = None,
+    device: torch.device | str | None = None,
+) -> dict[str, InputStatistics]:
+    """Stream ``X^T X`` and the input sum of the named layers over ``batches`` (eval mode, no grad).
+
+    Only running sums are kept: memory is ``fan_in^2`` per layer whatever the number of samples. Under
+    ``torch.distributed`` the sums are all-reduced, so every rank returns the same statistics (every rank
+    must call this, with its own shard of the data).
+
+    Args:
+        model: The network (its train/eval modes are restored afterwards).
+        names: Qualified names of Linear or Conv2d layers.
+        batches: A data loader or any iterable of batches.
+        to_inputs: Batch -> model input; default: the batch itself if it is a tensor, else its first item.
+        max_batches: Stop after this many batches.
+        device: Where to run the model's forward passes (default: where its first parameter is).
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(3, 2))
+        >>> data = [(torch.ones(4, 3), None), (torch.ones(2, 3), None)]
+        >>> stats = input_statistics(model, ["0"], data)
+        >>> stats["0"].count, stats["0"].xxt[0, 0].item(), stats["0"].mean.tolist()
+        (6, 6.0, [1.0, 1.0, 1.0])
+    """
+    layers = {name: model.get_submodule(name) for name in names}
+    first = next(model.parameters(), None)
+    dev = torch.device(device) if device is not None else (first.device if first is not None else None)
+    stats = {}
+    for name, layer in layers.items():  # made up front: every rank reaches every all-reduce
+        n = _fan_in(layer)
+        stats[name] = InputStatistics(
+            torch.zeros(n, n, dtype=torch.float64, device=dev),
+            torch.zeros(n, dtype=torch.float64, device=dev),
+        )
+
+    def hook(layer: nn.Module, args: tuple[Any, ...], name: str) -> None:
+        stats[name].add_(layer_input_rows(layer, args[0].detach()))
+
+    handles = [
+        layer.register_forward_pre_hook(lambda m, a, name=name: hook(m, a, name))
+        for name, layer in layers.items()
+    ]
+    try:
+        with kept_modes(model):
+            model.eval()
+            for i, batch in enumerate(batches):
+                if max_batches is not None and i >= max_batches:
+                    break
+                x = (
+                    to_inputs(batch)
+                    if to_inputs
+                    else (batch if isinstance(batch, torch.Tensor) else batch[0])
+                )
+                if dev is not None:
+                    x = x.to(dev) if isinstance(x, torch.Tensor) else tuple(t.to(dev) for t in x)
+                _forward(model, x)
+    finally:
+        for h in handles:
+            h.remove()
+    _all_reduce(stats)
+    return stats
