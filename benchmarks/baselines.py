@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from lightning_compress.cli.train import train
 from lightning_compress.config import load_config
+from lightning_compress.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ["configs/lenet300_fmnist.yaml", "configs/lenet5_fmnist.yaml"]

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_compress.surgery import count_params_and_macs
 from lightning_compress.models import MODELS, Classifier, LeNet300100, build_model
+from lightning_compress.surgery import count_params_and_macs
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

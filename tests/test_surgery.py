@@ -133,8 +133,7 @@ def test_history_must_be_a_prefix() -> None:
 
 
 def test_input_feature_removal_is_lossless_and_replays() -> None:
-    from lightning_compress.surgery import count_params_and_macs
-    from lightning_compress.surgery import InputSelectLinear, compress_zero_groups
+    from lightning_compress.surgery import InputSelectLinear, compress_zero_groups, count_params_and_macs
 
     torch.manual_seed(0)
     model = LeNet300100(hidden=(12, 6)).eval()

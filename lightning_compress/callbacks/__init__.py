@@ -1,7 +1,8 @@
 """Lightning callbacks that decide when compression steps happen."""
 
+from lightning_compress.callbacks._proximal import ProxSchedule
 from lightning_compress.callbacks.group_sparsity import GroupSparsity
 from lightning_compress.callbacks.neuron_report import NeuronReport
 from lightning_compress.callbacks.structured_pruning import StructuredPruning
 
-__all__ = ["GroupSparsity", "NeuronReport", "StructuredPruning"]
+__all__ = ["GroupSparsity", "NeuronReport", "ProxSchedule", "StructuredPruning"]

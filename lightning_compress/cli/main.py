@@ -99,7 +99,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    from lightning_compress.cli.train import train
+    from lightning_compress.run import train
 
     summary = train(cfg)
     print(json.dumps(summary, indent=2))

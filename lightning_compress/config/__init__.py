@@ -1,8 +1,13 @@
-"""Structured configs: schemas, loading with one-line errors, and builders."""
+"""Structured configs: schemas, loading with one-line errors, builders, and the table of methods."""
 
-from lightning_compress.config.load import ConfigError, load_config, to_yaml, validate_config
+from lightning_compress.config.build import build_datamodule, build_module, trainer_kwargs
+from lightning_compress.config.errors import ConfigError
+from lightning_compress.config.group_sparsity import GroupSparsityConfig
+from lightning_compress.config.load import load_config, to_yaml, validate_config
+from lightning_compress.config.methods import METHODS, CompressionConfig, Method, build_callbacks
+from lightning_compress.config.neuron_report import NeuronReportConfig
+from lightning_compress.config.pruning import PruningConfig
 from lightning_compress.config.schema import (
-    CompressionConfig,
     DataConfig,
     DatasetName,
     ModelConfig,
@@ -12,23 +17,34 @@ from lightning_compress.config.schema import (
     RunConfig,
     SchedulerConfig,
     SchedulerName,
+    SizeCost,
     TrainerConfig,
 )
 
 __all__ = [
+    "METHODS",
     "CompressionConfig",
     "ConfigError",
     "DataConfig",
     "DatasetName",
+    "GroupSparsityConfig",
+    "Method",
     "ModelConfig",
     "ModelName",
+    "NeuronReportConfig",
     "OptimizerConfig",
     "OptimizerName",
+    "PruningConfig",
     "RunConfig",
     "SchedulerConfig",
     "SchedulerName",
+    "SizeCost",
     "TrainerConfig",
+    "build_callbacks",
+    "build_datamodule",
+    "build_module",
     "load_config",
     "to_yaml",
+    "trainer_kwargs",
     "validate_config",
 ]

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from enum import Enum
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback
-
-from lightning_compress.callbacks import GroupSparsity, NeuronReport, StructuredPruning
-from lightning_compress.config.schema import (
-    CompressionConfig,
-    DataConfig,
-    DatasetName,
-    RunConfig,
-    TrainerConfig,
-)
+from lightning_compress.config.schema import DataConfig, DatasetName, RunConfig, TrainerConfig
 from lightning_compress.data import FashionMNISTDataModule, IDXImageDataModule, MNISTDataModule
 from lightning_compress.models import Classifier
 
-__all__ = ["build_callbacks", "build_datamodule", "build_module", "trainer_kwargs"]
+__all__ = ["build_datamodule", "build_module", "trainer_kwargs"]
 
 
 def build_datamodule(cfg: DataConfig) -> IDXImageDataModule:
@@ -71,26 +60,3 @@ def trainer_kwargs(cfg: TrainerConfig) -> dict[str, Any]:
         if value is not None:
             kwargs[name] = value
     return kwargs
-
-
-def _plain(section: Any) -> dict[str, Any]:
-    return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(section).items()}
-
-
-def build_callbacks(cfg: CompressionConfig) -> list[Callback]:
-    """The compression callbacks a config's ``compression`` section asks for, in the order they must run.
-
-    Example:
-        >>> from lightning_compress.config.schema import GroupSparsityConfig, PruningConfig
-        >>> build_callbacks(CompressionConfig(group_sparsity=GroupSparsityConfig(strength=0.01), pruning=PruningConfig()))
-        [GroupSparsity(strength=0.01, l1_ratio=0.0, groups='incoming', schedule='step'), StructuredPruning(epochs=[], every_n_epochs=None, threshold=0.0, relative_threshold=0.0, min_width=1)]
-    """
-    callbacks: list[Callback] = []
-    if cfg.group_sparsity is not None:
-        kwargs = _plain(cfg.group_sparsity)
-        callbacks.append(GroupSparsity(kwargs.pop("strength"), **kwargs))
-    if cfg.pruning is not None:
-        callbacks.append(StructuredPruning(**_plain(cfg.pruning)))
-    if cfg.neuron_report is not None:
-        callbacks.append(NeuronReport(**_plain(cfg.neuron_report)))
-    return callbacks

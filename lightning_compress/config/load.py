@@ -11,23 +11,11 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lightning_compress.config.errors import ConfigError
+from lightning_compress.config.methods import build_callbacks
 from lightning_compress.config.schema import RunConfig
 
 __all__ = ["ConfigError", "load_config", "to_yaml", "validate_config"]
-
-
-class ConfigError(ValueError):
-    """A configuration problem, with the dotted key it concerns.
-
-    Example:
-        >>> str(ConfigError("optimizer.lr", "must be > 0, got -1.0"))
-        'optimizer.lr: must be > 0, got -1.0'
-    """
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
 
 
 def _first_line(err: Exception) -> str:
@@ -71,7 +59,7 @@ def load_config(
         >>> load_config(None, ["optimizer.learning_rate=0.05"])
         Traceback (most recent call last):
         ...
-        lightning_compress.config.load.ConfigError: optimizer.learning_rate: Key 'learning_rate' not in 'OptimizerConfig'
+        lightning_compress.config.errors.ConfigError: optimizer.learning_rate: Key 'learning_rate' not in 'OptimizerConfig'
     """
     sources: list[Any] = []
     if path is not None:
@@ -126,16 +114,6 @@ def _check_limit(value: Any, key: str) -> None:
         _check(value >= 0, key, f"must be >= 0, got {value}")
 
 
-def _compression_key(section: Any, message: str) -> str:
-    """The dotted key a callback's argument error is about (its message starts with the argument name)."""
-    word = message.split(" ", 1)[0].split("=", 1)[0].split("[", 1)[0]
-    for name in ("group_sparsity", "pruning", "neuron_report"):
-        sub = getattr(section, name, None)
-        if sub is not None and hasattr(sub, word):
-            return f"compression.{name}.{word}"
-    return "compression"
-
-
 def validate_config(cfg: Any) -> None:
     """Range checks a type check cannot do; raises :class:`ConfigError` naming the key.
 
@@ -178,11 +156,6 @@ def validate_config(cfg: Any) -> None:
         except ValueError as err:
             raise ConfigError("model.kwargs", str(err)) from None
     if hasattr(cfg, "compression"):
-        from lightning_compress.config.build import build_callbacks
-
-        try:
-            build_callbacks(cfg.compression)
-        except (ValueError, TypeError) as err:
-            raise ConfigError(_compression_key(cfg.compression, str(err)), str(err)) from None
+        build_callbacks(cfg.compression)  # the callbacks check their arguments: a ConfigError names the key
     if getattr(cfg, "resume_from", None) is not None:
         _check(os.path.isfile(cfg.resume_from), "resume_from", f"checkpoint not found: {cfg.resume_from!r}")

@@ -6,19 +6,16 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
+from lightning_compress.config.methods import CompressionConfig
+from lightning_compress.regularizers import Cost
+
 __all__ = [
-    "CompressionConfig",
     "DataConfig",
     "DatasetName",
-    "GroupMode",
-    "GroupSparsityConfig",
     "ModelConfig",
     "ModelName",
-    "NeuronReportConfig",
     "OptimizerConfig",
     "OptimizerName",
-    "ProxSchedule",
-    "PruningConfig",
     "RunConfig",
     "SchedulerConfig",
     "SchedulerName",
@@ -114,87 +111,8 @@ class TrainerConfig:
     log_every_n_steps: int = 50
 
 
-class GroupMode(str, Enum):
-    """Which parameters form a neuron's group."""
-
-    incoming = "incoming"
-    coupled = "coupled"
-    bn = "bn"
-
-
-class SizeCost(str, Enum):
-    """A size measure: what group weights stand for, and what a sweep minimizes."""
-
-    params = "params"
-    macs = "macs"
-
-
-class ProxSchedule(str, Enum):
-    step = "step"
-    epoch = "epoch"
-    subgradient = "subgradient"
-
-
-@dataclass
-class GroupSparsityConfig:
-    """:class:`~lightning_compress.callbacks.GroupSparsity` arguments (layer names are the LightningModule's,
-    e.g. ``model.1``)."""
-
-    strength: float = 1e-3
-    l1_ratio: float = 0.0
-    layer_strengths: dict[str, float] = field(default_factory=dict)
-    groups: GroupMode = GroupMode.incoming
-    include: Optional[list[str]] = None  # noqa: UP045
-    exclude: list[str] = field(default_factory=list)
-    schedule: ProxSchedule = ProxSchedule.step
-    every_n_steps: int = 1
-    warmup_epochs: int = 0
-    ramp_epochs: int = 0
-    stop_epoch: Optional[int] = None  # noqa: UP045
-    input_layers: list[str] = field(default_factory=list)
-    input_strength: Optional[float] = None  # noqa: UP045
-    cost: SizeCost = SizeCost.params
-    cost_exponent: float = 1.0
-    keep_ratio: float = 0.0
-    log_effective_size: bool = True
-
-
-@dataclass
-class PruningConfig:
-    """:class:`~lightning_compress.callbacks.StructuredPruning` arguments."""
-
-    epochs: list[int] = field(default_factory=list)
-    every_n_epochs: Optional[int] = None  # noqa: UP045
-    at_fit_end: bool = True
-    threshold: float = 0.0
-    relative_threshold: float = 0.0
-    min_width: int = 1
-    groups: Optional[GroupMode] = None  # noqa: UP045  (None: GroupSparsity's groups)
-    include: Optional[list[str]] = None  # noqa: UP045
-    exclude: list[str] = field(default_factory=list)
-    fold_constants: bool = True
-    input_layers: list[str] = field(default_factory=list)
-
-
-@dataclass
-class NeuronReportConfig:
-    """:class:`~lightning_compress.callbacks.NeuronReport` arguments."""
-
-    relative_threshold: float = 1e-3
-    every_n_epochs: int = 1
-
-
-@dataclass
-class CompressionConfig:
-    """Compression methods applied during training; each method is one optional sub-section.
-
-    An empty section trains the dense model. ``group_sparsity`` zeroes neurons, ``pruning`` removes
-    (near-)zero ones physically, ``neuron_report`` logs how many are near zero.
-    """
-
-    group_sparsity: Optional[GroupSparsityConfig] = None  # noqa: UP045
-    pruning: Optional[PruningConfig] = None  # noqa: UP045
-    neuron_report: Optional[NeuronReportConfig] = None  # noqa: UP045
+SizeCost = Cost
+"""A size measure: what group weights stand for, and what a sweep minimizes (``params`` or ``macs``)."""
 
 
 @dataclass
@@ -210,4 +128,4 @@ class RunConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    compression: CompressionConfig = field(default_factory=CompressionConfig)
+    compression: Any = field(default_factory=CompressionConfig)  # made from the method table

@@ -29,7 +29,7 @@ def apply_history(model: nn.Module, history: Sequence[dict[str, Any]], example_i
         raise ValueError("the model's compression history is not a prefix of the one to apply")
     todo = [dict(r) for r in history[len(done) :]]
     for record in todo:
-        kind = record.get("kind")
+        kind = str(record.get("kind"))
         if kind not in RECORD_KINDS:
             raise ValueError(f"unknown compression record kind {kind!r}; known: {sorted(RECORD_KINDS)}")
         RECORD_KINDS[kind](model, record, example_inputs)

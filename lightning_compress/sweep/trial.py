@@ -11,8 +11,8 @@ import lightning.pytorch as pl
 import optuna
 from lightning.pytorch.callbacks import Callback
 
-from lightning_compress.cli.train import train
 from lightning_compress.config.load import load_config
+from lightning_compress.run import train
 from lightning_compress.sweep.schema import EarlyStopConfig, SweepConfig
 from lightning_compress.sweep.space import suggest_overrides
 from lightning_compress.sweep.tracking import finish_trial_logger, trial_logger

@@ -1,4 +1,7 @@
-"""`lightning-compress train`: train, test, and write the final checkpoint and a JSON summary."""
+"""One training run from a config: model, data, callbacks and Trainer; used by ``train`` and by sweep trials.
+
+Writes the run folder (config, per-epoch metrics, checkpoints, summary) and returns the summary.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +17,15 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from lightning_compress._compat import close_process_group
-from lightning_compress.config.build import build_callbacks, build_datamodule, build_module, trainer_kwargs
-from lightning_compress.config.load import to_yaml
-from lightning_compress.config.schema import RunConfig
-from lightning_compress.surgery.report import layer_widths
+from lightning_compress.config import (
+    RunConfig,
+    build_callbacks,
+    build_datamodule,
+    build_module,
+    to_yaml,
+    trainer_kwargs,
+)
+from lightning_compress.surgery import layer_widths
 
 __all__ = ["make_run_dir", "train"]
 
