@@ -28,6 +28,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check lightning_compress tests benchmarks
 	$(BIN)/ruff format --check lightning_compress tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy lightning_compress benchmarks

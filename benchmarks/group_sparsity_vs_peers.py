@@ -1,30 +1,16 @@
-"""LeNet-300-100 on Fashion-MNIST: parameters physically removed vs test accuracy, same epoch budget.
+"""Our recipes against the peers: parameters (or MACs) physically removed vs test accuracy, same budget.
 
-Methods (each run trains ``--epochs`` epochs in total, SGD momentum 0.9, lr 0.05 cosine, wd 1e-4):
-  dense        the baseline
-  ours         GroupSparsity (prox every step) + StructuredPruning every epoch, over a strength sweep
-  ours_ft      the same with stop_epoch = 2/3 of the budget: the last third fine-tunes the pruned model
-  ours_conv    per-layer strengths (LeNet-5): the strength on the conv layers, a tenth of it on the rest
-  ours_macs    GroupSparsity(cost="macs"): each group weighted by the MACs its removal saves per parameter
-  ours_macs_ft ours_macs with stop_epoch = 2/3 of the budget, as ours_ft
-  ours_macs_warm  ours_macs with warmup_epochs = 1/3 of the budget (dense training first, as the peers)
-  ours_macs_sqrt  ours_macs with cost_exponent=0.5 (the square root of the MACs-per-parameter weights)
-               (suffixes combine: ours_macs_sqrt_ft, ours_macs_warm_ft = dense, sparsify, fine-tune thirds)
-  ours_macs_bn ours_macs with groups="bn": under BatchNorm, only the norm's scale and shift are the group
-  ours_coupled, ours_macs_coupled  with groups="coupled": a channel's group also holds the next layers'
-               input weights (with BatchNorm after a conv, the conv filter's own scale is free, so the
-               paper's incoming group alone can shrink without changing the function)
-  ours_..._half  stop_epoch at half the budget: the second half fine-tunes (the peers' split)
-  ours_..._refit  the peers' schedule exactly: a first fit of half the budget with the lasso (its own
-               cosine cycle), the pruned model then fine-tuned by a second fit (a new optimizer and cycle)
-  ours_ramp    the strength grows linearly over the first third of the budget (ramp_epochs);
-               ours_..._rampN over the first N epochs
-  ours_..._keepNN  the trimmed group lasso: keep_ratio=NN/100, the largest NN% of each layer's groups
-               (width at the start) are not penalized: a floor under every layer, survivors unshrunk
-               (suffixes combine with the others, e.g. ours_macs_ft_keep20, ours_ft_keep10)
-  ours_px      the same with the first layer's input features (pixels) as groups too, removed physically
+Every run trains ``--epochs`` epochs in total (SGD momentum 0.9, lr 0.05 cosine, wd 1e-4 for LeNet-300-100,
+5e-4 otherwise). A job is ``NAME:LEVEL``:
+
+  <recipe>     a recipe file, ``benchmarks/recipes/<recipe>.yaml`` (or a path to any YAML file): the same
+               ``compression`` section a run config holds, with ``${level}`` standing for LEVEL (the lasso
+               strength) and ``${budget.third}``, ``${budget.half}``, ``${budget.two_thirds}`` for that
+               share of the epoch budget; ``refit: true`` runs the peers' schedule (a first fit of half
+               the budget with the recipe, then a second fit, with a new optimizer, fine-tunes)
+  dense        the baseline (LEVEL ignored)
   tp_magnitude Torch-Pruning MagnitudePruner (L2 group importance): half the epochs dense, one-shot prune
-               to a channel ratio, fine-tune the other half
+               to the channel ratio LEVEL, fine-tune the other half
   tp_groupnorm Torch-Pruning GroupNormPruner: half the epochs sparse training (pruner.regularize), prune,
                fine-tune the other half
   scratch      the small architecture of --widths (LeNet-300-100 hidden widths), trained from scratch for
@@ -33,7 +19,8 @@ Methods (each run trains ``--epochs`` epochs in total, SGD momentum 0.9, lr 0.05
                masks, then zero rows removed physically (constant neurons folded into the next bias)
 
 Usage: python benchmarks/group_sparsity_vs_peers.py [--epochs 30] [--jobs ours:0.001 tp_magnitude:0.9 ...]
-Results are appended to benchmarks/results/group_sparsity_vs_peers.jsonl, one line per run.
+Results are appended to benchmarks/results/group_sparsity_vs_peers.jsonl, one line per run; the method
+recorded for a recipe is its file name.
 """
 
 from __future__ import annotations
@@ -41,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -50,12 +38,13 @@ import torch
 import torch_pruning as tp
 from lightning.pytorch.callbacks import Callback, ModelPruning
 
-from lightning_compress.callbacks import GroupSparsity, StructuredPruning
+from lightning_compress.config import CompressionConfig, build_callbacks, load_config
 from lightning_compress.data import FashionMNISTDataModule
 from lightning_compress.models import Classifier
 from lightning_compress.surgery import find_groups, kept_modes, layer_widths, remove_groups
 
 OUT = Path(__file__).resolve().parent / "results" / "group_sparsity_vs_peers.jsonl"
+RECIPES = Path(__file__).resolve().parent / "recipes"
 X = torch.zeros(1, 1, 28, 28)
 DEFAULT_JOBS = [
     "dense:0",
@@ -107,42 +96,44 @@ def _first_name(net: torch.nn.Module) -> str:
     return next(n for n, m in net.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))
 
 
-def ours_options(method: str, epochs: int) -> tuple[dict[str, Any], bool]:
-    """``GroupSparsity`` keyword arguments of an ``ours[_flag...]`` method, and whether it refits.
+@dataclass
+class Budget:
+    """Shares of the epoch budget a recipe can refer to (``${budget.half}``)."""
 
-    Flags: ours[_macs][_sqrt][_coupled|_bn][_warm][_ramp|_rampN][_ft|_half|_refit][_keepNN].
+    epochs: int = 30
+    third: int = 10
+    half: int = 15
+    two_thirds: int = 20
+
+
+@dataclass
+class Recipe:
+    """A recipe file: a run config's ``compression`` section, plus how the benchmark schedules it."""
+
+    description: str = ""
+    refit: bool = False
+    level: float = 0.0
+    budget: Budget = field(default_factory=Budget)
+    compression: Any = field(default_factory=CompressionConfig)
+
+
+def recipe_path(name: str) -> Path | None:
+    """The recipe file a job names, or ``None`` for a peer."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else RECIPES / f"{name}.yaml"
+    return path if path.is_file() else None
+
+
+def load_recipe(path: Path, level: float, epochs: int) -> Recipe:
+    """Read a recipe with ``level`` and the budget filled in, validated as a run config's section is.
 
     Example:
-        >>> ours_options("ours_macs_ramp_half_keep40", 12)[0]["keep_ratio"]
-        0.4
+        >>> recipe = load_recipe(RECIPES / "ours_ft.yaml", 0.001, 30)
+        >>> recipe.compression.group_sparsity.strength, recipe.compression.group_sparsity.stop_epoch
+        (0.001, 20)
     """
-    flags = method.split("_")
-    if flags[0] != "ours" or len(set(flags)) != len(flags):
-        raise ValueError(f"unknown method {method!r}")
-    flags = flags[1:]
-    keep = [f[4:] for f in flags if f.startswith("keep")]
-    ramp = [f[4:] for f in flags if f.startswith("ramp")]
-    plain = set(flags) - {f"keep{k}" for k in keep} - {f"ramp{r}" for r in ramp}
-    if (
-        not plain <= {"macs", "sqrt", "coupled", "bn", "ft", "half", "warm", "refit"}
-        or len(keep) > 1
-        or len(ramp) > 1
-        or not all(k.isdigit() and 0 < int(k) < 100 for k in keep)
-        or not all(r == "" or r.isdigit() for r in ramp)
-        or len(plain & {"ft", "half", "refit"}) > 1
-        or len(plain & {"coupled", "bn"}) > 1
-    ):
-        raise ValueError(f"unknown method {method!r}")
-    options = {
-        "cost": "macs" if "macs" in plain else "params",
-        "cost_exponent": 0.5 if "sqrt" in plain else 1.0,
-        "groups": "coupled" if "coupled" in plain else "bn" if "bn" in plain else "incoming",
-        "warmup_epochs": epochs // 3 if "warm" in plain else 0,
-        "ramp_epochs": (int(ramp[0]) if ramp[0] else epochs // 3) if ramp else 0,
-        "stop_epoch": 2 * epochs // 3 if "ft" in plain else epochs // 2 if "half" in plain else None,
-        "keep_ratio": int(keep[0]) / 100 if keep else 0.0,
-    }
-    return options, "refit" in plain
+    budget = {"epochs": epochs, "third": epochs // 3, "half": epochs // 2, "two_thirds": 2 * epochs // 3}
+    recipe: Recipe = load_config(path, schema=Recipe, extra=[{"level": level, "budget": budget}])
+    return recipe
 
 
 class _Regularize(Callback):
@@ -162,7 +153,6 @@ def run(
     seed: int,
     dm: FashionMNISTDataModule,
     model: str,
-    input_ratio: float = 1.0,
     widths: list[int] | None = None,
 ) -> dict:
     module = _module(seed, model)
@@ -175,25 +165,14 @@ def run(
     start = time.perf_counter()
     if method in ("dense", "scratch"):
         _fit(module, dm, epochs, [])
-    elif (
-        method == "ours_conv"
-    ):  # per-layer strengths: full strength on convolutions (the MACs), 1/10 elsewhere
-        gs = GroupSparsity(level / 10, layer_strengths={"model.features.*": level}, log_effective_size=False)
-        _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
-    elif method == "ours" or (method.startswith("ours_") and method != "ours_px"):
-        options, refit = ours_options(method, epochs)
-        gs = GroupSparsity(level, log_effective_size=False, **options)
-        if refit:  # as the peers: sparsify in a first fit, fine-tune in a second one
-            _fit(module, dm, half, [gs, StructuredPruning(every_n_epochs=1)])
+    elif (path := recipe_path(method)) is not None:
+        recipe = load_recipe(path, level, epochs)
+        callbacks = build_callbacks(recipe.compression)
+        if recipe.refit:  # as the peers: sparsify in a first fit, fine-tune in a second one
+            _fit(module, dm, half, callbacks)
             _fit(module, dm, epochs - half, [])
         else:
-            _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1)])
-    elif method == "ours_px":  # also input-feature (pixel) groups on the first layer
-        first = f"model.{_first_name(module.model)}"
-        gs = GroupSparsity(
-            level, input_layers=[first], input_strength=level * input_ratio, log_effective_size=False
-        )
-        _fit(module, dm, epochs, [gs, StructuredPruning(every_n_epochs=1, input_layers=[first])])
+            _fit(module, dm, epochs, callbacks)
     elif method in ("tp_magnitude", "tp_groupnorm"):
         net = module.model
         kwargs = dict(
@@ -237,7 +216,7 @@ def run(
     seconds = time.perf_counter() - start
     size = module.size()
     return {
-        "method": method,
+        "method": Path(method).stem,
         "level": level,
         "seed": seed,
         "epochs": epochs,
@@ -250,7 +229,6 @@ def run(
         "widths": list(layer_widths(module.model).values())[:-1],
         "inputs": getattr(module.model.get_submodule(_first_name(module.model)), "in_features", None),
         "fit_seconds": round(seconds, 1),
-        **({"input_ratio": input_ratio} if method == "ours_px" else {}),
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -263,9 +241,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", nargs="*", default=DEFAULT_JOBS, help="method:level pairs")
-    parser.add_argument(
-        "--input-ratio", type=float, default=1.0, help="ours_px: pixel-group strength / strength"
-    )
     parser.add_argument("--normalize", default="global", choices=["global", "per_pixel"])
     parser.add_argument("--widths", type=lambda v: [int(w) for w in v.split(",")], help="scratch: e.g. 30,55")
     parser.add_argument("--out", type=Path, default=OUT, help="JSON-lines file the rows are appended to")
@@ -277,9 +252,7 @@ def main() -> None:
     for job in args.jobs:
         method, level = job.split(":")
         row = {
-            **run(
-                method, float(level), args.epochs, args.seed, dm, args.model, args.input_ratio, args.widths
-            ),
+            **run(method, float(level), args.epochs, args.seed, dm, args.model, args.widths),
             "normalize": args.normalize,
         }
         print(json.dumps(row), flush=True)

@@ -50,14 +50,14 @@ class AlternatingGroupSparsity(GroupSparsity):
         super().__init__(*args, **kwargs)
         self.call_s: list[float] = []
 
-    def _factor(self) -> float:
+    def factor(self) -> float:
         return float(self._epoch > 0 and self._epoch % 2 == 0)
 
     def prox(self, pl_module: pl.LightningModule, step: float) -> None:
         """The prox, timed where it runs: inside training, after the optimizer step (CPU: synchronous)."""
         start = time.perf_counter()
         super().prox(pl_module, step)
-        if self._factor():
+        if self.factor():
             self.call_s.append(time.perf_counter() - start)
 
 

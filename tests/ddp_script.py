@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_compress._compat import close_process_group
 from lightning_compress.callbacks import GroupSparsity, StructuredPruning
 from lightning_compress.models import Classifier
-from lightning_compress.surgery import get_history
+from lightning_compress.surgery import capture_inputs, get_history, input_statistics
 
 
 def main(out: str) -> None:
@@ -40,7 +40,20 @@ def main(out: str) -> None:
     )
     trainer.fit(module, DataLoader(data, batch_size=16))
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    torch.save({"state": state, "history": get_history(module)}, f"{out}/rank{trainer.global_rank}.pt")
+    # activation statistics over each rank's own shard: reduced, every rank must hold the sum of both
+    shard = data.tensors[0][trainer.global_rank :: 2]
+    stats = input_statistics(module.model, ["1", "3"], DataLoader(shard, batch_size=16))
+    local = capture_inputs(module.model, ["3"], shard)["3"].double()
+    torch.save(
+        {
+            "state": state,
+            "history": get_history(module),
+            "xxt": {k: s.xxt for k, s in stats.items()},
+            "count": stats["3"].count,
+            "local_xxt": local.T @ local,
+        },
+        f"{out}/rank{trainer.global_rank}.pt",
+    )
     close_process_group(trainer)
 
 

@@ -28,58 +28,52 @@ def peers() -> ModuleType:
     return _load("group_sparsity_vs_peers")
 
 
-def test_plain_ours_is_the_papers_lasso(peers: ModuleType) -> None:
-    options, refit = peers.ours_options("ours", 30)
-    assert options == {
-        "cost": "params",
-        "cost_exponent": 1.0,
-        "groups": "incoming",
-        "warmup_epochs": 0,
-        "ramp_epochs": 0,
-        "stop_epoch": None,
-        "keep_ratio": 0.0,
-    }
-    assert not refit
+RECIPES = sorted((ROOT / "benchmarks" / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_every_recipe_builds_its_callbacks(peers: ModuleType, path: Path) -> None:
+    recipe = peers.load_recipe(path, 0.002, 12)
+    callbacks = peers.build_callbacks(recipe.compression)
+    assert isinstance(callbacks[0], GroupSparsity) and callbacks[0].strength == 0.002
+    assert recipe.description
+
+
+def test_the_plain_recipe_is_the_papers_lasso(peers: ModuleType) -> None:
+    gs = peers.build_callbacks(peers.load_recipe(peers.recipe_path("ours"), 1e-3, 30).compression)[0]
+    r = gs.regularizer
+    assert (r.cost.value, r.cost_exponent, r.groups.value, r.keep_ratio, r.l1_ratio) == (
+        "params",
+        1.0,
+        "incoming",
+        0.0,
+        0.0,
+    )
+    assert (gs.warmup_epochs, gs.ramp_epochs, gs.stop_epoch, gs.every_n_steps) == (0, 0, None, 1)
 
 
 @pytest.mark.parametrize(
-    ("method", "expected", "refit"),
+    ("name", "expected", "refit"),
     [
-        (
-            "ours_macs_ramp_half_keep40",
-            {"cost": "macs", "ramp_epochs": 4, "stop_epoch": 6, "keep_ratio": 0.4},
-            False,
-        ),
-        ("ours_macs_ramp6_half_keep25", {"ramp_epochs": 6, "stop_epoch": 6, "keep_ratio": 0.25}, False),
-        ("ours_macs_sqrt_ft", {"cost_exponent": 0.5, "stop_epoch": 8, "ramp_epochs": 0}, False),
-        ("ours_macs_warm_ft", {"warmup_epochs": 4, "stop_epoch": 8}, False),
-        ("ours_coupled", {"groups": "coupled"}, False),
-        ("ours_macs_bn", {"groups": "bn", "cost": "macs"}, False),
+        ("ours_macs_ramp_half_keep40", {"ramp_epochs": 4, "stop_epoch": 6, "keep_ratio": 0.4}, False),
+        ("ours_macs_ft_keep25", {"ramp_epochs": 0, "stop_epoch": 8, "keep_ratio": 0.25}, False),
+        ("ours_ramp", {"ramp_epochs": 4, "stop_epoch": None, "keep_ratio": 0.0}, False),
         ("ours_macs_refit_keep40", {"stop_epoch": None, "keep_ratio": 0.4}, True),
     ],
 )
-def test_flags(peers: ModuleType, method: str, expected: dict, refit: bool) -> None:
-    options, got_refit = peers.ours_options(method, 12)
-    assert {k: options[k] for k in expected} == expected
-    assert got_refit is refit
-    GroupSparsity(1e-3, **options)  # every parse is a valid configuration
+def test_budget_shares_fill_in(peers: ModuleType, name: str, expected: dict, refit: bool) -> None:
+    recipe = peers.load_recipe(peers.recipe_path(name), 1e-3, 12)
+    gs = recipe.compression.group_sparsity
+    assert {k: getattr(gs, k) for k in expected} == expected
+    assert recipe.refit is refit
 
 
-@pytest.mark.parametrize(
-    "method",
-    [
-        "ours_mac",  # typo
-        "ours_ft_half",  # two splits
-        "ours_half_refit",
-        "ours_coupled_bn",
-        "ours_keep10_keep20",
-        "ours_keep",  # no floor given
-        "ours_keep100",  # would keep every group: no lasso at all
-        "ours_rampx",
-        "ours_macs_macs",
-        "tp_magnitude",
-    ],
-)
-def test_bad_flags_are_refused(peers: ModuleType, method: str) -> None:
-    with pytest.raises(ValueError, match="unknown method"):
-        peers.ours_options(method, 12)
+def test_peers_are_not_recipes(peers: ModuleType) -> None:
+    assert peers.recipe_path("tp_magnitude") is None and peers.recipe_path("ours_mac") is None
+
+
+def test_a_bad_recipe_key_is_named(peers: ModuleType, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("compression:\n  group_sparsity:\n    strenght: 0.1\n")
+    with pytest.raises(ValueError, match="compression.group_sparsity.strenght"):
+        peers.load_recipe(bad, 1e-3, 12)

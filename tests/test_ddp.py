@@ -24,3 +24,10 @@ def test_two_process_ddp_prox_and_prune_agree(tmp_path: Path) -> None:
     assert rank0["state"].keys() == rank1["state"].keys()
     for key, value in rank0["state"].items():
         assert torch.equal(value, rank1["state"][key]), key
+    # input statistics are all-reduced: both ranks hold the sum over both shards (64 samples each)
+    assert rank0["count"] == rank1["count"] == 128
+    for name in ("1", "3"):
+        assert torch.equal(rank0["xxt"][name], rank1["xxt"][name]), name
+    total = rank0["local_xxt"] + rank1["local_xxt"]
+    assert torch.allclose(rank0["xxt"]["3"], total, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(rank0["local_xxt"], total)

@@ -232,3 +232,49 @@ def test_tracing_and_pruning_keep_every_module_mode() -> None:
         _zero_incoming(model, f, [1])
     compress_zero_groups(model, X[:1])
     assert [m.training for m in model.modules()] == [m is not model.fc for m in model.modules()]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_layer_replaced_by_two_keeps_training(optimizer: str) -> None:
+    """A Linear split into two thin Linears: both join the old param group and update after the change."""
+    from lightning_compress.surgery import fresh_state, rebind_optimizer
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    groups = [
+        {"params": list(model[0].parameters()), "lr": 0.05},
+        {"params": list(model[2].parameters()), "lr": 0.01},
+    ]
+    opt = (
+        torch.optim.SGD(groups, momentum=0.9)
+        if optimizer == "sgd"
+        else torch.optim.Adam(groups, betas=(0.9, 0.99))
+    )
+    x, y = torch.randn(16, 6), torch.randn(16, 3)
+    for _ in range(2):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    old = model[2]
+    u, s, vh = torch.linalg.svd(old.weight.detach(), full_matrices=False)
+    first, second = nn.Linear(5, 2, bias=False), nn.Linear(2, 3)
+    with torch.no_grad():
+        first.weight.copy_(s[:2, None] * vh[:2])
+        second.weight.copy_(u[:, :2])
+        second.bias.copy_(old.bias)
+    model[2] = nn.Sequential(first, second)
+    rebind_optimizer(opt, {old.weight: [(first.weight, fresh_state), (second.weight, fresh_state)]})
+    rebind_optimizer(opt, {old.bias: [(second.bias, lambda k, v, o, n: v)]})
+    assert opt.param_groups[1]["params"] == [first.weight, second.weight, second.bias]
+    assert opt.param_groups[1]["lr"] == 0.01
+    assert old.weight not in opt.state and old.bias not in opt.state
+    if optimizer == "adam":
+        assert opt.state[second.bias]["exp_avg"].shape == (3,)  # carried
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.zero_grad()
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    opt.step()
+    for name, (p, b) in zip(
+        [n for n, _ in model.named_parameters()], zip(model.parameters(), before, strict=True), strict=True
+    ):
+        assert not torch.equal(p, b), f"{name} did not update"
