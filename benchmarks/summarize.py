@@ -197,6 +197,31 @@ def json_section(name: str, title: str) -> list[str]:
     return [f"### {title}", "", "```json", path.read_text().strip(), "```", ""]
 
 
+def unchanged_section(rows: list[dict]) -> list[str]:
+    """The same recipe and seeds run on the code before and after a refactoring, side by side."""
+    if not rows:
+        return []
+    lines = [
+        "",
+        "### Behaviour unchanged by refactoring (benchmarks/results/unchanged_behaviour.jsonl)",
+        "",
+        "The same job, seeds and budget run on the code before and after a change that must not move",
+        "results; identical figures mean identical training.",
+        "",
+        "| code | method | level | seed | fewer params | test acc | widths | measured |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['code']} | {r['method']} | {r['level']:g} | {r['seed']} | {r['removed_params']:.1%} "
+            f"| {r['test_acc']:.2%} | {r['widths']} | {r['measured']} |"
+        )
+    for code in dict.fromkeys(r["code"] for r in rows):
+        accs = [r["test_acc"] for r in rows if r["code"] == code]
+        lines.append(f"\nMean test accuracy, {code}: {statistics.mean(accs):.2%} ({len(accs)} seeds).")
+    return lines
+
+
 def main() -> None:
     peers = _load_jsonl(RESULTS / "group_sparsity_vs_peers.jsonl")
     lines = [
@@ -231,6 +256,10 @@ def main() -> None:
     lines += json_section(
         "lenet5_macs.json", "LeNet-5 MACs (benchmarks/group_sparsity_vs_peers.py --model lenet5)"
     )
+    lines += unchanged_section(_load_jsonl(RESULTS / "unchanged_behaviour.jsonl"))
+    history = Path(__file__).resolve().parent / "history.md"
+    if history.exists():
+        lines += ["", history.read_text().rstrip()]
     (Path(__file__).resolve().parent / "RESULTS.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:40]))
 

@@ -52,3 +52,18 @@ def test_readme_plain_pytorch_loop_runs_and_removes_neurons() -> None:
     model = namespace["model"]
     first = model[1]  # type: ignore[index]
     assert first.out_features < 300, "the loop's group lasso zeroed and removed neurons of the first layer"
+
+
+def test_every_public_class_and_function_has_a_doctested_example() -> None:
+    import inspect
+
+    missing = []
+    for name in SUBPACKAGES:
+        module = importlib.import_module(f"lightning_compress.{name}")
+        for public in module.__all__:
+            obj = getattr(module, public)
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                doc = inspect.getdoc(obj) or ""
+                if ">>>" not in doc:
+                    missing.append(f"{name}.{public}")
+    assert not missing, missing

@@ -24,7 +24,12 @@ __all__ = ["ProxSchedule", "ProximalCallback"]
 
 
 class ProxSchedule(str, Enum):
-    """When the proximal step runs."""
+    """When the proximal step runs.
+
+    Example:
+        >>> ProxSchedule("epoch").value
+        'epoch'
+    """
 
     step = "step"  # after every N-th optimizer step, step size lr * N
     epoch = "epoch"  # at each epoch end, step size lr

@@ -107,7 +107,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (2 for bad input, with a one-line message)."""
+    """Run the command line; returns the exit status (2 for bad input, with a one-line message).
+
+    Example:
+        >>> main(["train", "configs/no_such_config.yaml"])  # prints the error line on stderr
+        2
+    """
     args = _parser().parse_args(argv)
     try:
         if args.command == "train":

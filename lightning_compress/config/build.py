@@ -12,7 +12,12 @@ __all__ = ["build_datamodule", "build_module", "trainer_kwargs"]
 
 
 def build_datamodule(cfg: DataConfig) -> IDXImageDataModule:
-    """The data module for ``cfg``."""
+    """The data module for ``cfg`` (files are read at ``setup``, not here).
+
+    Example:
+        >>> build_datamodule(DataConfig(batch_size=64)).batch_size
+        64
+    """
     cls = FashionMNISTDataModule if cfg.name == DatasetName.fashion_mnist else MNISTDataModule
     return cls(
         cfg.data_dir,
@@ -26,7 +31,12 @@ def build_datamodule(cfg: DataConfig) -> IDXImageDataModule:
 
 
 def build_module(cfg: RunConfig) -> Classifier:
-    """The classifier LightningModule for ``cfg``."""
+    """The classifier LightningModule for ``cfg``.
+
+    Example:
+        >>> type(build_module(RunConfig()).model).__name__
+        'LeNet300100'
+    """
     return Classifier(
         cfg.model.name.value,
         model_kwargs=dict(cfg.model.kwargs),
@@ -42,7 +52,12 @@ def build_module(cfg: RunConfig) -> Classifier:
 
 
 def trainer_kwargs(cfg: TrainerConfig) -> dict[str, Any]:
-    """Keyword arguments for ``lightning.pytorch.Trainer`` (unset limits left at Lightning's defaults)."""
+    """Keyword arguments for ``lightning.pytorch.Trainer`` (unset limits left at Lightning's defaults).
+
+    Example:
+        >>> trainer_kwargs(TrainerConfig(max_epochs=2, limit_train_batches=5))['limit_train_batches']
+        5
+    """
     kwargs: dict[str, Any] = {
         "max_epochs": cfg.max_epochs,
         "accelerator": cfg.accelerator,

@@ -20,7 +20,12 @@ __all__ = ["GroupSparsityConfig", "build_group_sparsity"]
 @dataclass
 class GroupSparsityConfig:
     """:class:`~lightning_compress.callbacks.GroupSparsity` arguments (layer names are the LightningModule's,
-    e.g. ``model.1``)."""
+    e.g. ``model.1``).
+
+    Example:
+        >>> GroupSparsityConfig(strength=0.01).schedule.value
+        'step'
+    """
 
     strength: float = 1e-3
     l1_ratio: float = 0.0
@@ -42,5 +47,10 @@ class GroupSparsityConfig:
 
 
 def build_group_sparsity(cfg: GroupSparsityConfig) -> list[Callback]:
-    """The section's callback."""
+    """The section's callback.
+
+    Example:
+        >>> build_group_sparsity(GroupSparsityConfig(strength=0.01))
+        [GroupSparsity(strength=0.01, l1_ratio=0.0, groups='incoming', schedule='step')]
+    """
     return [GroupSparsity(**plain(cfg))]

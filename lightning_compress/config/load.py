@@ -94,7 +94,12 @@ def load_config(
 
 
 def to_yaml(cfg: Any) -> str:
-    """The YAML text of a config dataclass (as written into run folders)."""
+    """The YAML text of a config dataclass (as written into run folders).
+
+    Example:
+        >>> print(to_yaml(RunConfig()).splitlines()[0])
+        name: run
+    """
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
@@ -118,6 +123,14 @@ def validate_config(cfg: Any) -> None:
     """Range checks a type check cannot do; raises :class:`ConfigError` naming the key.
 
     Only sections the config has are checked, so it serves any schema built from these sections.
+
+    Example:
+        >>> from lightning_compress.config.schema import RunConfig
+        >>> cfg = RunConfig(); cfg.optimizer.lr = -1.0
+        >>> validate_config(cfg)
+        Traceback (most recent call last):
+        ...
+        lightning_compress.config.errors.ConfigError: optimizer.lr: must be a positive finite number, got -1.0
     """
     if hasattr(cfg, "data"):
         d = cfg.data

@@ -25,7 +25,12 @@ __all__ = ["METHODS", "CompressionConfig", "Method", "build_callbacks"]
 
 @dataclass(frozen=True)
 class Method:
-    """A compression method's config section: its schema and the callbacks it builds."""
+    """A compression method's config section: its schema and the callbacks it builds.
+
+    Example:
+        >>> METHODS['pruning'].schema.__name__
+        'PruningConfig'
+    """
 
     schema: type
     build: Callable[[Any], list[Callback]]
@@ -49,10 +54,15 @@ CompressionConfig: Any = make_dataclass(
     "CompressionConfig",
     [(name, Optional[m.schema], field(default=None)) for name, m in METHODS.items()],  # noqa: UP045
 )
-CompressionConfig.__doc__ = (
-    "Compression methods applied during training; each method is one optional sub-section "
-    f"({', '.join(METHODS)}). An empty section trains the dense model."
-)
+CompressionConfig.__doc__ = f"""Compression methods applied during training, one optional sub-section each.
+
+    The fields are the entries of ``METHODS`` ({", ".join(METHODS)}); an empty section trains the
+    dense model.
+
+    Example:
+        >>> CompressionConfig(pruning=PruningConfig()).group_sparsity is None
+        True
+    """
 CompressionConfig.__module__ = __name__
 
 

@@ -16,7 +16,12 @@ __all__ = ["PruningConfig", "build_pruning"]
 
 @dataclass
 class PruningConfig:
-    """:class:`~lightning_compress.callbacks.StructuredPruning` arguments."""
+    """:class:`~lightning_compress.callbacks.StructuredPruning` arguments.
+
+    Example:
+        >>> PruningConfig(every_n_epochs=2).at_fit_end
+        True
+    """
 
     epochs: list[int] = field(default_factory=list)
     every_n_epochs: Optional[int] = None  # noqa: UP045
@@ -32,5 +37,10 @@ class PruningConfig:
 
 
 def build_pruning(cfg: PruningConfig) -> list[Callback]:
-    """The section's callback."""
+    """The section's callback.
+
+    Example:
+        >>> build_pruning(PruningConfig(min_width=2))[0].min_width
+        2
+    """
     return [StructuredPruning(**plain(cfg))]

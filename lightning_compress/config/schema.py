@@ -7,7 +7,6 @@ from enum import Enum
 from typing import Any, Optional
 
 from lightning_compress.config.methods import CompressionConfig
-from lightning_compress.regularizers import Cost
 
 __all__ = [
     "DataConfig",
@@ -27,14 +26,24 @@ __all__ = [
 
 
 class DatasetName(str, Enum):
-    """Data sets with a built-in data module."""
+    """Data sets with a built-in data module.
+
+    Example:
+        >>> DatasetName('mnist').value
+        'mnist'
+    """
 
     fashion_mnist = "fashion_mnist"
     mnist = "mnist"
 
 
 class ModelName(str, Enum):
-    """Example models."""
+    """Example models (``lightning_compress.models``).
+
+    Example:
+        >>> [m.value for m in ModelName][:2]
+        ['lenet300_100', 'lenet5']
+    """
 
     lenet300_100 = "lenet300_100"
     lenet5 = "lenet5"
@@ -43,12 +52,26 @@ class ModelName(str, Enum):
 
 
 class OptimizerName(str, Enum):
+    """Optimizers the example classifier builds.
+
+    Example:
+        >>> OptimizerName('adamw') is OptimizerName.adamw
+        True
+    """
+
     sgd = "sgd"
     adam = "adam"
     adamw = "adamw"
 
 
 class SchedulerName(str, Enum):
+    """LR schedules the example classifier builds (``step``: ``StepLR(step_size, gamma)``).
+
+    Example:
+        >>> SchedulerName('cosine').value
+        'cosine'
+    """
+
     none = "none"
     cosine = "cosine"
     step = "step"
@@ -56,7 +79,12 @@ class SchedulerName(str, Enum):
 
 @dataclass
 class DataConfig:
-    """Data module options (see :class:`~lightning_compress.data.IDXImageDataModule`)."""
+    """Data module options (see :class:`~lightning_compress.data.IDXImageDataModule`).
+
+    Example:
+        >>> DataConfig(batch_size=256).batch_size
+        256
+    """
 
     name: DatasetName = DatasetName.fashion_mnist
     data_dir: Optional[str] = None  # noqa: UP045
@@ -70,7 +98,12 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Which example model, and its constructor's keyword arguments."""
+    """Which example model, and its constructor's keyword arguments.
+
+    Example:
+        >>> ModelConfig(ModelName.lenet5).name.value
+        'lenet5'
+    """
 
     name: ModelName = ModelName.lenet300_100
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +111,13 @@ class ModelConfig:
 
 @dataclass
 class OptimizerConfig:
+    """The optimizer of the example classifier.
+
+    Example:
+        >>> OptimizerConfig().lr
+        0.1
+    """
+
     name: OptimizerName = OptimizerName.sgd
     lr: float = 0.1
     momentum: float = 0.9
@@ -87,6 +127,13 @@ class OptimizerConfig:
 
 @dataclass
 class SchedulerConfig:
+    """The LR schedule of the example classifier.
+
+    Example:
+        >>> SchedulerConfig().name.value
+        'cosine'
+    """
+
     name: SchedulerName = SchedulerName.cosine
     step_size: int = 10
     gamma: float = 0.1
@@ -94,7 +141,12 @@ class SchedulerConfig:
 
 @dataclass
 class TrainerConfig:
-    """A subset of ``lightning.pytorch.Trainer`` arguments; ``limit_*`` take an int (batches) or a fraction."""
+    """A subset of ``lightning.pytorch.Trainer`` arguments; ``limit_*`` take an int (batches) or a fraction.
+
+    Example:
+        >>> TrainerConfig(max_epochs=3).max_epochs
+        3
+    """
 
     max_epochs: int = 10
     accelerator: str = "auto"
@@ -111,13 +163,26 @@ class TrainerConfig:
     log_every_n_steps: int = 50
 
 
-SizeCost = Cost
-"""A size measure: what group weights stand for, and what a sweep minimizes (``params`` or ``macs``)."""
+class SizeCost(str, Enum):
+    """A size measure a sweep minimizes: parameters or MACs after physical removal.
+
+    Example:
+        >>> SizeCost("macs").value
+        'macs'
+    """
+
+    params = "params"
+    macs = "macs"
 
 
 @dataclass
 class RunConfig:
-    """One training run: ``lightning-compress train CONFIG [key=value ...]``."""
+    """One training run: ``lightning-compress train CONFIG [key=value ...]``.
+
+    Example:
+        >>> RunConfig().compression.group_sparsity is None  # a dense run
+        True
+    """
 
     name: str = "run"
     seed: int = 0

@@ -33,7 +33,14 @@ def file_checksum(path: str | os.PathLike[str], algorithm: str = "sha256") -> st
 
 
 def verify_checksum(path: str | os.PathLike[str], checksum: str) -> bool:
-    """Check a file against ``"algorithm:hexdigest"`` (e.g. ``"sha256:ab12..."``)."""
+    """Check a file against ``"algorithm:hexdigest"`` (e.g. ``"sha256:ab12..."``).
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "f"); _ = open(path, "wb").write(b"abc")
+        >>> verify_checksum(path, "md5:900150983cd24fb0d6963f7d28e17f72"), verify_checksum(path, "md5:00")
+        (True, False)
+    """
     algorithm, _, expected = checksum.partition(":")
     if not expected:
         raise ValueError(f"checksum must look like 'sha256:<hex>', got {checksum!r}")
@@ -51,6 +58,14 @@ def download_file(
     Raises:
         OSError: If the server cannot be reached or answers with an error (the URL is named).
         ValueError: If the downloaded bytes do not match ``checksum``.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp()); (folder / "src").write_bytes(b"abc")
+        3
+        >>> download_file((folder / "src").as_uri(), folder / "copy", "md5:900150983cd24fb0d6963f7d28e17f72")
+        >>> (folder / "copy").read_bytes()
+        b'abc'
     """
     dest = os.fspath(dest)
     os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)

@@ -85,6 +85,12 @@ def write_idx(path: str | os.PathLike[str], tensor: torch.Tensor) -> None:
     Args:
         path: Where to write.
         tensor: A tensor of dtype uint8, int8, int16, int32, float32 or float64.
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "labels-idx1-ubyte.gz")
+        >>> write_idx(path, torch.tensor([3, 1, 4], dtype=torch.uint8)); read_idx(path).tolist()
+        [3, 1, 4]
     """
     array = tensor.detach().cpu().numpy()
     code = _CODES.get(array.dtype)

@@ -71,7 +71,14 @@ def trimmed_prox_scores(sq_norms: torch.Tensor, tau: torch.Tensor) -> torch.Tens
 
 
 def check_strength(lam: float, alpha: float) -> None:
-    """Raise ``ValueError`` unless ``lam`` is finite and >= 0 and ``alpha`` is in [0, 1]."""
+    """Raise ``ValueError`` unless ``lam`` is finite and >= 0 and ``alpha`` is in [0, 1].
+
+    Example:
+        >>> check_strength(0.1, 1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: the L1 mix must be in [0, 1], got alpha=1.5
+    """
     if not math.isfinite(lam) or lam < 0:
         raise ValueError(f"strength must be finite and >= 0, got {lam=}")
     if not 0.0 <= alpha <= 1.0:

@@ -40,6 +40,12 @@ class GroupPiece:
         dim: The dimension that is indexed by group positions.
         index: Positions along ``dim`` that belong to some group; ``None`` means all of them.
         root: The group of each position (same length as ``index``); ``None`` means position ``i`` is group ``i``.
+
+    Example:
+        >>> w = torch.arange(6.0).reshape(3, 2)   # rows 0 and 2 are two groups' slices of this tensor
+        >>> piece = GroupPiece(w, dim=0, index=torch.tensor([0, 2]), root=torch.tensor([1, 0]))
+        >>> piece.positions().tolist()
+        [[0.0, 1.0], [4.0, 5.0]]
     """
 
     tensor: torch.Tensor
@@ -78,7 +84,13 @@ class GroupPiece:
 
 
 def sliced_group_sq_norms(pieces: Sequence[GroupPiece], num_groups: int) -> torch.Tensor:
-    """Squared L2 norm of each of ``num_groups`` groups spread over ``pieces``."""
+    """Squared L2 norm of each of ``num_groups`` groups spread over ``pieces``.
+
+    Example:
+        >>> w = torch.tensor([[3.0, 0.0], [1.0, 1.0]]); b = torch.tensor([4.0, 0.0])
+        >>> sliced_group_sq_norms([GroupPiece(w, 0), GroupPiece(b, 0)], 2)
+        tensor([25.0000,  2.0000])
+    """
     total: torch.Tensor | None = None
     inplace = not torch.is_grad_enabled()  # in-place on temporaries saves launches, but breaks autograd
     for piece in pieces:
@@ -101,7 +113,12 @@ def sliced_group_sq_norms(pieces: Sequence[GroupPiece], num_groups: int) -> torc
 
 
 def sliced_group_sizes(pieces: Sequence[GroupPiece], num_groups: int) -> torch.Tensor:
-    """Number of parameters in each group (the ``P`` of the ``sqrt(P)`` weighting)."""
+    """Number of parameters in each group (the ``P`` of the ``sqrt(P)`` weighting).
+
+    Example:
+        >>> sliced_group_sizes([GroupPiece(torch.zeros(3, 4), 0), GroupPiece(torch.zeros(3), 0)], 3)
+        tensor([5., 5., 5.])
+    """
     return sliced_group_sq_norms(
         [GroupPiece(torch.ones_like(p.tensor), p.dim, p.index, p.root) for p in pieces], num_groups
     )
@@ -244,6 +261,13 @@ def sliced_penalty_grad_(
     """Add a subgradient of :func:`sliced_penalty` to ``grads`` (one per piece, shaped like its tensor).
 
     The subgradient taken at a zero group is zero.
+
+    Example:
+        >>> w = torch.tensor([[3.0, 4.0], [0.0, 0.0]]); g = torch.zeros(2, 2)
+        >>> sliced_penalty_grad_([GroupPiece(w, 0)], [g], 2, lam=1.0)
+        >>> g  # sqrt(2) * w / ||w|| for the first group, 0 at the zero group
+        tensor([[0.8485, 1.1314],
+                [0.0000, 0.0000]])
     """
     lam_t = torch.as_tensor(lam, dtype=pieces[0].tensor.dtype, device=pieces[0].tensor.device)
     sizes = sliced_group_sizes(pieces, num_groups) if sizes is None else sizes

@@ -11,7 +11,12 @@ __all__ = ["BasicBlock", "SmallResNet"]
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers plus an identity (or 1x1 projection) shortcut."""
+    """Two 3x3 conv-BN layers plus an identity (or 1x1 projection) shortcut.
+
+    Example:
+        >>> BasicBlock(8, 16, stride=2)(torch.zeros(1, 8, 8, 8)).shape
+        torch.Size([1, 16, 4, 4])
+    """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()

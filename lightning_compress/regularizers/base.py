@@ -27,6 +27,11 @@ class Regularizer(Protocol):
 
     After a shape change (pruning, factorization) the regularizer notices the model's history moved and
     refreshes itself before its next step; :meth:`refresh` forces that.
+
+    Example:
+        >>> from lightning_compress.regularizers import GroupLasso
+        >>> isinstance(GroupLasso(), Regularizer)
+        True
     """
 
     def attach(self, model: nn.Module, example_inputs: Any) -> None:

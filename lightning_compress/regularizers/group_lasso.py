@@ -39,7 +39,12 @@ __all__ = ["Cost", "GroupLasso"]
 
 
 class Cost(str, Enum):
-    """What a group's weight stands for: parameters (the paper's ``sqrt(P)``) or MACs saved."""
+    """What a group's weight stands for: parameters (the paper's ``sqrt(P)``) or MACs saved.
+
+    Example:
+        >>> GroupLasso(cost="macs").cost is Cost.macs
+        True
+    """
 
     params = "params"
     macs = "macs"

@@ -101,6 +101,11 @@ class InputStatistics:
         xxt: ``sum_i x_i x_i^T``, ``(fan_in, fan_in)``, in float64.
         sum: ``sum_i x_i``, ``(fan_in,)``, in float64.
         count: Number of rows summed.
+
+    Example:
+        >>> s = InputStatistics(torch.zeros(2, 2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+        >>> s.add_(torch.tensor([[1.0, 2.0], [3.0, 4.0]])); s.count, s.mean.tolist()
+        (2, [2.0, 3.0])
     """
 
     xxt: torch.Tensor

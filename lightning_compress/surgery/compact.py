@@ -33,7 +33,15 @@ __all__ = [
 def group_norms(
     model: nn.Module, families: Sequence[NeuronGroups], mode: str = "incoming"
 ) -> dict[str, torch.Tensor]:
-    """L2 norm of every group, by root layer name."""
+    """L2 norm of every group, by root layer name.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
+        >>> with torch.no_grad():
+        ...     _ = model[0].weight.fill_(1.0); _ = model[0].bias.fill_(2.0)
+        >>> group_norms(model, find_groups(model, torch.zeros(1, 2)))
+        {'0': tensor([2.4495, 2.4495])}
+    """
     check_choice(GroupMode, mode, "mode")
     with torch.no_grad():
         return {f.name: sliced_group_sq_norms(f.pieces(model, mode), f.num_groups).sqrt() for f in families}
@@ -48,7 +56,15 @@ def removable_groups(
     min_width: int = 1,
     mode: str = "incoming",
 ) -> dict[str, torch.Tensor]:
-    """Root layer name -> indices of the groups to remove (norm under the threshold, ``min_width`` kept)."""
+    """Root layer name -> indices of the groups to remove (norm under the threshold, ``min_width`` kept).
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+        >>> with torch.no_grad():
+        ...     model[0].weight[1] = 1e-6; model[0].bias[1] = 0
+        >>> removable_groups(model, find_groups(model, torch.zeros(1, 2)), threshold=1e-4)
+        {'0': tensor([1])}
+    """
     out: dict[str, torch.Tensor] = {}
     clamped: list[str] = []
     for name, norms in group_norms(model, families, mode).items():
@@ -84,6 +100,14 @@ def plan_removals(
 
     ``remove`` maps a family's root name (``"<layer>:inputs"`` for input features) to the indices of its
     groups whose norm is under the threshold; pass both to :func:`apply_removals`.
+
+    Example:
+        >>> from lightning_compress.models import LeNet300100
+        >>> model = LeNet300100(hidden=(6, 4))
+        >>> with torch.no_grad():
+        ...     model[3].weight[1:3] = 0; model[3].bias[1:3] = 0
+        >>> plan_removals(model, torch.zeros(1, 784))[1]
+        {'3': tensor([1, 2])}
     """
     families = find_groups(model, example_inputs, include=include, exclude=exclude)
     families += [input_groups(model, name) for name in input_layers]
@@ -141,6 +165,12 @@ def apply_removals(
 
     ``remove`` maps a family's root name to the indices of the groups to remove (see
     :func:`plan_removals`); returns the history records appended.
+
+    Example:
+        >>> from lightning_compress.models import LeNet300100
+        >>> model = LeNet300100(hidden=(6, 4)); x = torch.zeros(1, 784)
+        >>> apply_removals(model, find_groups(model, x), {"3": torch.tensor([0])}, x)
+        [{'kind': 'prune', 'module': '3', 'idxs': [0]}]
     """
     neurons = {k: v for k, v in remove.items() if not k.endswith(INPUTS_SUFFIX)}
     records = remove_groups(

@@ -38,7 +38,12 @@ __all__ = [
 
 
 class GroupMode(str, Enum):
-    """Which parameters make up a neuron's group (see the module docstring)."""
+    """Which parameters make up a neuron's group (see the module docstring).
+
+    Example:
+        >>> GroupMode("coupled") is GroupMode.coupled
+        True
+    """
 
     incoming = "incoming"
     coupled = "coupled"
@@ -73,6 +78,12 @@ class NeuronGroups:
         num_groups: Number of neurons/channels.
         slices: Where each group's parameters live.
         layers: Names of all layers whose outputs are these neurons (several for a residual add).
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> family = find_groups(model, torch.zeros(1, 3))[0]
+        >>> family.name, family.num_groups, [(p.tensor.shape, p.dim) for p in family.pieces(model, "coupled")]
+        ('0', 4, [(torch.Size([4, 3]), 0), (torch.Size([4]), 0), (torch.Size([2, 4]), 1)])
     """
 
     name: str
@@ -107,7 +118,15 @@ class NeuronGroups:
 
 @contextmanager
 def kept_modes(model: nn.Module) -> Iterator[None]:
-    """Restore the train/eval mode of every module of ``model`` on exit (``model.train(m)`` would set them all)."""
+    """Restore the train/eval mode of every module of ``model`` on exit (``model.train(m)`` would set them all).
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.Dropout()); _ = model[1].eval()
+        >>> with kept_modes(model):
+        ...     _ = model.train()
+        >>> model[0].training, model[1].training
+        (True, False)
+    """
     modes = [(module, module.training) for module in model.modules()]
     try:
         yield
@@ -121,6 +140,12 @@ def build_dependency_graph(model: nn.Module, example_inputs: Any) -> tp.Dependen
 
     Torch-Pruning traces in eval mode; every module's train/eval mode is restored afterwards, so a
     trace in the middle of fit (groups, pruning) does not leave BatchNorm and dropout in eval mode.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> graph = build_dependency_graph(model, torch.zeros(1, 3))
+        >>> len(list(graph.get_all_groups(root_module_types=(nn.Linear,))))
+        2
     """
     try:
         with torch.enable_grad(), kept_modes(model):

@@ -33,7 +33,13 @@ def _encode(records: Sequence[dict[str, Any]]) -> torch.Tensor:
 
 
 def decode_history(buffer: torch.Tensor) -> list[dict[str, Any]]:
-    """The records held in a ``compression_history`` buffer (e.g. from a state dict)."""
+    """The records held in a ``compression_history`` buffer (e.g. from a state dict).
+
+    Example:
+        >>> model = nn.Linear(2, 2); append_history(model, [{"kind": "prune", "module": "", "idxs": [0]}])
+        >>> decode_history(model.state_dict()["compression_history"])
+        [{'idxs': [0], 'kind': 'prune', 'module': ''}]
+    """
     return list(json.loads(bytes(buffer.cpu().tolist()).decode())) if buffer.numel() else []
 
 
@@ -49,11 +55,23 @@ def get_history(model: nn.Module) -> list[dict[str, Any]]:
 
 
 def append_history(model: nn.Module, records: Sequence[dict[str, Any]]) -> None:
-    """Record surgeries that were applied to ``model``."""
+    """Record surgeries that were applied to ``model`` (the surgery functions call this for you).
+
+    Example:
+        >>> model = nn.Linear(2, 2)
+        >>> append_history(model, [{"kind": "prune", "module": "", "idxs": [1]}]); len(get_history(model))
+        1
+    """
     model.register_buffer(HISTORY_ATTRIBUTE, _encode([*get_history(model), *records]))
     model.__dict__[_VERSION] = history_version(model) + 1
 
 
 def history_version(model: nn.Module) -> int:
-    """A counter that changes whenever ``model``'s shape changes (cheap: no decoding), for caches."""
+    """A counter that changes whenever ``model``'s shape changes (cheap: no decoding), for caches.
+
+    Example:
+        >>> model = nn.Linear(2, 2); before = history_version(model)
+        >>> append_history(model, []); history_version(model) > before
+        True
+    """
     return int(model.__dict__.get(_VERSION, 0))

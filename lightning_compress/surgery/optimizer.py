@@ -16,7 +16,13 @@ parameter are passed; scalars and the step count are carried as they are."""
 
 
 def fresh_state(key: str, value: torch.Tensor, old: nn.Parameter, new: nn.Parameter) -> None:
-    """A :data:`StateFn` that starts the new parameter's state afresh (the optimizer re-initializes it)."""
+    """A :data:`StateFn` that starts the new parameter's state afresh (the optimizer re-initializes it).
+
+    Example:
+        >>> p = nn.Parameter(torch.zeros(2))
+        >>> fresh_state("exp_avg", torch.ones(2), p, p) is None
+        True
+    """
     return None
 
 

@@ -23,6 +23,15 @@ def apply_history(model: nn.Module, history: Sequence[dict[str, Any]], example_i
 
     ``model`` must be the architecture the history started from (or have a prefix of it applied already).
     Only shapes change: load the weights afterwards.
+
+    Example:
+        >>> import torch
+        >>> from lightning_compress.models import LeNet300100
+        >>> fresh = LeNet300100(hidden=(8, 4))
+        >>> apply_history(fresh, [{"kind": "prune", "module": "1", "idxs": [0, 1]}], torch.zeros(1, 784))
+        1
+        >>> fresh[1].out_features
+        6
     """
     done = get_history(model)
     if [dict(r) for r in history[: len(done)]] != done:

@@ -64,7 +64,13 @@ def neuron_report(
 
 
 def format_neuron_report(rows: list[dict[str, Any]]) -> str:
-    """A terminal table of :func:`neuron_report` rows."""
+    """A terminal table of :func:`neuron_report` rows.
+
+    Example:
+        >>> row = {"layer": "1", "width": 4, "zero": 1, "near_zero": 2, "min_norm": 0.0, "median_norm": 0.5, "max_norm": 1.0}
+        >>> print(format_neuron_report([row]).splitlines()[-1])
+        total                             4      1       2   (50.0% near zero)
+    """
     head = f"{'layer':<28}{'width':>7}{'zero':>7}{'near 0':>8}{'min norm':>11}{'median':>10}{'max':>10}"
     lines = [head, "-" * len(head)]
     for r in rows:

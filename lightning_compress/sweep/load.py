@@ -33,6 +33,11 @@ def load_sweep(path: str | os.PathLike[str], overrides: list[str] | tuple[str, .
 
     Raises:
         ConfigError: naming the key and the problem.
+
+    Example:
+        >>> cfg = load_sweep("sweeps/lenet300_fmnist.yaml", ["n_trials=2", "trainer.max_epochs=1"])
+        >>> cfg.n_trials, cfg.overrides[-1], sorted(cfg.methods)
+        (2, 'trainer.max_epochs=1', ['group_lasso', 'sparse_group_lasso'])
     """
     sweep_keys = {f.name for f in fields(SweepConfig)}
     own = [o for o in overrides if o.split("=", 1)[0].split(".", 1)[0] in sweep_keys]

@@ -47,6 +47,12 @@ def run_sweep(
     The study is created here, once, before any worker starts. Re-running the same command resumes:
     the budget counts trials already completed. Ctrl-C stops every worker after its current batch; the
     interrupted trials are queued again for the next run.
+
+    Example:
+        >>> run_sweep("sweeps/no_such_sweep.yaml", [])
+        Traceback (most recent call last):
+        ...
+        lightning_compress.config.errors.ConfigError: config: file not found: 'sweeps/no_such_sweep.yaml'
     """
     cfg = load_sweep(sweep, overrides)
     _, sweep_dir = sweep_paths(cfg, sweep)
@@ -97,7 +103,15 @@ def run_sweep(
 
 
 def summarize(sweep: str, overrides: list[str], *, storage: str | None = None) -> dict[str, Any]:
-    """Print the Pareto table, write ``pareto.png``, ``pareto.html`` and ``summary.json``, log W&B summary."""
+    """Print the Pareto table, write ``pareto.png``, ``pareto.html`` and ``summary.json``, log W&B summary.
+
+    Example:
+        >>> import tempfile  # a storage that holds no such study yet
+        >>> summarize("sweeps/lenet300_fmnist.yaml", [f"storage={tempfile.mkdtemp()}/journal.log"])
+        Traceback (most recent call last):
+        ...
+        KeyError: 'Record does not exist.'
+    """
     cfg = load_sweep(sweep, overrides)
     _, sweep_dir = sweep_paths(cfg, sweep)
     url = storage or cfg.storage or default_storage_url(sweep_dir)
