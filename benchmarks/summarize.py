@@ -219,6 +219,22 @@ def unchanged_section(rows: list[dict]) -> list[str]:
     for code in dict.fromkeys(r["code"] for r in rows):
         accs = [r["test_acc"] for r in rows if r["code"] == code]
         lines.append(f"\nMean test accuracy, {code}: {statistics.mean(accs):.2%} ({len(accs)} seeds).")
+    prox = RESULTS / "unchanged_behaviour_prox.json"
+    if prox.exists():
+        lines += [
+            "",
+            "Prox overhead of the same code before and after (`benchmarks/prox_overhead.py --pairs 12`,",
+            "LeNet-300-100, a prox after every step), runs alternating before / after on one day:",
+            "",
+            "| code | ratio of median epochs | median pair ratio | in-training call (us) | in-training ratio "
+            "| call alone (us) | plain epoch (s) | note |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in json.loads(prox.read_text()):
+            lines.append(
+                f"| {r['code']} | {r['ratio']} | {r['median_pair_ratio']} | {r['in_training_call_us_median']} "
+                f"| {r['in_training_ratio']} | {r['prox_call_us']} | {r['plain_epoch_s_median']} | {r['note']} |"
+            )
     return lines
 
 
