@@ -43,7 +43,7 @@ def main(out: str) -> None:
     # activation statistics over each rank's own shard: reduced, every rank must hold the sum of both
     shard = data.tensors[0][trainer.global_rank :: 2]
     stats = input_statistics(module.model, ["1", "3"], DataLoader(shard, batch_size=16))
-    local = capture_inputs(module.model, ["3"], shard)["3"].double()
+    local = capture_inputs(module.model, ["1"], shard)["1"].double()
     torch.save(
         {
             "state": state,
