@@ -13,11 +13,11 @@ from lightning_compress._checks import ArgumentError, check_choice, check_nonneg
 from lightning_compress.callbacks._common import example_inputs
 from lightning_compress.callbacks._shape_change import change_shape
 from lightning_compress.callbacks.group_sparsity import GroupSparsity
-from lightning_compress.regularizers.group_lasso import check_selectors
 from lightning_compress.surgery import (
     GroupMode,
     LayerSelector,
     apply_removals,
+    check_selectors,
     enable_history_restore,
     plan_removals,
 )

@@ -29,6 +29,7 @@ from lightning_compress.surgery import (
     GroupMode,
     LayerSelector,
     NeuronGroups,
+    check_selectors,
     find_groups,
     group_cost_weights,
     history_version,
@@ -71,15 +72,6 @@ class _Batch:
     num_groups: list[int]
     thresholds: torch.Tensor  # strength * sqrt(P_g), family after family
     keep: list[int]
-
-
-def check_selectors(include: Sequence[LayerSelector] | None, exclude: Sequence[LayerSelector]) -> None:
-    """Reject a bare string or type where a list of layer selectors is expected."""
-    for name, value in (("include", include or []), ("exclude", exclude)):
-        if isinstance(value, (str, type)):
-            raise ArgumentError(
-                name, f"{name} must be a list of name patterns or module types, got {value!r}"
-            )
 
 
 class GroupLasso:

@@ -26,6 +26,7 @@ from lightning_compress.surgery.groups import (
     LayerSelector,
     NeuronGroups,
     build_dependency_graph,
+    check_selectors,
     find_groups,
     kept_modes,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "apply_removals",
     "build_dependency_graph",
     "capture_inputs",
+    "check_selectors",
     "compress_zero_groups",
     "count_params_and_macs",
     "effective_size",

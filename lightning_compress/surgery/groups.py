@@ -24,6 +24,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from lightning_compress._checks import ArgumentError
 from lightning_compress.functional.sliced import GroupPiece
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "LayerSelector",
     "NeuronGroups",
     "build_dependency_graph",
+    "check_selectors",
     "find_groups",
     "kept_modes",
 ]
@@ -194,6 +196,23 @@ def _slices_of(
         index, root = _as_index(idxs, roots, tensor.shape[dim])
         out.append(Slice(name, param, dim, index, root, incoming=not outgoing))
     return out
+
+
+def check_selectors(include: Sequence[LayerSelector] | None, exclude: Sequence[LayerSelector]) -> None:
+    """Reject a bare string or type where a list of layer selectors is expected.
+
+    Example:
+        >>> check_selectors(["model.1", nn.Conv2d], ())
+        >>> check_selectors("model.1", ())
+        Traceback (most recent call last):
+        ...
+        lightning_compress._checks.ArgumentError: include must be a list of name patterns or module types, got 'model.1'
+    """
+    for name, value in (("include", include or []), ("exclude", exclude)):
+        if isinstance(value, (str, type)):
+            raise ArgumentError(
+                name, f"{name} must be a list of name patterns or module types, got {value!r}"
+            )
 
 
 def _matches(name: str, layer: nn.Module, selectors: Sequence[LayerSelector]) -> bool:
