@@ -1,8 +1,16 @@
 """Lightning callbacks that decide when compression steps happen."""
 
 from lightning_compress.callbacks._proximal import ProxSchedule
+from lightning_compress.callbacks.atomic_checkpoint import AtomicCheckpointIO, EpochCheckpoint
 from lightning_compress.callbacks.group_sparsity import GroupSparsity
 from lightning_compress.callbacks.neuron_report import NeuronReport
 from lightning_compress.callbacks.structured_pruning import StructuredPruning
 
-__all__ = ["GroupSparsity", "NeuronReport", "ProxSchedule", "StructuredPruning"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "EpochCheckpoint",
+    "GroupSparsity",
+    "NeuronReport",
+    "ProxSchedule",
+    "StructuredPruning",
+]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from lightning_compress.config.load import ConfigError, load_config
+from lightning_compress.sweep import STORAGE_ENV
 
 __all__ = ["main"]
 
@@ -28,7 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--workers", type=int, default=1, help="local worker processes (one torch thread each)"
     )
-    sweep.add_argument("--storage", default=None, help="storage URL (journal file path or postgresql://...)")
+    sweep.add_argument(
+        "--storage",
+        default=None,
+        help=f"storage URL (journal file path or postgresql://...; default: ${STORAGE_ENV} or the sweep "
+        "file's); a database password can stay out of the command line: PGPASSWORD, ~/.pgpass or PGPASSFILE",
+    )
     sweep.add_argument("--n-trials", type=int, default=None, help="trial budget (default: the sweep file's)")
     sweep.add_argument(
         "--worker-offset", type=int, default=0, help="first worker index (sampler seeds) on this machine"
@@ -42,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="Pareto table, hypervolume and plots of a sweep")
     report.add_argument("sweep", help="sweep file")
     report.add_argument("overrides", nargs="*")
-    report.add_argument("--storage", default=None, help="storage URL, when not the sweep's default")
+    report.add_argument(
+        "--storage", default=None, help=f"storage URL (default: ${STORAGE_ENV} or the sweep's)"
+    )
     neurons = sub.add_parser("neurons", help="report zero / near-zero neurons per layer of a checkpoint")
     neurons.add_argument("checkpoint", help="a checkpoint written by 'train' (final.ckpt or last.ckpt)")
     neurons.add_argument(
@@ -51,16 +60,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _neurons(args: argparse.Namespace) -> int:
-    import os
+def _first(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
+
+def _neurons(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.checkpoint):
         raise ConfigError("checkpoint", f"file not found: {args.checkpoint!r}")
     if not args.relative_threshold >= 0:
         raise ConfigError("--relative-threshold", f"must be >= 0, got {args.relative_threshold}")
+    import torch
+
     from lightning_compress.models import Classifier
     from lightning_compress.surgery.report import format_neuron_report, neuron_report
 
+    try:
+        torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file fails in many ways inside torch.load
+        raise ConfigError(
+            "checkpoint", f"{args.checkpoint!r} is not a readable checkpoint: {_first(err)}"
+        ) from None
     module = Classifier.load_from_checkpoint(args.checkpoint, map_location="cpu")
     rows = neuron_report(module, module.example_input_array, relative_threshold=args.relative_threshold)
     print(format_neuron_report(rows))
@@ -80,28 +100,28 @@ def _sweep(args: argparse.Namespace) -> int:
         args.sweep,
         args.overrides,
         workers=args.workers,
-        storage=args.storage,
+        storage=args.storage or os.environ.get(STORAGE_ENV) or None,
         n_trials=args.n_trials,
         worker_offset=args.worker_offset,
         threads_per_worker=args.threads_per_worker,
     )
     if summary.get("interrupted"):
         return 130
-    return 0 if summary.get("budget_met") else 1
+    return 0 if summary.get("budget_met") and not summary.get("workers_killed") else 1
 
 
 def _report(args: argparse.Namespace) -> int:
     from lightning_compress.sweep.runner import summarize
 
-    summarize(args.sweep, args.overrides, storage=args.storage)
+    summarize(args.sweep, args.overrides, storage=args.storage or os.environ.get(STORAGE_ENV) or None)
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    from lightning_compress.run import train
+    from lightning_compress.run import preflight, train
 
-    summary = train(cfg)
+    summary = train(cfg, datamodule=preflight(cfg))
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -129,8 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyError as err:  # optuna: a study that does not exist in the storage
         print(f"lightning-compress: error: {err.args[0] if err.args else err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except FileNotFoundError as err:
-        print(f"lightning-compress: error: {err}", file=sys.stderr)
+    except OSError as err:  # a file or folder that cannot be read or written, a full disk
+        print(f"lightning-compress: error: {_first(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 1
 

@@ -30,6 +30,55 @@ def _merge(schema: Any, *sources: Any) -> Any:
         raise ConfigError(str(key), _first_line(err)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (line {line})"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    name = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError("config", f"file not found: {name!r}")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.load(fh, Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as err:
+        raise ConfigError(name, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(name, f"not valid YAML: {_first_line(err)}") from None
+    except OSError as err:
+        raise ConfigError(name, f"cannot read: {err.strerror or err}") from None
+    if raw is None:
+        raise ConfigError(name, "the file is empty: give at least one section (see configs/ for examples)")
+    if not isinstance(raw, dict):
+        raise ConfigError(name, f"must hold a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def _override(item: str) -> Any:
+    key, eq, value = item.partition("=")
+    if not eq or not key.strip():
+        raise ConfigError(item, "an override must look like key=value")
+    try:
+        yaml.safe_load(value)
+        return OmegaConf.from_dotlist([item])
+    except (yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ConfigError(
+            key, f"the value {value!r} of override {item!r} is not valid YAML: {_first_line(err)}"
+        ) from None
+
+
 def load_config(
     path: str | os.PathLike[str] | None,
     overrides: Sequence[str] = (),
@@ -61,28 +110,9 @@ def load_config(
         ...
         lightning_compress.config.errors.ConfigError: optimizer.learning_rate: Key 'learning_rate' not in 'OptimizerConfig'
     """
-    sources: list[Any] = []
-    if path is not None:
-        if not os.path.isfile(path):
-            raise ConfigError("config", f"file not found: {os.fspath(path)!r}")
-        try:
-            with open(path) as fh:
-                raw = yaml.safe_load(fh)
-        except yaml.YAMLError as err:
-            raise ConfigError(os.fspath(path), f"not valid YAML: {_first_line(err)}") from None
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise ConfigError(os.fspath(path), f"must hold a mapping of keys, got {type(raw).__name__}")
-        sources.append(raw)
+    sources: list[Any] = [] if path is None else [_read_yaml(path)]
     sources.extend(dict(m) for m in extra)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(item, "an override must look like key=value")
-    try:
-        sources.append(OmegaConf.from_dotlist(list(overrides)))
-    except OmegaConfBaseException as err:
-        raise ConfigError("overrides", _first_line(err)) from None
+    sources.extend(_override(item) for item in overrides)
     merged = _merge(OmegaConf.structured(schema), *sources)
     try:
         cfg = OmegaConf.to_object(merged)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_compress.data.download import download_file, verify_checksum
 from lightning_compress.data.idx import read_idx
@@ -44,6 +45,34 @@ class _BatchTensorDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices)
         return self.images[index], self.labels[index]
+
+
+class EpochShuffle(Sampler[int]):
+    """A random order that depends only on a seed and the epoch, so a resumed run sees the same batches.
+
+    Lightning calls :meth:`set_epoch` before every epoch. The seed defaults to the global torch seed when
+    the loader is made (``seed_everything`` sets it), so runs with the same seed shuffle alike.
+
+    Example:
+        >>> s = EpochShuffle(5, seed=0); s.set_epoch(3); a = list(s)
+        >>> t = EpochShuffle(5, seed=0); t.set_epoch(3); a == list(t), sorted(a)
+        (True, [0, 1, 2, 3, 4])
+    """
+
+    def __init__(self, size: int, seed: int | None = None) -> None:
+        self.size = size
+        self.seed = torch.initial_seed() if seed is None else seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + 7919 * self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
 
 
 def _as_batch(batch: Any) -> Any:
@@ -200,7 +229,7 @@ class IDXImageDataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffle(len(dataset)) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=_as_batch,
             persistent_workers=self.num_workers > 0,

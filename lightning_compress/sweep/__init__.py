@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["load_sweep", "run_sweep", "summarize"]
+__all__ = ["STORAGE_ENV", "load_sweep", "run_sweep", "summarize"]
+
+STORAGE_ENV = "LIGHTNING_COMPRESS_STORAGE"
+"""The environment variable that may hold the storage URL, so that a password stays out of process lists."""
 
 
 def __getattr__(name: str) -> Any:

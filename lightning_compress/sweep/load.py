@@ -84,12 +84,22 @@ def _check_space_keys(cfg: SweepConfig, base: Path) -> None:
                 raise ConfigError(f"{prefix}.{key}", f"{key!r} is not a run-config key")
 
 
-def make_sampler(cfg: SweepConfig, worker_index: int = 0) -> optuna.samplers.BaseSampler:
-    """The configured multi-objective sampler; each worker gets its own seed (``seed + worker_index``).
+def make_sampler(
+    cfg: SweepConfig, worker_index: int = 0, trials_so_far: int = 0
+) -> optuna.samplers.BaseSampler:
+    """The configured multi-objective sampler, seeded for this worker and for the study's progress.
 
-    The accuracy floor reaches the samplers as a trial constraint (``Trial.set_constraint``).
+    The seed is ``seed + worker_index + 1009 * trials_so_far``: workers differ from each other, and a
+    worker that resumes or joins a study with trials in it does not replay the points drawn by the
+    worker that started it. The accuracy floor reaches the samplers as a trial constraint
+    (``Trial.set_constraint``).
+
+    Example:
+        >>> from lightning_compress.sweep.schema import SweepConfig
+        >>> type(make_sampler(SweepConfig(), worker_index=1, trials_so_far=4)).__name__
+        'TPESampler'
     """
-    seed = cfg.sampler.seed + worker_index
+    seed = cfg.sampler.seed + worker_index + 1009 * trials_so_far
     if cfg.sampler.name == SamplerName.tpe:
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.sampler.n_startup_trials)
     if cfg.sampler.name == SamplerName.nsga2:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -91,19 +92,31 @@ def run_sweep(
     finally:
         signal.signal(signal.SIGINT, previous)
     codes = [p.returncode for p in procs]
-    summary = summarize(sweep, overrides, storage=url)
-    if interrupted or EXIT_INTERRUPTED in codes:
+    for index, code in enumerate(codes):
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            print(f"worker {worker_offset + index} was killed by {name}", file=sys.stderr)
+    outcome = {
+        "interrupted": interrupted or EXIT_INTERRUPTED in codes,
+        "worker_exit_codes": codes,
+        "workers_killed": sum(code < 0 for code in codes),
+        "budget": budget,
+        "budget_met": count_done(study) >= budget,
+    }
+    summary = summarize(sweep, overrides, storage=url, outcome=outcome)
+    if outcome["interrupted"]:
         print(f"interrupted: {count_done(study)}/{budget} trials done; run the same command again to resume")
-        summary["interrupted"] = True
-    summary["worker_exit_codes"] = codes
-    summary["budget_met"] = count_done(study) >= budget
-    if not summary["budget_met"] and not summary.get("interrupted"):
+    elif not outcome["budget_met"]:
         print(f"the sweep stopped with {count_done(study)}/{budget} trials done: see the failures above")
     return summary
 
 
-def summarize(sweep: str, overrides: list[str], *, storage: str | None = None) -> dict[str, Any]:
+def summarize(
+    sweep: str, overrides: list[str], *, storage: str | None = None, outcome: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Print the Pareto table, write ``pareto.png``, ``pareto.html`` and ``summary.json``, log W&B summary.
+
+    ``outcome`` (how the workers ended, whether the budget was met) is written into ``summary.json``.
 
     Example:
         >>> import tempfile  # a storage that holds no such study yet
@@ -118,7 +131,7 @@ def summarize(sweep: str, overrides: list[str], *, storage: str | None = None) -
     study = optuna.load_study(study_name=cfg.name, storage=open_storage(url))
     size_name = cfg.objectives.size.value
     states = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
-    summary: dict[str, Any] = {"study": cfg.name, "storage": redact(url), "trials": states}
+    summary: dict[str, Any] = {"study": cfg.name, "storage": redact(url), "trials": states, **(outcome or {})}
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     for t in failed:
         print(f"trial {t.number} failed: {t.user_attrs.get('fail_reason', 'unknown reason')}")
@@ -126,6 +139,7 @@ def summarize(sweep: str, overrides: list[str], *, storage: str | None = None) -
         pruned = states.get("pruned", 0)
         why = f": {pruned} pruned by the early-stop rule (early_stop in the sweep file)" if pruned else ""
         print(f"no completed trial yet{why}")
+        _write_summary(sweep_dir, summary)
         return summary
     rows, hv = pareto_rows(study)
     if not rows:
@@ -138,5 +152,12 @@ def summarize(sweep: str, overrides: list[str], *, storage: str | None = None) -
     wandb_dir = log_summary(cfg, sweep_dir, rows, hv)
     if wandb_dir:
         summary["wandb_summary_run"] = wandb_dir
-    (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    _write_summary(sweep_dir, summary)
     return summary
+
+
+def _write_summary(sweep_dir: Path, summary: dict[str, Any]) -> None:
+    path = sweep_dir / "summary.json"
+    tmp = path.with_name(".summary.json.part")
+    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    os.replace(tmp, path)

@@ -40,9 +40,9 @@ class TrialGuard(Callback):
             raise FloatingPointError(f"training loss is {float(value)} at epoch {trainer.current_epoch}")
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        if self.stop.is_set():
+        if self.stop.is_set():  # end fit now: no validation, test or final checkpoint of half-trained weights
             self.interrupted = True
-            trainer.should_stop = True
+            raise Interrupted(f"interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}")
         if trainer.global_step % self.check_every == 0:
             self._check_loss(trainer, "train/loss_step")
 
@@ -83,8 +83,6 @@ def run_trial(
     logger = trial_logger(cfg, trial, sweep_dir)
     try:
         summary = train(run_cfg, run_dir=run_dir, callbacks=[guard], loggers=[logger] if logger else [])
-        if guard.interrupted:
-            raise Interrupted(f"trial {trial.number} interrupted")
         size = float(summary[cfg.objectives.size.value])
         acc = float(summary["val_acc"])
         for key in (

@@ -23,11 +23,11 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from lightning_compress.sweep import STORAGE_ENV
 from lightning_compress.sweep.trial import Interrupted, run_trial
 
 __all__ = ["STORAGE_ENV", "count_done", "reclaim_stale_trials", "work"]
 
-STORAGE_ENV = "LIGHTNING_COMPRESS_STORAGE"
 EXIT_INTERRUPTED = 130
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -96,6 +96,30 @@ def _slot_free(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
     return len(ahead) < n_trials
 
 
+def _stop_with_parent(stop: threading.Event, interval: float = 1.0) -> None:
+    """Stop this worker (its trial ends cleanly, failed and queued again) when the process that started
+    it dies: a parent-death signal on Linux, and a watchdog on the parent's pid everywhere."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG: SIGTERM when the parent exits
+        except (OSError, AttributeError):
+            pass  # the watchdog below still notices
+
+    def watch() -> None:
+        while not stop.wait(interval):
+            if os.getppid() != parent:
+                print(f"worker {os.getpid()}: the sweep process {parent} is gone, stopping", file=sys.stderr)
+                stop.set()
+
+    if os.getppid() != parent or parent == 1:
+        stop.set()
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def work(sweep_path: str, overrides: list[str], storage_url: str, n_trials: int, worker_index: int) -> int:
     """Run trials until ``n_trials`` are done, the worker is interrupted, or failures pile up."""
     from lightning_compress.sweep.load import load_sweep, make_sampler, sweep_paths
@@ -104,10 +128,14 @@ def work(sweep_path: str, overrides: list[str], storage_url: str, n_trials: int,
     cfg = load_sweep(sweep_path, overrides)
     base, sweep_dir = sweep_paths(cfg, sweep_path)
     storage = open_storage(storage_url)
-    study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=make_sampler(cfg, worker_index))
+    # seeded by the study's progress too: a resumed or joining worker does not replay earlier points
+    started = len(optuna.load_study(study_name=cfg.name, storage=storage).get_trials(deepcopy=False))
+    sampler = make_sampler(cfg, worker_index, started)
+    study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    _stop_with_parent(stop)
     failures = 0
     while not stop.is_set():
         reclaim_stale_trials(study, storage, cfg.stale_after_seconds)
