@@ -14,6 +14,7 @@ pre-activation layout, where a BatchNorm follows a residual add, is not told apa
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from torch import nn
 
 from lightning_compress._checks import ArgumentError
 from lightning_compress.functional.sliced import GroupPiece
+from lightning_compress.surgery.norms import layers_feeding_feature_norms
 
 __all__ = [
     "GROUP_MODES",
@@ -289,5 +291,14 @@ def find_groups(
             continue
         root = names[group[0].dep.target.module]
         families.append(NeuronGroups(root, len(group[0].idxs), slices, sorted(set(producers))))
+    inexact = layers_feeding_feature_norms(model, {p for f in families for p in f.layers}, example_inputs)
+    for family in [f for f in families if any(p in inexact for p in f.layers)]:
+        feeding = next(p for p in family.layers if p in inexact)
+        warnings.warn(
+            f"the neurons of {feeding!r} are not grouped: they reach the feature normalization "
+            f"{inexact[feeding]!r}, where removing even an all-zero feature changes every output",
+            stacklevel=2,
+        )
+        families.remove(family)
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
     return sorted(families, key=lambda f: order[f.name])

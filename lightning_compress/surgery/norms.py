@@ -1,0 +1,98 @@
+"""Which layers feed a normalization over features, where removing even an all-zero feature is not exact.
+
+A LayerNorm, GroupNorm or RMSNorm computes its statistics over the features it is given: a feature that
+is exactly zero still counts in the mean and the variance, so removing it changes every other feature's
+output. Groups whose outputs reach such a normalization are left out of the groups (with a warning):
+neither regularized nor removed. BatchNorm and other per-channel normalizations are not affected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["is_feature_norm", "layers_feeding_feature_norms"]
+
+_FEATURE_NORMS: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm) + (
+    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
+)
+_PER_CHANNEL = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def is_feature_norm(module: nn.Module) -> bool:
+    """LayerNorm, GroupNorm, RMSNorm, or a user's module named ``*Norm`` that is not per-channel.
+
+    Example:
+        >>> is_feature_norm(nn.LayerNorm(4)), is_feature_norm(nn.BatchNorm1d(4))
+        (True, False)
+    """
+    if isinstance(module, _FEATURE_NORMS):
+        return True
+    return type(module).__name__.endswith("Norm") and not isinstance(module, _PER_CHANNEL)
+
+
+def _forward(model: nn.Module, inputs: Any) -> Any:
+    return model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+
+
+def layers_feeding_feature_norms(
+    model: nn.Module, layers: Iterable[str], example_inputs: Any
+) -> dict[str, str]:
+    """Layer name -> the feature normalization its outputs reach, for each of ``layers`` that has one.
+
+    Follows the autograd graph of one forward pass back from every normalization's input through
+    element-wise operations, reshapes and residual adds, stopping at the named layers (whose outputs
+    are the features in question).
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.GELU(), nn.Linear(4, 2))
+        >>> layers_feeding_feature_norms(model, ["0", "3"], torch.zeros(1, 3))
+        {'0': '1'}
+    """
+    names = {name: model.get_submodule(name) for name in layers}
+    norms = {n: m for n, m in model.named_modules() if n and is_feature_norm(m)}
+    if not norms or not names:
+        return {}
+    produced: dict[Any, str] = {}  # grad_fn of a layer's output -> layer name
+    entering: dict[str, Any] = {}  # norm name -> grad_fn of its input
+    handles = []
+    for name, layer in names.items():
+
+        def out_hook(_: nn.Module, __: Any, output: Any, name: str = name) -> None:
+            if isinstance(output, torch.Tensor) and output.grad_fn is not None:
+                produced[output.grad_fn] = name
+
+        handles.append(layer.register_forward_hook(out_hook))
+    for name, norm in norms.items():
+
+        def in_hook(_: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
+            if args and isinstance(args[0], torch.Tensor):
+                entering[name] = args[0].grad_fn
+
+        handles.append(norm.register_forward_pre_hook(in_hook))
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.enable_grad():
+            _forward(model, example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in modes:
+            m.training = training
+    found: dict[str, str] = {}
+    for norm_name, start in entering.items():
+        stack, seen = [start], set()
+        while stack:
+            fn = stack.pop()
+            if fn is None or fn in seen:
+                continue
+            seen.add(fn)
+            if fn in produced:
+                found.setdefault(produced[fn], norm_name)
+                continue  # the features start here: do not look further back
+            stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    return found
