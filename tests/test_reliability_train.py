@@ -128,7 +128,9 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_last_good_checkpo
     with _mounted_tmpfs(disk, "size=3m") as mounted:
         if not mounted:
             pytest.skip("cannot mount a small filesystem here; the simulated failure test covers it")
-        proc = _cli("train", str(dense), *FAST[:4], "trainer.max_epochs=4", f"output_dir={disk}", cwd=tmp_path)
+        proc = _cli(
+            "train", str(dense), *FAST[:4], "trainer.max_epochs=4", f"output_dir={disk}", cwd=tmp_path
+        )
         line = _one_error_line(proc, "cannot write checkpoint", "No space left on device", upfront=False)
         (run,) = _runs(disk)
         assert str(run / "checkpoints") in line
