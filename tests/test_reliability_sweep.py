@@ -87,7 +87,7 @@ def test_workers_stop_when_the_sweep_process_is_killed(tiny_idx_dir: Path, tmp_p
             time.sleep(0.2)
     assert not _alive(worker), "the worker outlived the sweep process"
     trials = {t.number: t for t in _study(tmp_path).get_trials()}
-    assert trials[number].state == TrialState.FAIL
+    assert trials[number].state == TrialState.FAIL, (tmp_path / "sweep.log").read_text()[-3000:]
     assert "interrupted" in str(trials[number].user_attrs.get("fail_reason"))
     assert any(
         t.state == TrialState.WAITING and t.user_attrs.get("retry_of") == number for t in trials.values()

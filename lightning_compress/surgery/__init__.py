@@ -26,7 +26,6 @@ from lightning_compress.surgery.groups import (
     LayerSelector,
     NeuronGroups,
     build_dependency_graph,
-    check_selectors,
     find_groups,
     kept_modes,
 )
@@ -37,6 +36,7 @@ from lightning_compress.surgery.prune import remove_groups
 from lightning_compress.surgery.registry import MAC_COUNTERS, RECORD_KINDS
 from lightning_compress.surgery.replay import apply_history, enable_history_restore
 from lightning_compress.surgery.report import format_neuron_report, layer_widths, neuron_report
+from lightning_compress.surgery.selectors import check_selectors
 from lightning_compress.surgery.size import count_params_and_macs
 
 __all__ = [

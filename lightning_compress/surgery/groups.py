@@ -13,7 +13,6 @@ pre-activation layout, where a BatchNorm follows a residual add, is not told apa
 
 from __future__ import annotations
 
-import fnmatch
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,9 +24,9 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from lightning_compress._checks import ArgumentError
 from lightning_compress.functional.sliced import GroupPiece
 from lightning_compress.surgery.norms import layers_feeding_feature_norms
+from lightning_compress.surgery.selectors import LayerSelector, matches, validate_selectors
 
 __all__ = [
     "GROUP_MODES",
@@ -35,7 +34,6 @@ __all__ = [
     "LayerSelector",
     "NeuronGroups",
     "build_dependency_graph",
-    "check_selectors",
     "find_groups",
     "kept_modes",
 ]
@@ -57,8 +55,6 @@ class GroupMode(str, Enum):
 GROUP_MODES = tuple(m.value for m in GroupMode)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
-
-LayerSelector = str | type[nn.Module]
 
 
 @dataclass
@@ -200,42 +196,6 @@ def _slices_of(
     return out
 
 
-def check_selectors(include: Sequence[LayerSelector] | None, exclude: Sequence[LayerSelector]) -> None:
-    """Reject a bare string or type where a list of layer selectors is expected.
-
-    Example:
-        >>> check_selectors(["model.1", nn.Conv2d], ())
-        >>> check_selectors("model.1", ())
-        Traceback (most recent call last):
-        ...
-        lightning_compress._checks.ArgumentError: include must be a list of name patterns or module types, got 'model.1'
-    """
-    for name, value in (("include", include or []), ("exclude", exclude)):
-        if isinstance(value, (str, type)):
-            raise ArgumentError(
-                name, f"{name} must be a list of name patterns or module types, got {value!r}"
-            )
-
-
-def _matches(name: str, layer: nn.Module, selectors: Sequence[LayerSelector]) -> bool:
-    for sel in selectors:
-        if isinstance(sel, str) and fnmatch.fnmatchcase(name, sel):
-            return True
-        if isinstance(sel, type) and isinstance(layer, sel):
-            return True
-    return False
-
-
-def _check_selectors(model: nn.Module, selectors: Sequence[LayerSelector], argument: str) -> None:
-    named = [(n, m) for n, m in model.named_modules() if n]
-    for sel in selectors:
-        if not isinstance(sel, (str, type)):
-            raise TypeError(f"{argument} entries must be name patterns or module types, got {sel!r}")
-        if not any(_matches(n, m, [sel]) for n, m in named):
-            layers = ", ".join(n for n, m in named if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)))
-            raise ValueError(f"{argument} entry {sel!r} matches no layer; layers are: {layers}")
-
-
 def find_groups(
     model: nn.Module,
     example_inputs: Any,
@@ -262,8 +222,8 @@ def find_groups(
         >>> [(g.name, g.num_groups) for g in groups]
         [('1', 300), ('3', 100)]
     """
-    _check_selectors(model, list(include or []), "include")
-    _check_selectors(model, exclude, "exclude")
+    validate_selectors(model, list(include or []), "include")
+    validate_selectors(model, exclude, "exclude")
     dg = graph if graph is not None else build_dependency_graph(model, example_inputs)
     names = {m: n for n, m in model.named_modules()}
     families: list[NeuronGroups] = []
@@ -285,9 +245,9 @@ def find_groups(
         if not has_consumer or not producers:
             continue  # an output layer: its neurons are the model's outputs
         layers = [model.get_submodule(n) for n in producers]
-        if include and not any(_matches(n, m, include) for n, m in zip(producers, layers, strict=True)):
+        if include and not any(matches(n, m, include) for n, m in zip(producers, layers, strict=True)):
             continue
-        if any(_matches(n, m, exclude) for n, m in zip(producers, layers, strict=True)):
+        if any(matches(n, m, exclude) for n, m in zip(producers, layers, strict=True)):
             continue
         root = names[group[0].dep.target.module]
         families.append(NeuronGroups(root, len(group[0].idxs), slices, sorted(set(producers))))

@@ -105,7 +105,8 @@ def _stop_with_parent(stop: threading.Event, interval: float = 1.0) -> None:
             import ctypes
 
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG: SIGTERM when the parent exits
+            # PR_SET_PDEATHSIG: SIGUSR2 when the parent exits (Lightning takes SIGTERM over during fit)
+            libc.prctl(1, signal.SIGUSR2, 0, 0, 0)
         except (OSError, AttributeError):
             pass  # the watchdog below still notices
 
@@ -135,6 +136,7 @@ def work(sweep_path: str, overrides: list[str], storage_url: str, n_trials: int,
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR2, lambda *_: stop.set())
     _stop_with_parent(stop)
     failures = 0
     while not stop.is_set():
@@ -162,10 +164,13 @@ def work(sweep_path: str, overrides: list[str], storage_url: str, n_trials: int,
             study.tell(trial, values)
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
-        except Interrupted:
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C); queued again")
+        except (Interrupted, SystemExit) as err:  # Lightning ends fit with SystemExit on SIGTERM
+            reason = "interrupted" if isinstance(err, Interrupted) else "terminated (SIGTERM)"
+            trial.set_user_attr("fail_reason", f"{reason}; queued again")
             study.tell(trial, state=TrialState.FAIL)
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+            if isinstance(err, SystemExit):
+                return EXIT_INTERRUPTED
         except Exception as err:  # a failing trial must not end the sweep
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
             study.tell(trial, state=TrialState.FAIL)
