@@ -11,6 +11,14 @@ from lightning_compress.functional.group_lasso import (
     trimmed,
     trimmed_prox_scores,
 )
+from lightning_compress.functional.low_rank import (
+    as_matrix,
+    break_even_rank,
+    choose_rank,
+    nuclear_norm,
+    singular_value_threshold,
+    truncated_svd,
+)
 from lightning_compress.functional.selection import select_removable
 from lightning_compress.functional.sliced import (
     GroupPiece,
@@ -24,11 +32,16 @@ from lightning_compress.functional.sliced import (
 
 __all__ = [
     "GroupPiece",
+    "as_matrix",
     "batched_group_prox_",
+    "break_even_rank",
     "check_strength",
+    "choose_rank",
     "group_lasso_penalty",
+    "nuclear_norm",
     "prox_sparse_group_lasso",
     "select_removable",
+    "singular_value_threshold",
     "sliced_group_sizes",
     "sliced_group_sq_norms",
     "sliced_penalty",
@@ -37,4 +50,5 @@ __all__ = [
     "soft_threshold",
     "trimmed",
     "trimmed_prox_scores",
+    "truncated_svd",
 ]

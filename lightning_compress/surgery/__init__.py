@@ -20,6 +20,7 @@ from lightning_compress.surgery.compact import (
     plan_removals,
     removable_groups,
 )
+from lightning_compress.surgery.factorize import factorize_layer, factorized, is_factorized
 from lightning_compress.surgery.groups import (
     GROUP_MODES,
     GroupMode,
@@ -59,6 +60,8 @@ __all__ = [
     "count_params_and_macs",
     "effective_size",
     "enable_history_restore",
+    "factorize_layer",
+    "factorized",
     "find_groups",
     "format_neuron_report",
     "fresh_state",
@@ -69,6 +72,7 @@ __all__ = [
     "history_version",
     "input_groups",
     "input_statistics",
+    "is_factorized",
     "kept_modes",
     "layer_input_rows",
     "layer_widths",

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from lightning_compress.surgery.factorize import replay_factorize
 from lightning_compress.surgery.inputs import (
     InputSelectLinear,
     count_input_select_macs,
@@ -31,6 +32,7 @@ RECORD_KINDS: Mapping[str, Replay] = MappingProxyType(
     {
         "prune": replay_prune,
         "select_inputs": replay_select_inputs,
+        "factorize": replay_factorize,
     }
 )
 

@@ -1,0 +1,137 @@
+"""Split a layer into two thin layers (Alvarez & Salzmann 2017): the ``factorize`` history record.
+
+A ``Linear(in, out)`` of rank ``r`` becomes ``Sequential(Linear(in, r, bias=False), Linear(r, out))``; a
+``Conv2d(in, out, k)`` becomes ``Sequential(Conv2d(in, r, k, stride, padding, dilation, bias=False),
+Conv2d(r, out, 1))``. The pair stays under the old layer's name and is plain PyTorch. Grouped and
+transposed convolutions are not factorized (an error says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from lightning_compress.functional.low_rank import truncated_svd
+from lightning_compress.surgery.history import append_history
+from lightning_compress.surgery.optimizer import StateFn, fresh_state, rebind_optimizer
+
+__all__ = ["factorize_layer", "factorized", "is_factorized", "replay_factorize"]
+
+
+def _check(layer: nn.Module, name: str) -> nn.Linear | nn.Conv2d:
+    if isinstance(layer, nn.Conv2d):
+        if layer.groups != 1 or layer.transposed:
+            raise ValueError(f"layer {name!r}: grouped and transposed convolutions cannot be factorized")
+        return layer
+    if isinstance(layer, nn.Linear):
+        return layer
+    raise ValueError(
+        f"layer {name!r} is {type(layer).__name__}: only Linear and Conv2d layers can be factorized"
+    )
+
+
+@torch.no_grad()
+def factorized(layer: nn.Linear | nn.Conv2d, rank: int) -> nn.Sequential:
+    """The two thin layers that replace ``layer`` at ``rank`` (its truncated SVD; exact at full rank).
+
+    Example:
+        >>> layer = nn.Linear(6, 4); pair = factorized(layer, 4); x = torch.randn(3, 6)
+        >>> pair, torch.allclose(pair(x), layer(x), atol=1e-5)
+        (Sequential(
+          (0): Linear(in_features=6, out_features=4, bias=False)
+          (1): Linear(in_features=4, out_features=4, bias=True)
+        ), True)
+    """
+    a, b = truncated_svd(layer.weight, rank)  # W ~ a @ b, a: out x r, b: r x fan_in
+    has_bias = layer.bias is not None
+    first: nn.Module
+    second: nn.Module
+    if isinstance(layer, nn.Conv2d):
+        kh, kw = layer.kernel_size
+        first = nn.Conv2d(
+            layer.in_channels,
+            rank,
+            (kh, kw),
+            stride=cast(tuple[int, int], layer.stride),
+            padding=cast("str | tuple[int, int]", layer.padding),
+            dilation=cast(tuple[int, int], layer.dilation),
+            bias=False,
+            padding_mode=layer.padding_mode,
+        )
+        second = nn.Conv2d(rank, layer.out_channels, 1, bias=has_bias)
+        first.weight.copy_(b.reshape(first.weight.shape))
+        second.weight.copy_(a.reshape(second.weight.shape))
+    else:
+        first = nn.Linear(layer.in_features, rank, bias=False)
+        second = nn.Linear(rank, layer.out_features, bias=has_bias)
+        first.weight.copy_(b)
+        second.weight.copy_(a)
+    if layer.bias is not None and second.bias is not None:
+        second.bias.copy_(layer.bias)
+    pair = nn.Sequential(first, second).to(device=layer.weight.device, dtype=layer.weight.dtype)
+    return pair.train(layer.training)
+
+
+def is_factorized(module: nn.Module) -> bool:
+    """Whether ``module`` is a pair made by :func:`factorized` (two thin Linear or Conv2d layers).
+
+    Example:
+        >>> is_factorized(factorized(nn.Linear(6, 4), 2)), is_factorized(nn.Linear(6, 4))
+        (True, False)
+    """
+    if not isinstance(module, nn.Sequential) or len(module) != 2:
+        return False
+    first, second = module[0], module[1]
+    return (isinstance(first, nn.Linear) and isinstance(second, nn.Linear) and first.bias is None) or (
+        isinstance(first, nn.Conv2d) and isinstance(second, nn.Conv2d) and second.kernel_size == (1, 1)
+    )
+
+
+def _carry(key: str, value: torch.Tensor, old: nn.Parameter, new: nn.Parameter) -> torch.Tensor:
+    return value.clone()
+
+
+def factorize_layer(
+    model: nn.Module, name: str, rank: int, *, optimizers: Sequence[torch.optim.Optimizer] = ()
+) -> list[dict[str, Any]]:
+    """Replace layer ``name`` by its rank-``rank`` pair, rebind ``optimizers``, and record it.
+
+    In the optimizers the two factors take the old weight's place in its param group with fresh state
+    (momentum and moments of the dense weight do not project onto the factors exactly); the bias keeps
+    its state.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> factorize_layer(model, "0", 2)
+        [{'kind': 'factorize', 'module': '0', 'rank': 2}]
+        >>> model[0][0].weight.shape, model[0][1].weight.shape
+        (torch.Size([2, 6]), torch.Size([4, 2]))
+    """
+    layer = _check(model.get_submodule(name), name)
+    pair = factorized(layer, rank)
+    model.set_submodule(name, pair)
+    first, second = cast(nn.Linear, pair[0]), cast(nn.Linear, pair[1])  # or both Conv2d
+    weight = cast(nn.Parameter, layer.weight)
+    replaced: dict[nn.Parameter, list[tuple[nn.Parameter, StateFn]]] = {
+        weight: [
+            (cast(nn.Parameter, first.weight), fresh_state),
+            (cast(nn.Parameter, second.weight), fresh_state),
+        ]
+    }
+    if layer.bias is not None:
+        replaced[layer.bias] = [(cast(nn.Parameter, second.bias), _carry)]
+    for optimizer in optimizers:
+        rebind_optimizer(optimizer, replaced)
+    record = {"kind": "factorize", "module": name, "rank": int(rank)}
+    append_history(model, [record])
+    return [record]
+
+
+def replay_factorize(model: nn.Module, record: dict[str, Any], example_inputs: Any) -> None:
+    """Replay a ``{"kind": "factorize", "module": NAME, "rank": R}`` record (shapes; weights load after)."""
+    name = record["module"]
+    layer = _check(model.get_submodule(name), name)
+    model.set_submodule(name, factorized(layer, int(record["rank"])))
