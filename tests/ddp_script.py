@@ -10,12 +10,12 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_compress._compat import close_process_group
-from lightning_compress.callbacks import GroupSparsity, StructuredPruning
+from lightning_compress.callbacks import GroupSparsity, LowRank, StructuredPruning
 from lightning_compress.models import Classifier
 from lightning_compress.surgery import capture_inputs, get_history, input_statistics
 
 
-def main(out: str) -> None:
+def main(out: str, method: str = "group_sparsity") -> None:
     faulthandler.enable()  # a native crash (gloo, DDP re-wrap) prints its stack instead of dying silently
     torch.set_num_threads(1)
     pl.seed_everything(0, verbose=False)
@@ -32,7 +32,9 @@ def main(out: str) -> None:
         callbacks=[
             GroupSparsity(0.05, log_effective_size=False),
             StructuredPruning(epochs=[0, 1], min_width=4),
-        ],
+        ]
+        if method == "group_sparsity"
+        else [LowRank(2.0, every_n_steps=2, split_epochs=[0], split_at_fit_end=False)],
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -42,14 +44,15 @@ def main(out: str) -> None:
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     # activation statistics over each rank's own shard: reduced, every rank must hold the sum of both
     shard = data.tensors[0][trainer.global_rank :: 2]
-    stats = input_statistics(module.model, ["1", "3"], DataLoader(shard, batch_size=16))
-    local = capture_inputs(module.model, ["1"], shard)["1"].double()
+    names = ["1", "3"] if method == "group_sparsity" else ["1.0", "3.0"]  # split layers: their first half
+    stats = input_statistics(module.model, names, DataLoader(shard, batch_size=16))
+    local = capture_inputs(module.model, names[:1], shard)[names[0]].double()
     torch.save(
         {
             "state": state,
             "history": get_history(module),
-            "xxt": {k: s.xxt for k, s in stats.items()},
-            "count": stats["3"].count,
+            "xxt": {k.split(".")[0]: s.xxt for k, s in stats.items()},
+            "count": stats[names[1]].count,
             "local_xxt": local.T @ local,
         },
         f"{out}/rank{trainer.global_rank}.pt",
@@ -58,4 +61,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

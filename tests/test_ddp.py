@@ -31,3 +31,25 @@ def test_two_process_ddp_prox_and_prune_agree(tmp_path: Path) -> None:
     total = rank0["local_xxt"] + rank1["local_xxt"]
     assert torch.allclose(rank0["xxt"]["1"], total, rtol=1e-9, atol=1e-6)
     assert not torch.allclose(rank0["local_xxt"], total)
+
+
+def test_two_process_ddp_low_rank_split_agrees(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPT.parents[1])}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path), "low_rank"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    start = max(proc.stderr.find("Traceback"), proc.stderr.find("Fatal Python error"))
+    assert proc.returncode == 0, proc.stderr[start : start + 4000] if start >= 0 else proc.stderr[-4000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    factorized = [r for r in rank0["history"] if r["kind"] == "factorize"]
+    assert factorized and rank0["history"] == rank1["history"], (
+        "both ranks split the same layers at the same ranks"
+    )
+    assert rank0["state"].keys() == rank1["state"].keys() and "model.1.0.weight" in rank0["state"]
+    for key, value in rank0["state"].items():
+        assert torch.equal(value, rank1["state"][key]), key

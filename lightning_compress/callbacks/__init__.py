@@ -3,6 +3,7 @@
 from lightning_compress.callbacks._proximal import ProxSchedule
 from lightning_compress.callbacks.atomic_checkpoint import AtomicCheckpointIO, EpochCheckpoint
 from lightning_compress.callbacks.group_sparsity import GroupSparsity
+from lightning_compress.callbacks.low_rank import LowRank
 from lightning_compress.callbacks.neuron_report import NeuronReport
 from lightning_compress.callbacks.structured_pruning import StructuredPruning
 
@@ -10,6 +11,7 @@ __all__ = [
     "AtomicCheckpointIO",
     "EpochCheckpoint",
     "GroupSparsity",
+    "LowRank",
     "NeuronReport",
     "ProxSchedule",
     "StructuredPruning",

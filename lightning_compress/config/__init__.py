@@ -4,6 +4,7 @@ from lightning_compress.config.build import build_datamodule, build_module, trai
 from lightning_compress.config.errors import ConfigError
 from lightning_compress.config.group_sparsity import GroupSparsityConfig
 from lightning_compress.config.load import load_config, to_yaml, validate_config
+from lightning_compress.config.low_rank import LowRankConfig
 from lightning_compress.config.methods import METHODS, CompressionConfig, Method, build_callbacks
 from lightning_compress.config.neuron_report import NeuronReportConfig
 from lightning_compress.config.pruning import PruningConfig
@@ -28,6 +29,7 @@ __all__ = [
     "DataConfig",
     "DatasetName",
     "GroupSparsityConfig",
+    "LowRankConfig",
     "Method",
     "ModelConfig",
     "ModelName",

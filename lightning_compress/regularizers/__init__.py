@@ -8,5 +8,6 @@ and offers its penalty, its exact proximal step and a subgradient. The callbacks
 
 from lightning_compress.regularizers.base import Regularizer
 from lightning_compress.regularizers.group_lasso import Cost, GroupLasso
+from lightning_compress.regularizers.nuclear_norm import NuclearNorm
 
-__all__ = ["Cost", "GroupLasso", "Regularizer"]
+__all__ = ["Cost", "GroupLasso", "NuclearNorm", "Regularizer"]

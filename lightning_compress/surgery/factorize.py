@@ -45,6 +45,7 @@ def factorized(layer: nn.Linear | nn.Conv2d, rank: int) -> nn.Sequential:
           (1): Linear(in_features=4, out_features=4, bias=True)
         ), True)
     """
+    _check(layer, type(layer).__name__)
     a, b = truncated_svd(layer.weight, rank)  # W ~ a @ b, a: out x r, b: r x fan_in
     has_bias = layer.bias is not None
     first: nn.Module
@@ -121,8 +122,9 @@ def factorize_layer(
             (cast(nn.Parameter, second.weight), fresh_state),
         ]
     }
-    if layer.bias is not None:
-        replaced[layer.bias] = [(cast(nn.Parameter, second.bias), _carry)]
+    old_bias, new_bias = cast("nn.Parameter | None", layer.bias), second.bias
+    if old_bias is not None and new_bias is not None:
+        replaced[old_bias] = [(new_bias, _carry)]
     for optimizer in optimizers:
         rebind_optimizer(optimizer, replaced)
     record = {"kind": "factorize", "module": name, "rank": int(rank)}
