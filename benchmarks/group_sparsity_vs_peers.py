@@ -17,6 +17,8 @@ Every run trains ``--epochs`` epochs in total (SGD momentum 0.9, lr 0.05 cosine,
                the whole budget: what the found architecture is worth without the compression run
   lt_pruning   Lightning ModelPruning (ln_structured, L1, rows) at mid-training, fine-tuned with the
                masks, then zero rows removed physically (constant neurons folded into the next bias)
+  svd          post-hoc truncated SVD: half the epochs dense, every hidden layer split in two at the
+               largest rank keeping at most 1 - LEVEL of its parameters, fine-tune the other half
 
 Usage: python benchmarks/group_sparsity_vs_peers.py [--epochs 30] [--jobs ours:0.001 tp_magnitude:0.9 ...]
 Results are appended to benchmarks/results/group_sparsity_vs_peers.jsonl, one line per run; the method
@@ -40,8 +42,9 @@ from lightning.pytorch.callbacks import Callback, ModelPruning
 
 from lightning_compress.config import CompressionConfig, build_callbacks, load_config
 from lightning_compress.data import FashionMNISTDataModule
+from lightning_compress.functional import choose_rank
 from lightning_compress.models import Classifier
-from lightning_compress.surgery import find_groups, kept_modes, layer_widths, remove_groups
+from lightning_compress.surgery import factorize_layer, find_groups, kept_modes, layer_widths, remove_groups
 
 OUT = Path(__file__).resolve().parent / "results" / "group_sparsity_vs_peers.jsonl"
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -191,6 +194,15 @@ def run(
         _fit(module, dm, half, [_Regularize(pruner)] if method == "tp_groupnorm" else [])
         with kept_modes(net):
             pruner.step()
+        _fit(module, dm, epochs - half, [])
+    elif method == "svd":
+        _fit(module, dm, half, [])
+        for name in [f"model.{n}" for n in [*layer_widths(module.model)][:-1]]:
+            weight = _weight(module, name)
+            matrix = weight.detach().reshape(weight.shape[0], -1)
+            shape = (int(matrix.shape[0]), int(matrix.shape[1]))
+            rank = choose_rank(torch.linalg.svdvals(matrix), param_ratio=1 - level, shape=shape)
+            factorize_layer(module, name, rank)
         _fit(module, dm, epochs - half, [])
     elif method == "lt_pruning":
         net = module.model

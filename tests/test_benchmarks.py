@@ -9,8 +9,6 @@ from types import ModuleType
 
 import pytest
 
-from lightning_compress.callbacks import GroupSparsity
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,7 +33,7 @@ RECIPES = sorted((ROOT / "benchmarks" / "recipes").glob("*.yaml"))
 def test_every_recipe_builds_its_callbacks(peers: ModuleType, path: Path) -> None:
     recipe = peers.load_recipe(path, 0.002, 12)
     callbacks = peers.build_callbacks(recipe.compression)
-    assert isinstance(callbacks[0], GroupSparsity) and callbacks[0].strength == 0.002
+    assert any(getattr(cb, "strength", None) == 0.002 for cb in callbacks)
     assert recipe.description
 
 

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning_compress._checks import ArgumentError
 from lightning_compress.config.errors import ConfigError
 from lightning_compress.config.group_sparsity import GroupSparsityConfig, build_group_sparsity
+from lightning_compress.config.low_rank import LowRankConfig, build_low_rank
 from lightning_compress.config.neuron_report import NeuronReportConfig, build_neuron_report
 from lightning_compress.config.pruning import PruningConfig, build_pruning
 
@@ -43,6 +44,7 @@ METHODS = MappingProxyType(
         "group_sparsity": Method(
             GroupSparsityConfig, build_group_sparsity, "zero whole neurons (group lasso)"
         ),
+        "low_rank": Method(LowRankConfig, build_low_rank, "low-rank weights, layers split in two"),
         "pruning": Method(PruningConfig, build_pruning, "remove (near-)zero neurons physically"),
         "neuron_report": Method(
             NeuronReportConfig, build_neuron_report, "log how many neurons are near zero"
