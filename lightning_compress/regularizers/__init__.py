@@ -6,8 +6,8 @@ and offers its penalty, its exact proximal step and a subgradient. The callbacks
 :meth:`~Regularizer.prox_` after ``optimizer.step()``.
 """
 
-from lightning_compress.regularizers.base import Regularizer
+from lightning_compress.regularizers.base import AttachedRegularizer, Regularizer
 from lightning_compress.regularizers.group_lasso import Cost, GroupLasso
 from lightning_compress.regularizers.nuclear_norm import NuclearNorm
 
-__all__ = ["Cost", "GroupLasso", "NuclearNorm", "Regularizer"]
+__all__ = ["AttachedRegularizer", "Cost", "GroupLasso", "NuclearNorm", "Regularizer"]

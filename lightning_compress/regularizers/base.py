@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-__all__ = ["Regularizer"]
+from lightning_compress.surgery import history_version
+
+__all__ = ["AttachedRegularizer", "Regularizer"]
 
 
 @runtime_checkable
@@ -61,3 +64,50 @@ class Regularizer(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
+
+
+class AttachedRegularizer:
+    """What every regularizer does with its model: keep it, trace it, and notice shape changes.
+
+    Subclasses implement ``_build(model, example_inputs)``, called by :meth:`refresh` when the model's
+    compression history moved (a prune, a split) or when forced.
+
+    Example:
+        >>> class Count(AttachedRegularizer):
+        ...     def _build(self, model, example_inputs):
+        ...         self.layers = len(list(model.children()))
+        >>> reg = Count(); reg.attach(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), torch.zeros(1, 2)); reg.layers
+        2
+    """
+
+    def __init__(self) -> None:
+        self._model: nn.Module | None = None
+        self._inputs: Any = None
+        self._version = -1
+
+    def attach(self, model: nn.Module, example_inputs: Any | Callable[[], Any]) -> None:
+        """Find what the penalty acts on in ``model`` (traced with ``example_inputs``, or a callable
+        returning them, called each time the model is traced again)."""
+        self._model, self._inputs = model, example_inputs
+        self.refresh(force=True)
+
+    @property
+    def model(self) -> nn.Module:
+        """The attached model."""
+        if self._model is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not attached to a model: call attach(model, example_inputs)"
+            )
+        return self._model
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Rebuild if the model's shape changed since the last build (or if ``force``)."""
+        model = self.model
+        version = history_version(model)
+        if version == self._version and not force:
+            return
+        self._build(model, self._inputs() if callable(self._inputs) else self._inputs)
+        self._version = version
+
+    def _build(self, model: nn.Module, example_inputs: Any) -> None:
+        raise NotImplementedError

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -24,6 +24,7 @@ from lightning_compress.functional import (
     sliced_prox_,
     trimmed,
 )
+from lightning_compress.regularizers.base import AttachedRegularizer
 from lightning_compress.surgery import (
     INPUTS_SUFFIX,
     GroupMode,
@@ -32,7 +33,6 @@ from lightning_compress.surgery import (
     check_selectors,
     find_groups,
     group_cost_weights,
-    history_version,
     input_groups,
 )
 
@@ -74,7 +74,7 @@ class _Batch:
     keep: list[int]
 
 
-class GroupLasso:
+class GroupLasso(AttachedRegularizer):
     r"""Group lasso / sparse group lasso over every neuron and channel (Alvarez & Salzmann, NIPS 2016).
 
     The penalty is :math:`\sum_l \lambda_l \big[(1-\alpha)\sqrt{P_l}\sum_n \|\theta_{ln}\|_2 + \alpha\|\theta_l\|_1\big]`
@@ -125,6 +125,7 @@ class GroupLasso:
         cost_exponent: float = 1.0,
         keep_ratio: float = 0.0,
     ) -> None:
+        super().__init__()
         self.strength = check_nonneg(strength, "strength")
         if isinstance(l1_ratio, bool) or not isinstance(l1_ratio, (int, float)) or not 0.0 <= l1_ratio <= 1.0:
             raise ArgumentError("l1_ratio", f"l1_ratio must be in [0, 1], got {l1_ratio=}")
@@ -152,43 +153,21 @@ class GroupLasso:
             raise ArgumentError("keep_ratio", f"keep_ratio must be a fraction in [0, 1), got {keep_ratio=!r}")
         self.keep_ratio = float(keep_ratio)
         self.widths: dict[str, int] = {}  # layer -> number of groups when first seen (keep_ratio's base)
-        self._model: nn.Module | None = None
-        self._inputs: Any = None
         self._families: list[_Family] = []
         self._batch = _Batch([], [], torch.empty(0), [])
-        self._version = -1
 
     def __repr__(self) -> str:
         return f"GroupLasso(strength={self.strength}, l1_ratio={self.l1_ratio}, groups={self.groups.value!r})"
 
     # ------------------------------------------------------------- set-up
-    def attach(self, model: nn.Module, example_inputs: Any | Callable[[], Any]) -> None:
-        """Find the groups of ``model`` (traced with ``example_inputs``, or a callable returning them)."""
-        self._model, self._inputs = model, example_inputs
-        self.refresh(force=True)
-
-    @property
-    def model(self) -> nn.Module:
-        if self._model is None:
-            raise RuntimeError("GroupLasso is not attached to a model: call attach(model, example_inputs)")
-        return self._model
-
-    def _example_inputs(self) -> Any:
-        return self._inputs() if callable(self._inputs) else self._inputs
-
     def _layer_strength(self, family: NeuronGroups) -> float:
         for pattern, value in self.layer_strengths.items():
             if any(fnmatch.fnmatchcase(name, pattern) for name in family.layers):
                 return value
         return self.strength
 
-    def refresh(self, *, force: bool = False) -> None:
-        """Rebuild the groups if the model's shape changed since the last build (or if ``force``)."""
-        model = self.model
-        version = history_version(model)
-        if version == self._version and self._families and not force:
-            return
-        x = self._example_inputs()
+    def _build(self, model: nn.Module, x: Any) -> None:
+        """Find the groups, their sizes, strengths and floors (after any shape change)."""
         found = find_groups(model, x, include=self.include, exclude=self.exclude)
         if not found:
             raise ValueError("no layer to regularize: include/exclude leave no prunable layer")
@@ -217,7 +196,6 @@ class GroupLasso:
             torch.cat([f.sqrt_sizes * f.strength for f in active]) if active else torch.empty(0),
             [f.keep for f in active],
         )
-        self._version = version
 
     def _family(self, groups: NeuronGroups, mode: GroupMode, strength: float, keep: int) -> _Family:
         pieces = groups.pieces(self.model, mode)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -11,18 +11,18 @@ from torch import nn
 
 from lightning_compress._checks import ArgumentError, check_nonneg
 from lightning_compress.functional import as_matrix, nuclear_norm, singular_value_threshold
+from lightning_compress.regularizers.base import AttachedRegularizer
 from lightning_compress.surgery import (
     LayerSelector,
     check_selectors,
     find_groups,
-    history_version,
     is_factorized,
 )
 
 __all__ = ["NuclearNorm"]
 
 
-class NuclearNorm:
+class NuclearNorm(AttachedRegularizer):
     r"""``sum_l tau_l ||W_l||_*`` over the Linear and Conv2d layers (conv weights as ``out x in*kh*kw``).
 
     Its prox, singular value thresholding, leaves each weight at a lower rank; a layer whose rank falls
@@ -53,6 +53,7 @@ class NuclearNorm:
         include: Sequence[LayerSelector] | None = None,
         exclude: Sequence[LayerSelector] = (),
     ) -> None:
+        super().__init__()
         self.strength = check_nonneg(strength, "strength")
         self.layer_strengths = {
             str(k): check_nonneg(v, f"layer_strengths[{k!r}]") for k, v in (layer_strengths or {}).items()
@@ -61,37 +62,18 @@ class NuclearNorm:
         self.include = list(include) if include else None
         self.exclude = list(exclude)
         self.ranks: dict[str, int] = {}
-        self._model: nn.Module | None = None
-        self._inputs: Any = None
         self._layers: list[tuple[str, nn.Linear | nn.Conv2d, float]] = []
-        self._version = -1
 
     def __repr__(self) -> str:
         return f"NuclearNorm(strength={self.strength})"
-
-    def attach(self, model: nn.Module, example_inputs: Any | Callable[[], Any]) -> None:
-        """Find the layers of ``model`` to regularize (traced with ``example_inputs``)."""
-        self._model, self._inputs = model, example_inputs
-        self.refresh(force=True)
-
-    @property
-    def model(self) -> nn.Module:
-        if self._model is None:
-            raise RuntimeError("NuclearNorm is not attached to a model: call attach(model, example_inputs)")
-        return self._model
 
     def _strength(self, name: str) -> float:
         return next(
             (v for p, v in self.layer_strengths.items() if fnmatch.fnmatchcase(name, p)), self.strength
         )
 
-    def refresh(self, *, force: bool = False) -> None:
-        """Re-find the layers if the model's shape changed since the last call (or if ``force``)."""
-        model = self.model
-        version = history_version(model)
-        if version == self._version and not force:
-            return
-        x = self._inputs() if callable(self._inputs) else self._inputs
+    def _build(self, model: nn.Module, x: Any) -> None:
+        """Find the layers to regularize (after any shape change)."""
         split = {n for n, m in model.named_modules() if is_factorized(m)}
         names = sorted(
             {p for f in find_groups(model, x, include=self.include, exclude=self.exclude) for p in f.layers}
@@ -113,7 +95,6 @@ class NuclearNorm:
                     "layer_strengths", f"layer_strengths pattern {pattern!r} matches no layer"
                 )
         self._layers = layers
-        self._version = version
 
     @torch.no_grad()
     def prox_(self, step: float) -> None:
