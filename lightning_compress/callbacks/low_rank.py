@@ -11,7 +11,7 @@ import torch
 from lightning_compress._checks import ArgumentError
 from lightning_compress.callbacks._proximal import ProximalCallback, ProxSchedule
 from lightning_compress.callbacks._shape_change import change_shape
-from lightning_compress.functional import as_matrix, break_even_rank, choose_rank
+from lightning_compress.functional import split_rank
 from lightning_compress.regularizers import NuclearNorm
 from lightning_compress.surgery import LayerSelector, factorize_layer
 
@@ -119,21 +119,19 @@ class LowRank(ProximalCallback):
     def state_key(self) -> str:
         return self._generate_state_key(strength=self.strength, every_n_steps=self.every_n_steps)
 
-    @torch.no_grad()
     def split_plan(self, pl_module: pl.LightningModule) -> dict[str, int]:
         """Layer name -> the rank it would be split at now (only layers below their break-even rank)."""
         self._attach(pl_module)
         plan = {}
         for name in self.regularizer.layer_names():
             weight = pl_module.get_submodule(name).weight
-            if not isinstance(weight, torch.Tensor):
-                continue
-            matrix = as_matrix(weight)
-            s = torch.linalg.svdvals(matrix.float())
-            tol = self.rel_tol * float(s.max()) if s.numel() else 0.0
-            rank = choose_rank(s, energy=self.energy) if self.energy is not None else choose_rank(s, tol=tol)
-            if rank < break_even_rank(*matrix.shape):
-                plan[name] = int(rank)
+            rank = (
+                split_rank(weight, energy=self.energy, rel_tol=self.rel_tol)
+                if isinstance(weight, torch.Tensor)
+                else None
+            )
+            if rank is not None:
+                plan[name] = rank
         return plan
 
     def split(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[dict[str, Any]]:

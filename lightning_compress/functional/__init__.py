@@ -17,6 +17,7 @@ from lightning_compress.functional.low_rank import (
     choose_rank,
     nuclear_norm,
     singular_value_threshold,
+    split_rank,
     truncated_svd,
 )
 from lightning_compress.functional.selection import select_removable
@@ -48,6 +49,7 @@ __all__ = [
     "sliced_penalty_grad_",
     "sliced_prox_",
     "soft_threshold",
+    "split_rank",
     "trimmed",
     "trimmed_prox_scores",
     "truncated_svd",

@@ -17,6 +17,7 @@ __all__ = [
     "choose_rank",
     "nuclear_norm",
     "singular_value_threshold",
+    "split_rank",
     "truncated_svd",
 ]
 
@@ -133,3 +134,22 @@ def choose_rank(
         m, n = shape
         return max(1, min(values.numel(), math.floor(param_ratio * m * n / (m + n) + 1e-9)))
     return max(1, int((values > tol).sum()))
+
+
+def split_rank(weight: torch.Tensor, *, energy: float | None = None, rel_tol: float = 1e-5) -> int | None:
+    """The rank to split ``weight`` at, or ``None`` when a split would not save parameters.
+
+    The rank is the number of singular values above ``rel_tol`` times the largest (what a nuclear-norm
+    prox left), or the ``energy`` rule of :func:`choose_rank`; a split pays only below
+    :func:`break_even_rank`.
+
+    Example:
+        >>> w = torch.zeros(40, 60); w[0, 0] = 3.0; w[1, 1] = 1.0
+        >>> split_rank(w), split_rank(torch.eye(40, 60))
+        (2, None)
+    """
+    matrix = as_matrix(weight).detach().float()
+    s = torch.linalg.svdvals(matrix)
+    tol = rel_tol * float(s.max()) if s.numel() else 0.0
+    rank = choose_rank(s, energy=energy) if energy is not None else choose_rank(s, tol=tol)
+    return rank if rank < break_even_rank(*matrix.shape) else None
