@@ -3,6 +3,13 @@
 Nothing here knows about modules, Lightning or Torch-Pruning: functions take and return tensors.
 """
 
+from lightning_compress.functional.dalr import (
+    bias_compensation,
+    dalr_factors,
+    output_error,
+    output_moments,
+    output_spectrum,
+)
 from lightning_compress.functional.group_lasso import (
     check_strength,
     group_lasso_penalty,
@@ -20,6 +27,7 @@ from lightning_compress.functional.low_rank import (
     split_rank,
     truncated_svd,
 )
+from lightning_compress.functional.rank_budget import LayerSpectrum, allocate_ranks
 from lightning_compress.functional.selection import select_removable
 from lightning_compress.functional.sliced import (
     GroupPiece,
@@ -33,13 +41,20 @@ from lightning_compress.functional.sliced import (
 
 __all__ = [
     "GroupPiece",
+    "LayerSpectrum",
+    "allocate_ranks",
     "as_matrix",
     "batched_group_prox_",
+    "bias_compensation",
     "break_even_rank",
     "check_strength",
     "choose_rank",
+    "dalr_factors",
     "group_lasso_penalty",
     "nuclear_norm",
+    "output_error",
+    "output_moments",
+    "output_spectrum",
     "prox_sparse_group_lasso",
     "select_removable",
     "singular_value_threshold",

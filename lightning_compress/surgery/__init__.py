@@ -10,6 +10,13 @@ from lightning_compress.surgery.activations import (
     input_statistics,
     layer_input_rows,
 )
+from lightning_compress.surgery.calibrated import (
+    CalibrationOrder,
+    LayerResult,
+    LowRankMethod,
+    compress_low_rank,
+    low_rank_layers,
+)
 from lightning_compress.surgery.compact import (
     apply_removals,
     compress_zero_groups,
@@ -45,10 +52,13 @@ __all__ = [
     "INPUTS_SUFFIX",
     "MAC_COUNTERS",
     "RECORD_KINDS",
+    "CalibrationOrder",
     "GroupMode",
     "InputSelectLinear",
     "InputStatistics",
+    "LayerResult",
     "LayerSelector",
+    "LowRankMethod",
     "NeuronGroups",
     "append_history",
     "apply_history",
@@ -56,6 +66,7 @@ __all__ = [
     "build_dependency_graph",
     "capture_inputs",
     "check_selectors",
+    "compress_low_rank",
     "compress_zero_groups",
     "count_params_and_macs",
     "effective_size",
@@ -76,6 +87,7 @@ __all__ = [
     "kept_modes",
     "layer_input_rows",
     "layer_widths",
+    "low_rank_layers",
     "neuron_report",
     "plan_removals",
     "rebind_by_name",

@@ -8,7 +8,7 @@ the same statistics.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from lightning_compress.surgery.groups import kept_modes
 
@@ -98,9 +99,11 @@ class InputStatistics:
     """Running sums of one layer's input rows (see :func:`layer_input_rows`).
 
     Attributes:
-        xxt: ``sum_i x_i x_i^T``, ``(fan_in, fan_in)``, in float64.
-        sum: ``sum_i x_i``, ``(fan_in,)``, in float64.
+        xxt: ``sum_i x_i x_i^T``, ``(fan_in, fan_in)``, in float64 (of ``P x_i`` when projected through
+            ``P``; empty when only the mean was asked for).
+        sum: ``sum_i x_i``, ``(fan_in,)``, in float64 (never projected).
         count: Number of rows summed.
+        samples: Number of samples (first input dimension) seen: ``count / samples`` rows per sample.
 
     Example:
         >>> s = InputStatistics(torch.zeros(2, 2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
@@ -111,6 +114,8 @@ class InputStatistics:
     xxt: torch.Tensor
     sum: torch.Tensor
     count: int = 0
+    samples: int = 0
+    through: torch.Tensor | None = None
 
     @property
     def mean(self) -> torch.Tensor:
@@ -118,20 +123,23 @@ class InputStatistics:
         return self.sum / max(self.count, 1)
 
     def add_(self, rows: torch.Tensor) -> None:
-        rows = rows.to(self.xxt)
-        self.xxt.addmm_(rows.T, rows)
-        self.sum.add_(rows.sum(0))
+        self.sum.add_(rows.sum(0, dtype=self.sum.dtype))
         self.count += rows.shape[0]
+        if self.xxt.numel():
+            rows = rows.to(self.xxt)
+            if self.through is not None:
+                rows = rows @ self.through.to(rows).T
+            self.xxt.addmm_(rows.T, rows)
 
 
 def _all_reduce(stats: dict[str, InputStatistics]) -> None:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return
     for s in stats.values():
-        count = torch.tensor([float(s.count)], dtype=torch.float64, device=s.xxt.device)
-        for tensor in (s.xxt, s.sum, count):
+        counts = torch.tensor([float(s.count), float(s.samples)], dtype=torch.float64, device=s.xxt.device)
+        for tensor in (s.xxt, s.sum, counts):
             dist.all_reduce(tensor)
-        s.count = int(count.item())
+        s.count, s.samples = (int(c) for c in counts.tolist())
 
 
 @torch.no_grad()
@@ -143,6 +151,9 @@ def input_statistics(
     to_inputs: Callable[[Any], Any] | None = None,
     max_batches: int | None = None,
     device: torch.device | str | None = None,
+    through: Mapping[str, torch.Tensor] | None = None,
+    second_moments: bool = True,
+    progress: bool = False,
 ) -> dict[str, InputStatistics]:
     """Stream ``X^T X`` and the input sum of the named layers over ``batches`` (eval mode, no grad).
 
@@ -157,6 +168,10 @@ def input_statistics(
         to_inputs: Batch -> model input; default: the batch itself if it is a tensor, else its first item.
         max_batches: Stop after this many batches.
         device: Where to run the model's forward passes (default: where its first parameter is).
+        through: Layer name -> matrix ``P`` (``q x fan_in``): sum ``(P x)(P x)^T`` (``q x q``) instead
+            of ``x x^T``, e.g. ``P = W`` for the output moments ``Z Z^T`` when ``fan_in`` is large.
+        second_moments: ``False`` sums only the mean (``xxt`` stays empty).
+        progress: Show a progress bar over the batches.
 
     Example:
         >>> model = nn.Sequential(nn.Linear(3, 2))
@@ -169,15 +184,25 @@ def input_statistics(
     first = next(model.parameters(), None)
     dev = torch.device(device) if device is not None else (first.device if first is not None else None)
     stats = {}
+    through = dict(through or {})
+    if unknown := set(through) - set(layers):
+        raise ValueError(f"'through' names layers not in 'names': {sorted(unknown)}")
     for name, layer in layers.items():  # made up front: every rank reaches every all-reduce
         n = _fan_in(layer)
+        p = through.get(name)
+        if p is not None and (p.ndim != 2 or p.shape[1] != n):
+            raise ValueError(f"'through' matrix of {name!r} must be q x {n}, got {tuple(p.shape)}")
+        q = 0 if not second_moments else (n if p is None else p.shape[0])
         stats[name] = InputStatistics(
-            torch.zeros(n, n, dtype=torch.float64, device=dev),
+            torch.zeros(q, q, dtype=torch.float64, device=dev),
             torch.zeros(n, dtype=torch.float64, device=dev),
+            through=None if p is None else p.detach().to(dev),
         )
 
     def hook(layer: nn.Module, args: tuple[Any, ...], name: str) -> None:
-        stats[name].add_(layer_input_rows(layer, args[0].detach()))
+        x = args[0].detach()
+        stats[name].add_(layer_input_rows(layer, x))
+        stats[name].samples += x.shape[0]
 
     handles = [
         layer.register_forward_pre_hook(lambda m, a, name=name: hook(m, a, name))
@@ -186,7 +211,7 @@ def input_statistics(
     try:
         with kept_modes(model):
             model.eval()
-            for i, batch in enumerate(batches):
+            for i, batch in enumerate(tqdm(batches, desc="input statistics", disable=not progress)):
                 if max_batches is not None and i >= max_batches:
                     break
                 x = (

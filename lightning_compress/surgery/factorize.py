@@ -34,8 +34,18 @@ def _check(layer: nn.Module, name: str) -> nn.Linear | nn.Conv2d:
 
 
 @torch.no_grad()
-def factorized(layer: nn.Linear | nn.Conv2d, rank: int) -> nn.Sequential:
+def factorized(
+    layer: nn.Linear | nn.Conv2d,
+    rank: int,
+    *,
+    factors: tuple[torch.Tensor, torch.Tensor] | None = None,
+    bias: torch.Tensor | None = None,
+) -> nn.Sequential:
     """The two thin layers that replace ``layer`` at ``rank`` (its truncated SVD; exact at full rank).
+
+    ``factors`` ``(A, B)`` (``out x rank`` and ``rank x fan_in``, e.g. from
+    :func:`~lightning_compress.functional.dalr_factors`) replace the SVD; ``bias`` replaces the layer's
+    bias on the second layer.
 
     Example:
         >>> layer = nn.Linear(6, 4); pair = factorized(layer, 4); x = torch.randn(3, 6)
@@ -46,8 +56,18 @@ def factorized(layer: nn.Linear | nn.Conv2d, rank: int) -> nn.Sequential:
         ), True)
     """
     _check(layer, type(layer).__name__)
-    a, b = truncated_svd(layer.weight, rank)  # W ~ a @ b, a: out x r, b: r x fan_in
+    if factors is None:
+        a, b = truncated_svd(layer.weight, rank)  # W ~ a @ b, a: out x r, b: r x fan_in
+    else:
+        a, b = factors
+        out, fan_in = layer.weight.shape[0], layer.weight[0].numel()
+        if a.shape != (out, rank) or b.shape != (rank, fan_in):
+            raise ValueError(
+                f"factors must be {out} x {rank} and {rank} x {fan_in}, got {tuple(a.shape)} and {tuple(b.shape)}"
+            )
     has_bias = layer.bias is not None
+    if bias is not None and not has_bias:
+        raise ValueError("the layer has no bias to replace")
     first: nn.Module
     second: nn.Module
     if isinstance(layer, nn.Conv2d):
@@ -70,8 +90,9 @@ def factorized(layer: nn.Linear | nn.Conv2d, rank: int) -> nn.Sequential:
         second = nn.Linear(rank, layer.out_features, bias=has_bias)
         first.weight.copy_(b)
         second.weight.copy_(a)
-    if layer.bias is not None and second.bias is not None:
-        second.bias.copy_(layer.bias)
+    new_bias = bias if bias is not None else layer.bias
+    if new_bias is not None and second.bias is not None:
+        second.bias.copy_(new_bias)
     pair = nn.Sequential(first, second).to(device=layer.weight.device, dtype=layer.weight.dtype)
     return pair.train(layer.training)
 
@@ -96,9 +117,17 @@ def _carry(key: str, value: torch.Tensor, old: nn.Parameter, new: nn.Parameter) 
 
 
 def factorize_layer(
-    model: nn.Module, name: str, rank: int, *, optimizers: Sequence[torch.optim.Optimizer] = ()
+    model: nn.Module,
+    name: str,
+    rank: int,
+    *,
+    optimizers: Sequence[torch.optim.Optimizer] = (),
+    factors: tuple[torch.Tensor, torch.Tensor] | None = None,
+    bias: torch.Tensor | None = None,
 ) -> list[dict[str, Any]]:
     """Replace layer ``name`` by its rank-``rank`` pair, rebind ``optimizers``, and record it.
+
+    ``factors`` and ``bias`` are passed to :func:`factorized` (default: the truncated SVD).
 
     In the optimizers the two factors take the old weight's place in its param group with fresh state
     (momentum and moments of the dense weight do not project onto the factors exactly); the bias keeps
@@ -112,7 +141,7 @@ def factorize_layer(
         (torch.Size([2, 6]), torch.Size([4, 2]))
     """
     layer = _check(model.get_submodule(name), name)
-    pair = factorized(layer, rank)
+    pair = factorized(layer, rank, factors=factors, bias=bias)
     model.set_submodule(name, pair)
     first, second = cast(nn.Linear, pair[0]), cast(nn.Linear, pair[1])  # or both Conv2d
     weight = cast(nn.Parameter, layer.weight)

@@ -1,0 +1,288 @@
+"""Compress trained layers to low rank on data: DALR, truncated SVD, SVD with bias compensation.
+
+:func:`compress_low_rank` reads the chosen layers' input statistics over a (target-domain) data loader,
+picks ranks (per layer, or for all layers under one parameter or MAC budget), and replaces each layer
+by two thin layers with a ``factorize`` record, so that resume, ``weights_only`` loading and export work
+as for any other shape change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from lightning_compress._checks import ArgumentError, check_choice
+from lightning_compress.functional import (
+    LayerSpectrum,
+    allocate_ranks,
+    as_matrix,
+    bias_compensation,
+    choose_rank,
+    dalr_factors,
+    output_error,
+    output_spectrum,
+    truncated_svd,
+)
+from lightning_compress.surgery.activations import InputStatistics, input_statistics
+from lightning_compress.surgery.factorize import factorize_layer
+from lightning_compress.surgery.selectors import LayerSelector, check_selectors, matches, validate_selectors
+
+__all__ = [
+    "CalibrationOrder",
+    "LayerResult",
+    "LowRankMethod",
+    "compress_low_rank",
+    "low_rank_layers",
+]
+
+
+class LowRankMethod(str, Enum):
+    """How a layer's two factors are found."""
+
+    dalr = "dalr"  # on the data: min ||W X - A B X|| (Masana et al. 2017)
+    svd = "svd"  # truncated SVD of the weight
+    svd_bias = "svd_bias"  # truncated SVD, the bias absorbing the residual's mean effect
+
+
+class CalibrationOrder(str, Enum):
+    """Which inputs calibrate each layer."""
+
+    original = "original"  # every layer on the original model's inputs (one pass over the data)
+    sequential = "sequential"  # each on the inputs the already compressed layers before it produce
+
+
+@dataclass
+class LayerResult:
+    """What :func:`compress_low_rank` did to one layer.
+
+    Attributes:
+        name: The layer's qualified name.
+        shape: ``(m, n)``, its weight as a matrix.
+        rank: The rank it was split at, or ``None`` (left dense: a split would not save anything).
+        params_before: Weight parameters before (``m n``).
+        params_after: Weight parameters after (``rank (m + n)``, or ``m n`` when dense).
+        relative_error: ``||W X - A B X||^2 / ||W X||^2`` on the calibration data (``None`` without it).
+    """
+
+    name: str
+    shape: tuple[int, int]
+    rank: int | None
+    params_before: int
+    params_after: int
+    relative_error: float | None = None
+
+
+def _splittable(layer: nn.Module) -> bool:
+    return isinstance(layer, nn.Linear) or (
+        isinstance(layer, nn.Conv2d) and layer.groups == 1 and isinstance(layer.padding, tuple)
+    )
+
+
+def low_rank_layers(
+    model: nn.Module, include: Sequence[LayerSelector] | None = None, exclude: Sequence[LayerSelector] = ()
+) -> list[str]:
+    """The layers :func:`compress_low_rank` acts on, in module order.
+
+    Default: every Linear and (``groups=1``) Conv2d but the last one registered (the output layer).
+    ``include`` / ``exclude``: name patterns or module types; an entry that matches nothing is an error.
+
+    Example:
+        >>> low_rank_layers(nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 4), nn.Linear(4, 2)))
+        ['0', '2']
+    """
+    check_selectors(include, exclude)
+    validate_selectors(model, list(include or []), "include")
+    validate_selectors(model, list(exclude), "exclude")
+    layers = [(n, m) for n, m in model.named_modules() if n and isinstance(m, (nn.Linear, nn.Conv2d))]
+    layers = layers[:-1] if include is None else [(n, m) for n, m in layers if matches(n, m, include)]
+    names = [n for n, m in layers if not matches(n, m, exclude)]
+    if bad := next((n for n in names if not _splittable(model.get_submodule(n))), None):
+        raise ArgumentError("include", f"layer {bad!r}: grouped convolutions cannot be split")
+    if not names:
+        raise ArgumentError("include", "include/exclude leave no Linear or Conv2d layer to compress")
+    return names
+
+
+def _check_budget(value: float | None, argument: str, total: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not value > 0:
+        raise ArgumentError(argument, f"{argument} must be > 0 (a share <= 1 or a count), got {value!r}")
+    budget = float(value) * total if value <= 1 else float(value)
+    if budget > total:
+        raise ArgumentError(argument, f"{argument}={value} is larger than the layers' {total:,.0f}")
+    return budget
+
+
+def _statistics(
+    model: nn.Module, names: Sequence[str], method: LowRankMethod, ridge: float, load: Callable[..., Any]
+) -> dict[str, InputStatistics]:
+    if method is LowRankMethod.svd_bias:
+        return load(model, names, second_moments=False)
+    through = {}
+    for name in names:  # Z Z^T (m x m) is enough and smaller than X X^T when m < n and ridge == 0
+        w = as_matrix(model.get_submodule(name).weight).detach()
+        if method is LowRankMethod.dalr and ridge == 0 and w.shape[0] < w.shape[1]:
+            through[name] = w
+    return load(model, names, through=through)
+
+
+def _errors(weight: torch.Tensor, stats: InputStatistics | None) -> torch.Tensor:
+    """The error each rank removes: output energies (DALR) or squared singular values of ``W`` (SVD)."""
+    w = as_matrix(weight).detach().double()
+    if stats is None or not stats.xxt.numel():
+        return torch.linalg.svdvals(w).square()
+    zzt = stats.xxt if stats.through is not None else w @ stats.xxt @ w.T
+    return output_spectrum(zzt)[0][: min(w.shape)]
+
+
+def compress_low_rank(
+    model: nn.Module,
+    batches: Iterable[Any] | None,
+    *,
+    method: LowRankMethod | str = LowRankMethod.dalr,
+    include: Sequence[LayerSelector] | None = None,
+    exclude: Sequence[LayerSelector] = (),
+    rank: int | None = None,
+    energy: float | None = None,
+    param_ratio: float | None = None,
+    params: float | None = None,
+    ridge: float = 0.0,
+    order: CalibrationOrder | str = CalibrationOrder.original,
+    to_inputs: Callable[[Any], Any] | None = None,
+    max_batches: int | None = None,
+    optimizers: Sequence[torch.optim.Optimizer] = (),
+    progress: bool = False,
+) -> list[LayerResult]:
+    """Split the chosen layers of ``model`` into rank-``k`` pairs fitted on ``batches``.
+
+    Give one rank rule: ``rank``, ``energy`` (share of the output energy, or of the squared singular
+    values for SVD), ``param_ratio`` (per layer: the pair holds at most this share of the layer's
+    weights) or ``params`` (all layers together: a share <= 1 of their weights, or a count; ranks are
+    allocated by :func:`~lightning_compress.functional.allocate_ranks`). Layers whose rank would not save
+    parameters stay dense.
+
+    Args:
+        model: The trained network; changed in place.
+        batches: Target-domain data loader (any iterable of batches); ``None`` only for ``"svd"``.
+        method: ``"dalr"``, ``"svd"`` or ``"svd_bias"``.
+        include: Layers to compress (see :func:`low_rank_layers`).
+        exclude: Layers never compressed.
+        rank: The same rank for every layer (capped at ``min(m, n)``).
+        energy: In (0, 1].
+        param_ratio: In (0, 1].
+        params: The budget for all layers.
+        ridge: DALR's ridge, relative to the mean input energy.
+        order: ``"original"`` or ``"sequential"`` (one pass over ``batches`` per layer).
+        to_inputs: Batch -> model input (default: the batch, or its first item).
+        max_batches: Use at most this many batches per pass.
+        optimizers: Rebound to the new parameters (see :func:`factorize_layer`).
+        progress: Progress bars over the batches.
+
+    Example:
+        >>> _ = torch.manual_seed(0); model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 2))
+        >>> data = [torch.randn(64, 20) for _ in range(4)]
+        >>> [(r.name, r.rank, r.params_after) for r in compress_low_rank(model, data, rank=3)]
+        [('0', 3, 108)]
+    """
+    method = check_choice(LowRankMethod, method, "method")
+    order = check_choice(CalibrationOrder, order, "order")
+    _check_rules(rank=rank, energy=energy, param_ratio=param_ratio, params=params, ridge=ridge)
+    names = low_rank_layers(model, include, exclude)
+    shapes = {n: cast(tuple[int, int], tuple(as_matrix(model.get_submodule(n).weight).shape)) for n in names}
+    budget = _check_budget(params, "params", sum(m * n for m, n in shapes.values()))
+    if batches is None and method is not LowRankMethod.svd:
+        raise ArgumentError("batches", f"method {method.value!r} needs calibration data")
+
+    def load(net: nn.Module, layer_names: Sequence[str], **kwargs: Any) -> dict[str, InputStatistics]:
+        assert batches is not None
+        found = input_statistics(
+            net,
+            layer_names,
+            batches,
+            to_inputs=to_inputs,
+            max_batches=max_batches,
+            progress=progress,
+            **kwargs,
+        )
+        if not any(s.count for s in found.values()):
+            raise ArgumentError("batches", "the calibration data loader yielded no batch")
+        return found
+
+    stats = {} if batches is None else _statistics(model, names, method, ridge, load)
+    spectra = {
+        n: _errors(model.get_submodule(n).weight, stats.get(n) if method is LowRankMethod.dalr else None)
+        for n in names
+    }
+    if budget is not None:
+        chosen = allocate_ranks({n: LayerSpectrum(spectra[n], shapes[n]) for n in names}, budget)
+    else:
+        chosen = {}
+        for n in names:
+            m, k = shapes[n]
+            if rank is not None and rank > min(m, k):
+                raise ArgumentError("rank", f"rank={rank} is above min(m, n) = {min(m, k)} of layer {n!r}")
+            r = choose_rank(
+                spectra[n].sqrt(), rank=rank, energy=energy, param_ratio=param_ratio, shape=(m, k)
+            )
+            chosen[n] = r if r * (m + k) < m * k else None
+    results = []
+    for i, n in enumerate(names):
+        r, (m, k) = chosen[n], shapes[n]
+        if r is None:
+            results.append(LayerResult(n, (m, k), None, m * k, m * k, 0.0 if stats else None))
+            continue
+        layer_stats = stats.get(n)
+        if order is CalibrationOrder.sequential and method is not LowRankMethod.svd and i > 0:
+            layer_stats = _statistics(model, [n], method, ridge, load)[n]  # the compressed layers before it
+        a, b, bias, error = _solve(model.get_submodule(n), r, method, layer_stats, ridge)
+        factorize_layer(model, n, r, optimizers=optimizers, factors=(a, b), bias=bias)
+        results.append(LayerResult(n, (m, k), r, m * k, r * (m + k), error))
+    return results
+
+
+def _check_rules(**rules: Any) -> None:
+    ridge = rules.pop("ridge")
+    given = sorted(k for k, v in rules.items() if v is not None)
+    if len(given) != 1:
+        raise ArgumentError("rank", f"give exactly one of {', '.join(rules)}, got {given or 'none'}")
+    if not math.isfinite(ridge) or ridge < 0:
+        raise ArgumentError("ridge", f"ridge must be finite and >= 0, got {ridge!r}")
+    rank = rules["rank"]
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        raise ArgumentError("rank", f"rank must be an int >= 1, got {rank!r}")
+    for arg in ("energy", "param_ratio"):
+        if rules[arg] is not None and not 0 < rules[arg] <= 1:
+            raise ArgumentError(arg, f"{arg} must be in (0, 1], got {rules[arg]!r}")
+
+
+def _solve(
+    layer: nn.Module, rank: int, method: LowRankMethod, stats: InputStatistics | None, ridge: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float | None]:
+    """Factors, new bias (or ``None``) and relative output error of one layer."""
+    weight = cast(torch.Tensor, layer.weight).detach()
+    layer_bias = cast("torch.Tensor | None", layer.bias)
+    bias = None
+    if method is LowRankMethod.dalr:
+        assert stats is not None
+        moments = {"zzt": stats.xxt} if stats.through is not None else {"xxt": stats.xxt}
+        a, b = dalr_factors(weight, rank, ridge=ridge, **moments)
+    else:
+        a, b = truncated_svd(weight, rank)
+        if method is LowRankMethod.svd_bias and layer_bias is not None:
+            assert stats is not None
+            bias = bias_compensation(weight, a, b, layer_bias.detach(), stats.mean.to(weight.device))
+    if stats is None or not stats.xxt.numel():
+        return a, b, bias, None
+    if stats.through is not None:  # DALR from Z Z^T: the error is the energy beyond rank k
+        values = output_spectrum(stats.xxt)[0]
+        return a, b, bias, float(values[rank:].sum() / values.sum().clamp_min(1e-30))
+    w = as_matrix(weight).double()
+    total = float(torch.trace(w @ stats.xxt @ w.T))
+    return a, b, bias, output_error(weight, a, b, stats.xxt) / max(total, 1e-30)
