@@ -4,6 +4,7 @@ from lightning_compress.callbacks._proximal import ProxSchedule
 from lightning_compress.callbacks.atomic_checkpoint import AtomicCheckpointIO, EpochCheckpoint
 from lightning_compress.callbacks.group_sparsity import GroupSparsity
 from lightning_compress.callbacks.low_rank import LowRank
+from lightning_compress.callbacks.low_rank_compression import LowRankCompression
 from lightning_compress.callbacks.neuron_report import NeuronReport
 from lightning_compress.callbacks.structured_pruning import StructuredPruning
 
@@ -12,6 +13,7 @@ __all__ = [
     "EpochCheckpoint",
     "GroupSparsity",
     "LowRank",
+    "LowRankCompression",
     "NeuronReport",
     "ProxSchedule",
     "StructuredPruning",

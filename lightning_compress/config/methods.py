@@ -18,6 +18,10 @@ from lightning_compress._checks import ArgumentError
 from lightning_compress.config.errors import ConfigError
 from lightning_compress.config.group_sparsity import GroupSparsityConfig, build_group_sparsity
 from lightning_compress.config.low_rank import LowRankConfig, build_low_rank
+from lightning_compress.config.low_rank_compression import (
+    LowRankCompressionConfig,
+    build_low_rank_compression,
+)
 from lightning_compress.config.neuron_report import NeuronReportConfig, build_neuron_report
 from lightning_compress.config.pruning import PruningConfig, build_pruning
 
@@ -46,6 +50,11 @@ METHODS = MappingProxyType(
         ),
         "low_rank": Method(LowRankConfig, build_low_rank, "low-rank weights, layers split in two"),
         "pruning": Method(PruningConfig, build_pruning, "remove (near-)zero neurons physically"),
+        "low_rank_compression": Method(
+            LowRankCompressionConfig,
+            build_low_rank_compression,
+            "split trained layers in two on data (DALR, SVD, SVD with bias compensation)",
+        ),
         "neuron_report": Method(
             NeuronReportConfig, build_neuron_report, "log how many neurons are near zero"
         ),

@@ -159,6 +159,7 @@ def compress_low_rank(
     max_batches: int | None = None,
     optimizers: Sequence[torch.optim.Optimizer] = (),
     progress: bool = False,
+    decide: Callable[[dict[str, int | None]], dict[str, int | None]] | None = None,
 ) -> list[LayerResult]:
     """Split the chosen layers of ``model`` into rank-``k`` pairs fitted on ``batches``.
 
@@ -184,6 +185,8 @@ def compress_low_rank(
         max_batches: Use at most this many batches per pass.
         optimizers: Rebound to the new parameters (see :func:`factorize_layer`).
         progress: Progress bars over the batches.
+        decide: Called with the chosen ranks (name -> rank, ``None`` for dense); its result is used
+            instead (under DDP: rank 0's choice broadcast, so every process splits alike).
 
     Example:
         >>> _ = torch.manual_seed(0); model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 2))
@@ -232,6 +235,8 @@ def compress_low_rank(
                 spectra[n].sqrt(), rank=rank, energy=energy, param_ratio=param_ratio, shape=(m, k)
             )
             chosen[n] = r if r * (m + k) < m * k else None
+    if decide is not None:
+        chosen = decide(chosen)
     results = []
     for i, n in enumerate(names):
         r, (m, k) = chosen[n], shapes[n]

@@ -1,0 +1,164 @@
+"""Compress a trained model to low rank on target-domain data: DALR, SVD or SVD with bias compensation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.distributed as dist
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+
+from lightning_compress._checks import ArgumentError, check_choice
+from lightning_compress._compat import rewrap_ddp
+from lightning_compress.surgery import (
+    CalibrationOrder,
+    LayerResult,
+    LayerSelector,
+    LowRankMethod,
+    compress_low_rank,
+)
+
+__all__ = ["LowRankCompression"]
+
+DataSource = str | Callable[[pl.Trainer], Iterable[Any]]
+
+
+class LowRankCompression(Callback):
+    r"""Split the trained layers into two thin layers fitted on data (Masana et al. 2017), once.
+
+    At ``at_epoch``'s end (the remaining epochs fine-tune the compressed model) or at fit end, the
+    chosen layers' input statistics are streamed over ``data`` (only ``X X^T`` or ``Z Z^T`` is kept) and
+    each layer is replaced by its ``method`` factors (:func:`~lightning_compress.surgery.compress_low_rank`;
+    ``factorize`` records in the history, optimizers rebound). Under DDP the statistics are all-reduced,
+    rank 0's ranks are used everywhere and the new weights are broadcast from rank 0.
+
+    Args:
+        method: ``"dalr"`` (on the data), ``"svd"`` (weights only) or ``"svd_bias"``.
+        params: Budget for all compressed layers: a share (<= 1) of their weights or a count.
+        rank: Instead, one rank for every layer.
+        energy: Instead, per layer the share of the output energy kept.
+        param_ratio: Instead, per layer the share of its weights kept.
+        include: Layers to compress (name patterns or module types; default every Linear and Conv2d
+            but the output layer).
+        exclude: Layers never compressed.
+        ridge: DALR's ridge relative to the mean input energy.
+        order: ``"original"`` or ``"sequential"`` (each layer calibrated on the compressed inputs).
+        at_epoch: Compress at the end of this (0-based) epoch; ``None``: at fit end.
+        data: ``"train"`` or ``"val"`` (the datamodule's loader), or ``trainer -> iterable`` (for a held
+            apart calibration split).
+        max_batches: Use at most this many batches per pass.
+
+    Example:
+        >>> LowRankCompression(method="dalr", params=0.25)
+        LowRankCompression(method='dalr', params=0.25, at_epoch=None)
+    """
+
+    def __init__(
+        self,
+        method: LowRankMethod | str = LowRankMethod.dalr,
+        *,
+        params: float | None = None,
+        rank: int | None = None,
+        energy: float | None = None,
+        param_ratio: float | None = None,
+        include: Sequence[LayerSelector] | None = None,
+        exclude: Sequence[LayerSelector] = (),
+        ridge: float = 0.0,
+        order: CalibrationOrder | str = CalibrationOrder.original,
+        at_epoch: int | None = None,
+        data: DataSource = "train",
+        max_batches: int | None = None,
+    ) -> None:
+        self.method = check_choice(LowRankMethod, method, "method")
+        self.order = check_choice(CalibrationOrder, order, "order")
+        rules = {"params": params, "rank": rank, "energy": energy, "param_ratio": param_ratio}
+        if sum(v is not None for v in rules.values()) != 1:
+            raise ArgumentError("params", "give exactly one of params, rank, energy and param_ratio")
+        self.rules = {k: v for k, v in rules.items() if v is not None}
+        if at_epoch is not None and (
+            isinstance(at_epoch, bool) or not isinstance(at_epoch, int) or at_epoch < 0
+        ):
+            raise ArgumentError("at_epoch", f"at_epoch must be an int >= 0 or None, got {at_epoch!r}")
+        if not callable(data) and data not in ("train", "val"):
+            raise ArgumentError(
+                "data", f"data must be 'train', 'val' or a function of the trainer, got {data!r}"
+            )
+        if max_batches is not None and max_batches < 1:
+            raise ArgumentError("max_batches", f"max_batches must be >= 1, got {max_batches!r}")
+        self.include, self.exclude, self.ridge = include, exclude, ridge
+        self.at_epoch, self.data, self.max_batches = at_epoch, data, max_batches
+        self.done = False
+        self.results: list[LayerResult] = []
+
+    def __repr__(self) -> str:
+        rule = ", ".join(f"{k}={v!r}" for k, v in self.rules.items())
+        return f"{type(self).__name__}(method={self.method.value!r}, {rule}, at_epoch={self.at_epoch})"
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(method=self.method.value, **self.rules)
+
+    def _batches(self, trainer: pl.Trainer) -> Iterable[Any] | None:
+        if self.method is LowRankMethod.svd:
+            return None
+        if callable(self.data):
+            return self.data(trainer)
+        source: Any = trainer.datamodule if trainer.datamodule is not None else trainer.lightning_module
+        return source.train_dataloader() if self.data == "train" else source.val_dataloader()
+
+    def compress(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[LayerResult]:
+        """Compress now (every rank must call it); returns what was done to each layer."""
+        strategy = trainer.strategy
+        before = sum(p.numel() for p in pl_module.parameters())
+        self.results = compress_low_rank(
+            pl_module,
+            self._batches(trainer),
+            method=self.method,
+            include=self.include,
+            exclude=self.exclude,
+            ridge=self.ridge,
+            order=self.order,
+            to_inputs=None,
+            max_batches=self.max_batches,
+            optimizers=trainer.optimizers,
+            progress=trainer.is_global_zero and trainer.progress_bar_callback is not None,
+            decide=lambda ranks: strategy.broadcast(ranks, src=0),
+            **self.rules,
+        )
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            with torch.no_grad():
+                for r in self.results:
+                    if r.rank is not None:
+                        for p in pl_module.get_submodule(r.name).parameters():
+                            dist.broadcast(p.data, src=0)
+        rewrap_ddp(trainer, pl_module)
+        self.done = True
+        after = sum(p.numel() for p in pl_module.parameters())
+        ranks = ", ".join(f"{r.name}: {r.rank if r.rank is not None else 'dense'}" for r in self.results)
+        rank_zero_info(
+            f"LowRankCompression ({self.method.value}): {ranks} at epoch {trainer.current_epoch} "
+            f"({before:,} -> {after:,} parameters)"
+        )
+        errors = {f"low_rank_compression/{r.name}/error": r.relative_error for r in self.results}
+        if trainer.logger is not None and trainer.is_global_zero:
+            trainer.logger.log_metrics(
+                {k: v for k, v in errors.items() if v is not None}, step=trainer.global_step
+            )
+        return self.results
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.done and self.at_epoch is not None and trainer.current_epoch == self.at_epoch:
+            self.compress(trainer, pl_module)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.done and self.at_epoch is None:
+            self.compress(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"done": self.done}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.done = bool(state_dict.get("done", False))
