@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_compress._compat import close_process_group
-from lightning_compress.callbacks import GroupSparsity, LowRank, StructuredPruning
+from lightning_compress.callbacks import GroupSparsity, LowRank, LowRankCompression, StructuredPruning
 from lightning_compress.models import Classifier
 from lightning_compress.surgery import capture_inputs, get_history, input_statistics
 
@@ -24,17 +24,28 @@ def main(out: str, method: str = "group_sparsity") -> None:
         torch.randn(128, 1, 28, 28, generator=gen), torch.randint(0, 10, (128,), generator=gen)
     )
     module = Classifier("lenet300_100", model_kwargs={"hidden": [32, 16]}, lr=0.1)
+    callbacks: dict[str, list[pl.Callback]] = {
+        "group_sparsity": [
+            GroupSparsity(0.05, log_effective_size=False),
+            StructuredPruning(epochs=[0, 1], min_width=4),
+        ],
+        "low_rank": [LowRank(2.0, every_n_steps=2, split_epochs=[0], split_at_fit_end=False)],
+        # each rank calibrates on its own shard: the statistics are all-reduced, rank 0 decides
+        "dalr": [
+            LowRankCompression(
+                "dalr",
+                params=0.3,
+                at_epoch=0,
+                data=lambda tr: DataLoader(data.tensors[0][tr.global_rank :: 2], batch_size=16),
+            )
+        ],
+    }
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
         strategy="ddp",
         max_epochs=3,
-        callbacks=[
-            GroupSparsity(0.05, log_effective_size=False),
-            StructuredPruning(epochs=[0, 1], min_width=4),
-        ]
-        if method == "group_sparsity"
-        else [LowRank(2.0, every_n_steps=2, split_epochs=[0], split_at_fit_end=False)],
+        callbacks=callbacks[method],
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -44,7 +55,10 @@ def main(out: str, method: str = "group_sparsity") -> None:
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     # activation statistics over each rank's own shard: reduced, every rank must hold the sum of both
     shard = data.tensors[0][trainer.global_rank :: 2]
-    names = ["1", "3"] if method == "group_sparsity" else ["1.0", "3.0"]  # split layers: their first half
+    # split layers: their first half
+    names = [
+        n + ".0" if isinstance(module.model.get_submodule(n), torch.nn.Sequential) else n for n in ("1", "3")
+    ]
     stats = input_statistics(module.model, names, DataLoader(shard, batch_size=16))
     local = capture_inputs(module.model, names[:1], shard)[names[0]].double()
     torch.save(

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
@@ -33,10 +34,11 @@ def test_two_process_ddp_prox_and_prune_agree(tmp_path: Path) -> None:
     assert not torch.allclose(rank0["local_xxt"], total)
 
 
-def test_two_process_ddp_low_rank_split_agrees(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["low_rank", "dalr"])
+def test_two_process_ddp_low_rank_split_agrees(tmp_path: Path, method: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPT.parents[1])}
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path), "low_rank"],
+        [sys.executable, str(SCRIPT), str(tmp_path), method],
         capture_output=True,
         text=True,
         timeout=300,

@@ -77,7 +77,7 @@ class LowRankCompression(Callback):
         rules = {"params": params, "rank": rank, "energy": energy, "param_ratio": param_ratio}
         if sum(v is not None for v in rules.values()) != 1:
             raise ArgumentError("params", "give exactly one of params, rank, energy and param_ratio")
-        self.rules = {k: v for k, v in rules.items() if v is not None}
+        self.rules: dict[str, Any] = {k: v for k, v in rules.items() if v is not None}
         if at_epoch is not None and (
             isinstance(at_epoch, bool) or not isinstance(at_epoch, int) or at_epoch < 0
         ):
@@ -106,7 +106,8 @@ class LowRankCompression(Callback):
             return None
         if callable(self.data):
             return self.data(trainer)
-        source: Any = trainer.datamodule if trainer.datamodule is not None else trainer.lightning_module
+        datamodule = getattr(trainer, "datamodule", None)
+        source: Any = datamodule if datamodule is not None else trainer.lightning_module
         return source.train_dataloader() if self.data == "train" else source.val_dataloader()
 
     def compress(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[LayerResult]:

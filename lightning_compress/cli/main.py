@@ -52,6 +52,28 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--storage", default=None, help=f"storage URL (default: ${STORAGE_ENV} or the sweep's)"
     )
+    compress = sub.add_parser(
+        "compress", help="split a trained checkpoint's layers in two on calibration data (DALR, SVD)"
+    )
+    compress.add_argument("checkpoint", help="a checkpoint written by 'train' (final.ckpt or last.ckpt)")
+    compress.add_argument("--method", default="dalr", help="dalr (on the data), svd or svd_bias")
+    rule = compress.add_mutually_exclusive_group(required=True)
+    rule.add_argument("--params", type=float, help="budget: share (<= 1) of the layers' weights, or a count")
+    rule.add_argument("--rank", type=int, help="one rank for every layer")
+    rule.add_argument("--energy", type=float, help="per layer: share of the output energy kept")
+    rule.add_argument("--param-ratio", type=float, help="per layer: share of its weights kept")
+    compress.add_argument("--out", required=True, help="the compressed checkpoint to write")
+    compress.add_argument(
+        "--config", default=None, help="the run config (default: the run folder's config.yaml)"
+    )
+    compress.add_argument("--include", nargs="+", default=None, help="layer name patterns to compress")
+    compress.add_argument("--exclude", nargs="+", default=[], help="layer name patterns never compressed")
+    compress.add_argument("--ridge", type=float, default=0.0, help="DALR ridge, relative to the input energy")
+    compress.add_argument("--order", default="original", help="original or sequential calibration")
+    compress.add_argument("--calibration", default="val", help="val (held apart from test) or train")
+    compress.add_argument("--max-batches", type=int, default=None, help="calibration batches per pass")
+    compress.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune after compressing")
+    compress.add_argument("--finetune-lr", type=float, default=None, help="learning rate of the fine-tune")
     neurons = sub.add_parser("neurons", help="report zero / near-zero neurons per layer of a checkpoint")
     neurons.add_argument("checkpoint", help="a checkpoint written by 'train' (final.ckpt or last.ckpt)")
     neurons.add_argument(
@@ -117,6 +139,29 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compress(args: argparse.Namespace) -> int:
+    from lightning_compress.run import compress_checkpoint
+
+    rules = {k: getattr(args, k) for k in ("params", "rank", "energy", "param_ratio")}
+    summary = compress_checkpoint(
+        args.checkpoint,
+        args.out,
+        config=args.config,
+        finetune_epochs=args.finetune_epochs,
+        finetune_lr=args.finetune_lr,
+        calibration=args.calibration,
+        method=args.method,
+        include=args.include,
+        exclude=args.exclude,
+        ridge=args.ridge,
+        order=args.order,
+        max_batches=args.max_batches,
+        **{k: v for k, v in rules.items() if v is not None},
+    )
+    print(json.dumps({k: v for k, v in summary.items() if k != "layers"}, indent=2))
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     from lightning_compress.run import preflight, train
@@ -137,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "compress":
+            return _compress(args)
         if args.command == "neurons":
             return _neurons(args)
         if args.command == "sweep":

@@ -8,10 +8,7 @@ as for any other shape change.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any, cast
 
 import torch
@@ -31,6 +28,13 @@ from lightning_compress.functional import (
 )
 from lightning_compress.surgery.activations import InputStatistics, input_statistics
 from lightning_compress.surgery.factorize import factorize_layer
+from lightning_compress.surgery.rank_rules import (
+    CalibrationOrder,
+    LayerResult,
+    LowRankMethod,
+    check_budget,
+    check_rules,
+)
 from lightning_compress.surgery.selectors import LayerSelector, check_selectors, matches, validate_selectors
 
 __all__ = [
@@ -42,40 +46,8 @@ __all__ = [
 ]
 
 
-class LowRankMethod(str, Enum):
-    """How a layer's two factors are found."""
-
-    dalr = "dalr"  # on the data: min ||W X - A B X|| (Masana et al. 2017)
-    svd = "svd"  # truncated SVD of the weight
-    svd_bias = "svd_bias"  # truncated SVD, the bias absorbing the residual's mean effect
-
-
-class CalibrationOrder(str, Enum):
-    """Which inputs calibrate each layer."""
-
-    original = "original"  # every layer on the original model's inputs (one pass over the data)
-    sequential = "sequential"  # each on the inputs the already compressed layers before it produce
-
-
-@dataclass
-class LayerResult:
-    """What :func:`compress_low_rank` did to one layer.
-
-    Attributes:
-        name: The layer's qualified name.
-        shape: ``(m, n)``, its weight as a matrix.
-        rank: The rank it was split at, or ``None`` (left dense: a split would not save anything).
-        params_before: Weight parameters before (``m n``).
-        params_after: Weight parameters after (``rank (m + n)``, or ``m n`` when dense).
-        relative_error: ``||W X - A B X||^2 / ||W X||^2`` on the calibration data (``None`` without it).
-    """
-
-    name: str
-    shape: tuple[int, int]
-    rank: int | None
-    params_before: int
-    params_after: int
-    relative_error: float | None = None
+def _weight(model: nn.Module, name: str) -> torch.Tensor:
+    return cast(torch.Tensor, model.get_submodule(name).weight)
 
 
 def _splittable(layer: nn.Module) -> bool:
@@ -97,8 +69,11 @@ def low_rank_layers(
         ['0', '2']
     """
     check_selectors(include, exclude)
-    validate_selectors(model, list(include or []), "include")
-    validate_selectors(model, list(exclude), "exclude")
+    for argument, selectors in (("include", include or []), ("exclude", exclude)):
+        try:
+            validate_selectors(model, list(selectors), argument)
+        except (TypeError, ValueError) as err:
+            raise ArgumentError(argument, str(err)) from None
     layers = [(n, m) for n, m in model.named_modules() if n and isinstance(m, (nn.Linear, nn.Conv2d))]
     layers = layers[:-1] if include is None else [(n, m) for n, m in layers if matches(n, m, include)]
     names = [n for n, m in layers if not matches(n, m, exclude)]
@@ -109,25 +84,14 @@ def low_rank_layers(
     return names
 
 
-def _check_budget(value: float | None, argument: str, total: float) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not value > 0:
-        raise ArgumentError(argument, f"{argument} must be > 0 (a share <= 1 or a count), got {value!r}")
-    budget = float(value) * total if value <= 1 else float(value)
-    if budget > total:
-        raise ArgumentError(argument, f"{argument}={value} is larger than the layers' {total:,.0f}")
-    return budget
-
-
 def _statistics(
     model: nn.Module, names: Sequence[str], method: LowRankMethod, ridge: float, load: Callable[..., Any]
 ) -> dict[str, InputStatistics]:
     if method is LowRankMethod.svd_bias:
-        return load(model, names, second_moments=False)
+        return load(model, names, second_moments=False)  # only the mean
     through = {}
     for name in names:  # Z Z^T (m x m) is enough and smaller than X X^T when m < n and ridge == 0
-        w = as_matrix(model.get_submodule(name).weight).detach()
+        w = as_matrix(_weight(model, name)).detach()
         if method is LowRankMethod.dalr and ridge == 0 and w.shape[0] < w.shape[1]:
             through[name] = w
     return load(model, names, through=through)
@@ -153,6 +117,7 @@ def compress_low_rank(
     energy: float | None = None,
     param_ratio: float | None = None,
     params: float | None = None,
+    macs: float | None = None,
     ridge: float = 0.0,
     order: CalibrationOrder | str = CalibrationOrder.original,
     to_inputs: Callable[[Any], Any] | None = None,
@@ -179,11 +144,13 @@ def compress_low_rank(
         energy: In (0, 1].
         param_ratio: In (0, 1].
         params: The budget for all layers.
+        macs: Instead, a budget of their multiply-accumulates per sample (a share <= 1 or a count; the
+            positions a conv is applied at are counted on the calibration data).
         ridge: DALR's ridge, relative to the mean input energy.
         order: ``"original"`` or ``"sequential"`` (one pass over ``batches`` per layer).
         to_inputs: Batch -> model input (default: the batch, or its first item).
         max_batches: Use at most this many batches per pass.
-        optimizers: Rebound to the new parameters (see :func:`factorize_layer`).
+        optimizers: Rebound to the new parameters.
         progress: Progress bars over the batches.
         decide: Called with the chosen ranks (name -> rank, ``None`` for dense); its result is used
             instead (under DDP: rank 0's choice broadcast, so every process splits alike).
@@ -196,10 +163,10 @@ def compress_low_rank(
     """
     method = check_choice(LowRankMethod, method, "method")
     order = check_choice(CalibrationOrder, order, "order")
-    _check_rules(rank=rank, energy=energy, param_ratio=param_ratio, params=params, ridge=ridge)
+    check_rules(rank=rank, energy=energy, param_ratio=param_ratio, params=params, macs=macs, ridge=ridge)
     names = low_rank_layers(model, include, exclude)
-    shapes = {n: cast(tuple[int, int], tuple(as_matrix(model.get_submodule(n).weight).shape)) for n in names}
-    budget = _check_budget(params, "params", sum(m * n for m, n in shapes.values()))
+    shapes = {n: cast(tuple[int, int], tuple(as_matrix(_weight(model, n)).shape)) for n in names}
+    budget = check_budget(params, "params", sum(m * n for m, n in shapes.values()))
     if batches is None and method is not LowRankMethod.svd:
         raise ArgumentError("batches", f"method {method.value!r} needs calibration data")
 
@@ -220,11 +187,17 @@ def compress_low_rank(
 
     stats = {} if batches is None else _statistics(model, names, method, ridge, load)
     spectra = {
-        n: _errors(model.get_submodule(n).weight, stats.get(n) if method is LowRankMethod.dalr else None)
-        for n in names
+        n: _errors(_weight(model, n), stats.get(n) if method is LowRankMethod.dalr else None) for n in names
     }
+    chosen: dict[str, int | None]
+    units = dict.fromkeys(names, 1.0)
+    if macs is not None:  # a conv's MACs are its parameters times the positions it is applied at
+        if not stats:
+            raise ArgumentError("macs", "a MAC budget needs calibration data (it counts conv positions)")
+        units = {n: stats[n].count / max(stats[n].samples, 1) for n in names}
+        budget = check_budget(macs, "macs", sum(m * k * units[n] for n, (m, k) in shapes.items()))
     if budget is not None:
-        chosen = allocate_ranks({n: LayerSpectrum(spectra[n], shapes[n]) for n in names}, budget)
+        chosen = allocate_ranks({n: LayerSpectrum(spectra[n], shapes[n], units[n]) for n in names}, budget)
     else:
         chosen = {}
         for n in names:
@@ -239,10 +212,11 @@ def compress_low_rank(
         chosen = decide(chosen)
     results = []
     for i, n in enumerate(names):
-        r, (m, k) = chosen[n], shapes[n]
-        if r is None:
+        (m, k), chosen_rank = shapes[n], chosen[n]
+        if chosen_rank is None:
             results.append(LayerResult(n, (m, k), None, m * k, m * k, 0.0 if stats else None))
             continue
+        r = chosen_rank
         layer_stats = stats.get(n)
         if order is CalibrationOrder.sequential and method is not LowRankMethod.svd and i > 0:
             layer_stats = _statistics(model, [n], method, ridge, load)[n]  # the compressed layers before it
@@ -250,21 +224,6 @@ def compress_low_rank(
         factorize_layer(model, n, r, optimizers=optimizers, factors=(a, b), bias=bias)
         results.append(LayerResult(n, (m, k), r, m * k, r * (m + k), error))
     return results
-
-
-def _check_rules(**rules: Any) -> None:
-    ridge = rules.pop("ridge")
-    given = sorted(k for k, v in rules.items() if v is not None)
-    if len(given) != 1:
-        raise ArgumentError("rank", f"give exactly one of {', '.join(rules)}, got {given or 'none'}")
-    if not math.isfinite(ridge) or ridge < 0:
-        raise ArgumentError("ridge", f"ridge must be finite and >= 0, got {ridge!r}")
-    rank = rules["rank"]
-    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
-        raise ArgumentError("rank", f"rank must be an int >= 1, got {rank!r}")
-    for arg in ("energy", "param_ratio"):
-        if rules[arg] is not None and not 0 < rules[arg] <= 1:
-            raise ArgumentError(arg, f"{arg} must be in (0, 1], got {rules[arg]!r}")
 
 
 def _solve(

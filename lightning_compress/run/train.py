@@ -41,6 +41,11 @@ def make_run_dir(cfg: RunConfig) -> Path:
 
     Runs started at the same instant each get their own folder: creating one that exists moves on to
     the next suffix.
+
+    Example:
+        >>> cfg = RunConfig(output_dir=tempfile.mkdtemp(), name="demo")
+        >>> make_run_dir(cfg) != make_run_dir(cfg)
+        True
     """
     base = Path(cfg.output_dir) / cfg.name
     base.mkdir(parents=True, exist_ok=True)
@@ -143,6 +148,17 @@ def train(
         loggers: Extra loggers beside the CSV logger.
         datamodule: The data module (default: built from ``cfg.data``; :func:`preflight` returns one
             that has read its files).
+
+    Example:
+        >>> from lightning_compress.config import load_config
+        >>> quick = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+        ...          "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"]
+        >>> cfg = load_config("configs/lenet300_fmnist.yaml", [*quick, f"output_dir={tempfile.mkdtemp()}"])
+        >>> import contextlib, io
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # the model summary and progress
+        ...     summary = train(cfg)
+        >>> summary["epochs"], summary["params"]
+        (1, 266610)
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = datamodule if datamodule is not None else build_datamodule(cfg.data)

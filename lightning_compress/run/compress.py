@@ -1,0 +1,150 @@
+"""Compress a trained checkpoint to low rank on calibration data, optionally fine-tune, and write it back."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from lightning_compress._checks import ArgumentError
+from lightning_compress.callbacks import AtomicCheckpointIO
+from lightning_compress.config import ConfigError, RunConfig, build_datamodule, load_config
+from lightning_compress.models import Classifier
+from lightning_compress.surgery import compress_low_rank, layer_widths
+
+__all__ = ["compress_checkpoint", "find_run_config"]
+
+
+def find_run_config(checkpoint: str | Path) -> Path:
+    """The ``config.yaml`` of the run that wrote ``checkpoint`` (``final.ckpt`` or ``checkpoints/last.ckpt``).
+
+    Example:
+        >>> find_run_config("/no/such/run/final.ckpt")
+        Traceback (most recent call last):
+        ...
+        lightning_compress.config.errors.ConfigError: --config: no config.yaml beside '/no/such/run/final.ckpt' or its parent: give --config
+
+    Raises:
+        ConfigError: if there is none (give the run config explicitly).
+    """
+    path = Path(checkpoint).resolve()
+    for folder in (path.parent, path.parent.parent):
+        if (folder / "config.yaml").is_file():
+            return folder / "config.yaml"
+    raise ConfigError("--config", f"no config.yaml beside {str(checkpoint)!r} or its parent: give --config")
+
+
+def _load(checkpoint: str | Path) -> Classifier:
+    if not Path(checkpoint).is_file():
+        raise ConfigError("checkpoint", f"file not found: {str(checkpoint)!r}")
+    try:
+        torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file fails in many ways inside torch.load
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(
+            "checkpoint", f"{str(checkpoint)!r} is not a readable checkpoint: {first}"
+        ) from None
+    return Classifier.load_from_checkpoint(checkpoint, map_location="cpu")
+
+
+def compress_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    config: str | Path | None = None,
+    overrides: tuple[str, ...] = (),
+    finetune_epochs: int = 0,
+    finetune_lr: float | None = None,
+    calibration: str = "val",
+    **compress: Any,
+) -> dict[str, Any]:
+    """Load ``checkpoint``, compress it with :func:`~lightning_compress.surgery.compress_low_rank` on the
+    run's ``calibration`` split (``"val"``: held apart from the test set, or ``"train"``), fine-tune for
+    ``finetune_epochs``, test before and after, and write the compressed checkpoint to ``out``.
+
+    ``compress`` holds ``compress_low_rank``'s keyword arguments (``method``, ``params``, ``rank``, ...).
+    Returns the summary (also written beside ``out`` as ``<out>.json``).
+
+    Raises:
+        ConfigError: for a bad argument (named as its command-line flag), a missing file or config.
+
+    Example:
+        >>> import tempfile
+        >>> from lightning_compress.run import train
+        >>> quick = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+        ...          "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"]
+        >>> folder = tempfile.mkdtemp()
+        >>> cfg = load_config("configs/lenet300_fmnist.yaml", [*quick, f"output_dir={folder}"])
+        >>> import contextlib, io
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # the model summary and progress
+        ...     final = train(cfg)["final_checkpoint"]
+        ...     summary = compress_checkpoint(final, f"{folder}/small.ckpt", method="svd", rank=10)
+        >>> summary["params_before"], summary["params"]
+        (266610, 16250)
+    """
+    cfg: RunConfig = load_config(config or find_run_config(checkpoint), list(overrides))
+    if finetune_epochs < 0:
+        raise ConfigError("--finetune-epochs", f"must be >= 0, got {finetune_epochs}")
+    if calibration not in ("val", "train"):
+        raise ConfigError("--calibration", f"must be 'val' or 'train', got {calibration!r}")
+    target = Path(out)
+    if not target.parent.is_dir():
+        raise ConfigError("--out", f"folder not found: {str(target.parent)!r}")
+    module = _load(checkpoint)
+    datamodule = build_datamodule(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    datamodule.setup("test")
+    quiet: dict[str, Any] = {
+        "logger": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": cfg.trainer.enable_progress_bar,
+    }
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=1, plugins=[AtomicCheckpointIO()], **quiet
+    )
+    before = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    size_before = module.size()
+    loader = datamodule.val_dataloader() if calibration == "val" else datamodule.train_dataloader()
+    start = time.perf_counter()
+    try:
+        results = compress_low_rank(module, loader, progress=cfg.trainer.enable_progress_bar, **compress)
+    except ArgumentError as err:
+        raise ConfigError(f"--{err.argument.replace('_', '-')}", str(err)) from None
+    seconds = time.perf_counter() - start
+    if finetune_epochs:
+        if finetune_lr is not None:
+            module.hparams["lr"] = finetune_lr
+        trainer = pl.Trainer(
+            accelerator=cfg.trainer.accelerator,
+            devices=1,
+            max_epochs=finetune_epochs,
+            plugins=[AtomicCheckpointIO()],
+            **quiet,
+        )
+        trainer.fit(module, datamodule=datamodule)
+    after = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    trainer.save_checkpoint(target)
+    summary = {
+        "checkpoint": str(checkpoint),
+        "out": str(target),
+        "compress": {k: (v.value if hasattr(v, "value") else v) for k, v in compress.items()},
+        "finetune_epochs": finetune_epochs,
+        "compress_seconds": round(seconds, 3),
+        "test_acc_before": float(before["test/acc"]),
+        "test_acc": float(after["test/acc"]),
+        "params_before": size_before["params"],
+        "params": module.size()["params"],
+        "macs_before": size_before["macs"],
+        "macs": module.size()["macs"],
+        "layers": [asdict(r) for r in results],
+        "widths": layer_widths(module),
+    }
+    target.with_suffix(target.suffix + ".json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,121 @@
+"""LowRankCompression in a run (config, resume) and the ``compress`` command on a trained checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_compress.cli.main import main
+from lightning_compress.models import Classifier
+from lightning_compress.surgery import get_history
+
+CONFIG = Path(__file__).parents[1] / "configs" / "dalr_lenet300_fmnist.yaml"
+
+
+def _args(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train",
+        str(CONFIG),
+        f"data.data_dir={data}",
+        "data.val_size=32",
+        "data.batch_size=16",
+        "trainer.enable_progress_bar=false",
+        f"output_dir={out}",
+        *extra,
+    ]
+
+
+def _run(out: Path) -> Path:
+    (run,) = [p for p in out.glob("*/*") if p.is_dir()]
+    return run
+
+
+def test_compression_mid_fit_fine_tunes_and_resumes_without_compressing_twice(
+    tiny_idx_dir: Path, tmp_path: Path
+) -> None:
+    budget = ["compression.low_rank_compression.at_epoch=0", "compression.low_rank_compression.params=0.1"]
+    assert main(_args(tiny_idx_dir, tmp_path / "a", "trainer.max_epochs=1", *budget)) == 0
+    run = _run(tmp_path / "a")
+    first = json.loads((run / "summary.json").read_text())
+    hidden = 784 * 300 + 300 * 100
+    assert first["params"] - (first["dense_params"] - hidden) <= 0.1 * hidden  # the budget holds
+    records = [
+        r
+        for r in get_history(Classifier.load_from_checkpoint(run / "final.ckpt"))
+        if r["kind"] == "factorize"
+    ]
+    assert records
+    last = run / "checkpoints" / "last.ckpt"
+    resume = _args(tiny_idx_dir, tmp_path / "b", "trainer.max_epochs=3", *budget, f"resume_from={last}")
+    assert main(resume) == 0
+    resumed = Classifier.load_from_checkpoint(_run(tmp_path / "b") / "final.ckpt")
+    assert [r for r in get_history(resumed) if r["kind"] == "factorize"] == records
+    assert resumed.size()["params"] == first["params"]
+
+
+def test_compress_command_writes_a_smaller_checkpoint(
+    tiny_idx_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    no_compression = ["compression.low_rank_compression=null", "trainer.max_epochs=3"]
+    assert main(_args(tiny_idx_dir, tmp_path / "dense", *no_compression)) == 0
+    final = _run(tmp_path / "dense") / "final.ckpt"
+    capsys.readouterr()
+    out = tmp_path / "small.ckpt"
+    args = ["compress", str(final), "--params", "0.2", "--out", str(out)]
+    assert main([*args, "--finetune-epochs", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["params"] < summary["params_before"] and summary["test_acc"] > 0.3
+    assert torch.load(out, weights_only=True)["state_dict"]
+    restored = Classifier.load_from_checkpoint(out)
+    assert restored.size()["params"] == summary["params"]
+    assert json.loads(out.with_suffix(".ckpt.json").read_text())["layers"][0]["rank"] is not None
+
+
+@pytest.mark.parametrize(
+    ("extra", "flag"),
+    [
+        (["--params", "0"], "--params"),
+        (["--rank", "0"], "--rank"),
+        (["--rank", "5000"], "--rank"),
+        (["--params", "0.2", "--ridge", "-1"], "--ridge"),
+        (["--params", "0.2", "--method", "qr"], "--method"),
+        (["--params", "0.2", "--include", "nope"], "--include"),
+    ],
+)
+def test_compress_bad_input_is_one_line(
+    tiny_idx_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], flag: str
+) -> None:
+    assert (
+        main(_args(tiny_idx_dir, tmp_path, "compression.low_rank_compression=null", "trainer.max_epochs=1"))
+        == 0
+    )
+    final = _run(tmp_path) / "final.ckpt"
+    capsys.readouterr()
+    assert main(["compress", str(final), *extra, "--out", str(tmp_path / "x.ckpt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and flag in err, err
+    assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_compress_a_missing_checkpoint_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "compress",
+                str(tmp_path / "no.ckpt"),
+                "--rank",
+                "4",
+                "--out",
+                str(tmp_path / "x.ckpt"),
+                "--config",
+                str(CONFIG),
+            ]
+        )
+        == 2
+    )
+    assert "not found" in capsys.readouterr().err
