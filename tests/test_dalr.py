@@ -274,3 +274,38 @@ def test_conv_rows_are_what_dalr_sees() -> None:
     rows = layer_input_rows(conv, x).double()
     a, b = dalr_factors(conv.weight, 2, xxt=rows.T @ rows)
     assert a.shape == (6, 2) and b.shape == (2, 18) and as_matrix(conv.weight).shape == (6, 18)
+
+
+def test_corrected_calibration_fits_the_original_outputs_from_the_compressed_inputs() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 2))
+    data = [torch.randn(32, 20) @ torch.diag(torch.logspace(0, -2, 20)) for _ in range(4)]
+    dense = _copy(model)
+    nets = {}
+    for order in ("sequential", "corrected"):
+        nets[order] = _copy(dense)
+        compress_low_rank(nets[order], data, include=["0", "2"], rank=3, order=order)
+        nets[order].requires_grad_(False)
+    x = torch.cat(data)
+    original = capture_inputs(dense, ["2"], x)["2"] @ dense[2].weight.detach().T  # W X_ref
+    errors = {}
+    for order, net in nets.items():
+        seen = capture_inputs(net, ["2.0"], x)["2.0"]  # both first layers are the same: same inputs
+        pair = net.get_submodule("2")
+        errors[order] = float(((original - (pair(seen) - pair[1].bias)) ** 2).sum())
+    assert errors["corrected"] < errors["sequential"]
+
+
+@pytest.mark.parametrize("width", [8, 40])  # 40 > 12 outputs: the statistics are streamed as Z Z^T
+def test_centered_dalr_with_bias_compensation_is_never_worse(width: int) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(width, 12), nn.ReLU(), nn.Linear(12, 2))
+    data = [torch.rand(64, width) @ torch.diag(torch.logspace(0, -1, width)) + 3.0 for _ in range(3)]
+    dense = _copy(model)
+    errors = {}
+    for method in ("dalr", "dalr_bias"):
+        net = _copy(dense)
+        compress_low_rank(net, data, method=method, include=["0"], rank=2)
+        net.requires_grad_(False), dense.requires_grad_(False)
+        errors[method] = sum(float(((dense[0](x) - net[0](x)) ** 2).sum()) for x in data)
+    assert errors["dalr_bias"] < errors["dalr"]

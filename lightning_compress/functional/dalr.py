@@ -72,6 +72,7 @@ def dalr_factors(
     *,
     xxt: torch.Tensor | None = None,
     zzt: torch.Tensor | None = None,
+    cross: torch.Tensor | None = None,
     ridge: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DALR's rank-``rank`` factors ``(A, B)`` of ``weight`` on data with input moments ``xxt``.
@@ -82,6 +83,10 @@ def dalr_factors(
         xxt: ``X X^T`` of the layer's input rows (``n x n``, any positive scale: a sum or a mean).
         zzt: ``Z Z^T`` of its outputs (``m x m``) instead: enough when ``ridge == 0`` and cheaper to
             stream when ``m < n``.
+        cross: ``X_ref X^T`` (``n x n``): fit ``A B X`` to the reference outputs ``W X_ref`` instead of
+            ``W X`` (a layer fed by already compressed layers, ``X``, fitted to the original network's
+            outputs): ``C = W X_ref X^T (X X^T + lambda I)^+``, then ``A`` the top eigenvectors of
+            ``C X X^T C^T`` and ``B = A^T C`` (reduced-rank regression). Needs ``xxt``.
         ridge: ``lambda`` relative to the mean input energy ``trace(X X^T) / n``; needs ``xxt``.
 
     Returns:
@@ -101,6 +106,15 @@ def dalr_factors(
     if xxt is None and (zzt is None or ridge > 0):
         raise ValueError("give xxt (or zzt with ridge=0)")
     c = _check_moments(xxt, n, "xxt") if xxt is not None else None
+    if cross is not None:
+        if c is None:
+            raise ValueError("cross needs xxt")
+        lam = ridge * float(torch.diagonal(c).mean())
+        regularized = c + lam * torch.eye(n, dtype=c.dtype, device=c.device)
+        fitted = w @ _check_moments(cross, n, "cross") @ torch.linalg.pinv(regularized, hermitian=True)
+        _, vectors = output_spectrum(fitted @ c @ fitted.T)
+        a = vectors[:, :rank]
+        return a.to(weight.dtype).contiguous(), (a.T @ fitted).to(weight.dtype).contiguous()
     outputs = _check_moments(zzt, m, "zzt") if zzt is not None else w @ c @ w.T  # type: ignore[operator]
     _, vectors = output_spectrum(outputs)
     a = vectors[:, :rank]

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from lightning_compress.surgery.groups import kept_modes
 
-__all__ = ["InputStatistics", "capture_inputs", "input_statistics", "layer_input_rows"]
+__all__ = ["InputStatistics", "capture_inputs", "input_statistics", "layer_input_rows", "paired_statistics"]
 
 
 def _forward(model: nn.Module, inputs: Any) -> None:
@@ -128,7 +128,7 @@ class InputStatistics:
         if self.xxt.numel():
             rows = rows.to(self.xxt)
             if self.through is not None:
-                rows = rows @ self.through.to(rows).T
+                rows = rows @ self.through.T
             self.xxt.addmm_(rows.T, rows)
 
 
@@ -196,7 +196,7 @@ def input_statistics(
         stats[name] = InputStatistics(
             torch.zeros(q, q, dtype=torch.float64, device=dev),
             torch.zeros(n, dtype=torch.float64, device=dev),
-            through=None if p is None else p.detach().to(dev),
+            through=None if p is None else p.detach().to(device=dev, dtype=torch.float64),
         )
 
     def hook(layer: nn.Module, args: tuple[Any, ...], name: str) -> None:
@@ -227,3 +227,67 @@ def input_statistics(
             h.remove()
     _all_reduce(stats)
     return stats
+
+
+@torch.no_grad()
+def paired_statistics(
+    reference: nn.Module,
+    model: nn.Module,
+    name: str,
+    batches: Iterable[Any],
+    *,
+    to_inputs: Callable[[Any], Any] | None = None,
+    max_batches: int | None = None,
+) -> tuple[InputStatistics, torch.Tensor]:
+    """Layer ``name``'s input moments in ``model`` and their cross moments with ``reference``'s.
+
+    Both models see the same batches (eval mode, no grad): returns the :class:`InputStatistics` of
+    ``model``'s input rows ``x`` and ``sum_i x_ref,i x_i^T`` (``fan_in x fan_in``, float64), all-reduced
+    under ``torch.distributed``. With ``reference`` the original network and ``model`` a partly compressed
+    copy, a layer can be fitted to the original outputs from the inputs it will actually receive.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(3, 2))
+        >>> stats, cross = paired_statistics(net, net, "0", [torch.ones(4, 3)])
+        >>> stats.count, torch.equal(cross, stats.xxt)
+        (4, True)
+    """
+    seen: dict[int, torch.Tensor] = {}
+    layers = [reference.get_submodule(name), model.get_submodule(name)]
+    n = _fan_in(layers[1])
+    first = next(model.parameters(), None)
+    dev = first.device if first is not None else None
+    stats = InputStatistics(
+        torch.zeros(n, n, dtype=torch.float64, device=dev), torch.zeros(n, dtype=torch.float64, device=dev)
+    )
+    cross = torch.zeros(n, n, dtype=torch.float64, device=dev)
+    handles = [
+        layer.register_forward_pre_hook(lambda m, a, i=i: seen.__setitem__(i, a[0].detach()))
+        for i, layer in enumerate(layers)
+    ]
+    try:
+        with kept_modes(reference), kept_modes(model):
+            reference.eval(), model.eval()
+            for i, batch in enumerate(batches):
+                if max_batches is not None and i >= max_batches:
+                    break
+                x = (
+                    to_inputs(batch)
+                    if to_inputs
+                    else (batch if isinstance(batch, torch.Tensor) else batch[0])
+                )
+                if dev is not None:
+                    x = x.to(dev) if isinstance(x, torch.Tensor) else tuple(t.to(dev) for t in x)
+                _forward(reference, x)
+                _forward(model, x)
+                rows = layer_input_rows(layers[1], seen[1]).to(cross)
+                stats.add_(rows)
+                stats.samples += seen[1].shape[0]
+                cross.addmm_(layer_input_rows(layers[0], seen[0]).to(cross).T, rows)
+    finally:
+        for h in handles:
+            h.remove()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(cross)
+    _all_reduce({name: stats})
+    return stats, cross

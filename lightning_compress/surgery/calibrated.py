@@ -8,6 +8,7 @@ as for any other shape change.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -26,7 +27,7 @@ from lightning_compress.functional import (
     output_spectrum,
     truncated_svd,
 )
-from lightning_compress.surgery.activations import InputStatistics, input_statistics
+from lightning_compress.surgery.activations import InputStatistics, input_statistics, paired_statistics
 from lightning_compress.surgery.factorize import factorize_layer
 from lightning_compress.surgery.rank_rules import (
     CalibrationOrder,
@@ -44,6 +45,9 @@ __all__ = [
     "compress_low_rank",
     "low_rank_layers",
 ]
+
+
+_DALR = (LowRankMethod.dalr, LowRankMethod.dalr_bias)
 
 
 def _weight(model: nn.Module, name: str) -> torch.Tensor:
@@ -92,17 +96,30 @@ def _statistics(
     through = {}
     for name in names:  # Z Z^T (m x m) is enough and smaller than X X^T when m < n and ridge == 0
         w = as_matrix(_weight(model, name)).detach()
-        if method is LowRankMethod.dalr and ridge == 0 and w.shape[0] < w.shape[1]:
+        if method in _DALR and ridge == 0 and w.shape[0] < w.shape[1]:
             through[name] = w
     return load(model, names, through=through)
 
 
-def _errors(weight: torch.Tensor, stats: InputStatistics | None) -> torch.Tensor:
+def _moments(weight: torch.Tensor, stats: InputStatistics, centered: bool) -> dict[str, torch.Tensor]:
+    """DALR's moments: ``zzt`` (when streamed through ``W``) or ``xxt``; centered for ``dalr_bias``."""
+    if stats.through is not None:
+        if not centered:
+            return {"zzt": stats.xxt}
+        zm = stats.through @ stats.mean
+        return {"zzt": stats.xxt / max(stats.count, 1) - torch.outer(zm, zm)}
+    if not centered:
+        return {"xxt": stats.xxt}
+    return {"xxt": stats.xxt / max(stats.count, 1) - torch.outer(stats.mean, stats.mean)}
+
+
+def _errors(weight: torch.Tensor, stats: InputStatistics | None, method: LowRankMethod) -> torch.Tensor:
     """The error each rank removes: output energies (DALR) or squared singular values of ``W`` (SVD)."""
     w = as_matrix(weight).detach().double()
-    if stats is None or not stats.xxt.numel():
+    if stats is None or not stats.xxt.numel() or method not in _DALR:
         return torch.linalg.svdvals(w).square()
-    zzt = stats.xxt if stats.through is not None else w @ stats.xxt @ w.T
+    moments = _moments(weight, stats, method is LowRankMethod.dalr_bias)
+    zzt = moments["zzt"] if "zzt" in moments else w @ moments["xxt"] @ w.T
     return output_spectrum(zzt)[0][: min(w.shape)]
 
 
@@ -137,7 +154,8 @@ def compress_low_rank(
     Args:
         model: The trained network; changed in place.
         batches: Target-domain data loader (any iterable of batches); ``None`` only for ``"svd"``.
-        method: ``"dalr"``, ``"svd"`` or ``"svd_bias"``.
+        method: ``"dalr"``, ``"dalr_bias"`` (DALR on centered inputs, bias compensated), ``"svd"`` or
+            ``"svd_bias"``.
         include: Layers to compress (see :func:`low_rank_layers`).
         exclude: Layers never compressed.
         rank: The same rank for every layer (capped at ``min(m, n)``).
@@ -147,7 +165,8 @@ def compress_low_rank(
         macs: Instead, a budget of their multiply-accumulates per sample (a share <= 1 or a count; the
             positions a conv is applied at are counted on the calibration data).
         ridge: DALR's ridge, relative to the mean input energy.
-        order: ``"original"`` or ``"sequential"`` (one pass over ``batches`` per layer).
+        order: ``"original"``, ``"sequential"`` (one pass over ``batches`` per layer) or ``"corrected"``
+            (sequential, each layer fitted to the original network's outputs of it; DALR only).
         to_inputs: Batch -> model input (default: the batch, or its first item).
         max_batches: Use at most this many batches per pass.
         optimizers: Rebound to the new parameters.
@@ -186,9 +205,7 @@ def compress_low_rank(
         return found
 
     stats = {} if batches is None else _statistics(model, names, method, ridge, load)
-    spectra = {
-        n: _errors(_weight(model, n), stats.get(n) if method is LowRankMethod.dalr else None) for n in names
-    }
+    spectra = {n: _errors(_weight(model, n), stats.get(n), method) for n in names}
     chosen: dict[str, int | None]
     units = dict.fromkeys(names, 1.0)
     if macs is not None:  # a conv's MACs are its parameters times the positions it is applied at
@@ -210,6 +227,7 @@ def compress_low_rank(
             chosen[n] = r if r * (m + k) < m * k else None
     if decide is not None:
         chosen = decide(chosen)
+    reference = copy.deepcopy(model) if order is CalibrationOrder.corrected else None
     results = []
     for i, n in enumerate(names):
         (m, k), chosen_rank = shapes[n], chosen[n]
@@ -218,9 +236,18 @@ def compress_low_rank(
             continue
         r = chosen_rank
         layer_stats = stats.get(n)
-        if order is CalibrationOrder.sequential and method is not LowRankMethod.svd and i > 0:
-            layer_stats = _statistics(model, [n], method, ridge, load)[n]  # the compressed layers before it
-        a, b, bias, error = _solve(model.get_submodule(n), r, method, layer_stats, ridge)
+        later = order is not CalibrationOrder.original and method is not LowRankMethod.svd and i > 0
+        if later and order is CalibrationOrder.corrected and method is LowRankMethod.dalr:
+            assert batches is not None and reference is not None
+            layer_stats, cross = paired_statistics(
+                reference, model, n, batches, to_inputs=to_inputs, max_batches=max_batches
+            )
+            a, b = dalr_factors(_weight(model, n).detach(), r, xxt=layer_stats.xxt, cross=cross, ridge=ridge)
+            bias, error = None, None
+        else:
+            if later:  # the inputs the compressed layers before it produce
+                layer_stats = _statistics(model, [n], method, ridge, load)[n]
+            a, b, bias, error = _solve(model.get_submodule(n), r, method, layer_stats, ridge)
         factorize_layer(model, n, r, optimizers=optimizers, factors=(a, b), bias=bias)
         results.append(LayerResult(n, (m, k), r, m * k, r * (m + k), error))
     return results
@@ -233,10 +260,16 @@ def _solve(
     weight = cast(torch.Tensor, layer.weight).detach()
     layer_bias = cast("torch.Tensor | None", layer.bias)
     bias = None
-    if method is LowRankMethod.dalr:
+    if method in _DALR:
         assert stats is not None
-        moments = {"zzt": stats.xxt} if stats.through is not None else {"xxt": stats.xxt}
+        centered = method is LowRankMethod.dalr_bias and layer_bias is not None
+        moments = _moments(weight, stats, centered)
         a, b = dalr_factors(weight, rank, ridge=ridge, **moments)
+        if centered:
+            assert layer_bias is not None
+            bias = bias_compensation(weight, a, b, layer_bias.detach(), stats.mean.to(weight.device))
+        used = moments["zzt"] if "zzt" in moments else moments["xxt"]
+        stats = InputStatistics(used, stats.sum, stats.count, through=stats.through)
     else:
         a, b = truncated_svd(weight, rank)
         if method is LowRankMethod.svd_bias and layer_bias is not None:

@@ -21,6 +21,7 @@ class LowRankMethod(str, Enum):
     """
 
     dalr = "dalr"  # on the data: min ||W X - A B X|| (Masana et al. 2017)
+    dalr_bias = "dalr_bias"  # DALR on the centered inputs, the bias absorbing their mean
     svd = "svd"  # truncated SVD of the weight
     svd_bias = "svd_bias"  # truncated SVD, the bias absorbing the residual's mean effect
 
@@ -35,6 +36,7 @@ class CalibrationOrder(str, Enum):
 
     original = "original"  # every layer on the original model's inputs (one pass over the data)
     sequential = "sequential"  # each on the inputs the already compressed layers before it produce
+    corrected = "corrected"  # as sequential, but fitted to the original network's outputs of the layer
 
 
 @dataclass
