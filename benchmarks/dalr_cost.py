@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -44,7 +45,7 @@ def measure(kind: str, m: int, n: int, samples: int) -> dict[str, float]:
     layer = nn.Sequential(nn.Linear(n, m), nn.Linear(m, 10))
     start = time.perf_counter()
     if kind == "svd":
-        torch.linalg.svd(layer[0].weight.detach(), full_matrices=False)
+        torch.linalg.svd(cast(nn.Linear, layer[0]).weight.detach(), full_matrices=False)
     else:
         compress_low_rank(layer, batches(n, samples), method="dalr", include=["0"], rank=RANK)
     seconds = time.perf_counter() - start

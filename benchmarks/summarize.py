@@ -239,6 +239,45 @@ def unchanged_section(rows: list[dict]) -> list[str]:
     return lines
 
 
+def dalr_section() -> list[str]:
+    """DALR against SVD after domain transfer, and DALR's cost (benchmarks/dalr_*.py)."""
+    table = RESULTS / "dalr_transfer.md"
+    lines = []
+    if table.exists():
+        lines += [
+            "## DALR against truncated SVD after domain transfer (benchmarks/dalr_transfer.py)",
+            "",
+            "Fashion-MNIST classes 0-4 (source) to 5-9 (target, 3,000 images to fine-tune, 2,000 others to",
+            "calibrate, the 5,000 test images to test); a 784-1000-1000-5 MLP; both hidden layers compressed",
+            "under one weight budget. Cells: the fewest weights kept in the two layers (of 1,784,000) among",
+            "22 budgets whose target test accuracy is within the drop of the uncompressed model.",
+            "",
+            f"![DALR vs SVD]({table.with_suffix('.png').relative_to(RESULTS.parent)})",
+            "",
+            table.read_text().strip(),
+            "",
+        ]
+    cost = RESULTS / "dalr_cost.json"
+    if cost.exists():
+        data = json.loads(cost.read_text())
+        lines += [
+            "### Cost on VGG fc sizes (benchmarks/dalr_cost.py)",
+            "",
+            f"Synthetic activations streamed in batches of {data['batch']}, {data['threads']} threads; "
+            "each row its own process.",
+            "",
+            "| layer (out x in) | method | samples | seconds | peak resident memory (MiB) |",
+            "|---|---|---|---|---|",
+        ]
+        for r in data["rows"]:
+            samples = f"{r['samples']:,}" if r["method"] != "svd" else "-"
+            lines.append(
+                f"| {r['shape'][0]} x {r['shape'][1]} | {r['method']} | {samples} | {r['seconds']} | {r['peak_mib']} |"
+            )
+        lines.append("")
+    return lines
+
+
 def main() -> None:
     peers = _load_jsonl(RESULTS / "group_sparsity_vs_peers.jsonl")
     lines = [
@@ -263,6 +302,7 @@ def main() -> None:
         if plot:  # under the section title; each line joins a method's table cells
             section[1:1] = ["", f"![front]({plot})"]
         lines += section
+    lines += dalr_section()
     lines += ["## Other measurements", ""]
     lines += json_section("baselines.json", "Dense baselines (benchmarks/baselines.py)")
     lines += json_section("prox_overhead.json", "Prox overhead (benchmarks/prox_overhead.py)")

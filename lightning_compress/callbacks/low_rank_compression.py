@@ -36,7 +36,8 @@ class LowRankCompression(Callback):
     rank 0's ranks are used everywhere and the new weights are broadcast from rank 0.
 
     Args:
-        method: ``"dalr"`` (on the data), ``"svd"`` (weights only) or ``"svd_bias"``.
+        method: ``"dalr"`` (on the data), ``"dalr_bias"`` (on the centered data, bias compensated),
+            ``"svd"`` (weights only) or ``"svd_bias"``.
         params: Budget for all compressed layers: a share (<= 1) of their weights or a count.
         rank: Instead, one rank for every layer.
         energy: Instead, per layer the share of the output energy kept.
@@ -45,7 +46,8 @@ class LowRankCompression(Callback):
             but the output layer).
         exclude: Layers never compressed.
         ridge: DALR's ridge relative to the mean input energy.
-        order: ``"original"`` or ``"sequential"`` (each layer calibrated on the compressed inputs).
+        order: ``"original"``, ``"sequential"`` (each layer calibrated on the compressed inputs) or
+            ``"corrected"`` (sequential, fitted to the original network's outputs of each layer).
         at_epoch: Compress at the end of this (0-based) epoch; ``None``: at fit end.
         data: ``"train"`` or ``"val"`` (the datamodule's loader), or ``trainer -> iterable`` (for a held
             apart calibration split).

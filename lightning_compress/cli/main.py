@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         "compress", help="split a trained checkpoint's layers in two on calibration data (DALR, SVD)"
     )
     compress.add_argument("checkpoint", help="a checkpoint written by 'train' (final.ckpt or last.ckpt)")
-    compress.add_argument("--method", default="dalr", help="dalr (on the data), svd or svd_bias")
+    compress.add_argument("--method", default="dalr", help="dalr (on the data), dalr_bias, svd or svd_bias")
     rule = compress.add_mutually_exclusive_group(required=True)
     rule.add_argument("--params", type=float, help="budget: share (<= 1) of the layers' weights, or a count")
     rule.add_argument("--rank", type=int, help="one rank for every layer")
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     compress.add_argument("--include", nargs="+", default=None, help="layer name patterns to compress")
     compress.add_argument("--exclude", nargs="+", default=[], help="layer name patterns never compressed")
     compress.add_argument("--ridge", type=float, default=0.0, help="DALR ridge, relative to the input energy")
-    compress.add_argument("--order", default="original", help="original or sequential calibration")
+    compress.add_argument("--order", default="original", help="original, sequential or corrected calibration")
     compress.add_argument("--calibration", default="val", help="val (held apart from test) or train")
     compress.add_argument("--max-batches", type=int, default=None, help="calibration batches per pass")
     compress.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune after compressing")

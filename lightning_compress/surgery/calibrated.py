@@ -247,14 +247,20 @@ def compress_low_rank(
         else:
             if later:  # the inputs the compressed layers before it produce
                 layer_stats = _statistics(model, [n], method, ridge, load)[n]
-            a, b, bias, error = _solve(model.get_submodule(n), r, method, layer_stats, ridge)
+            values = spectra[n] if not later and method in _DALR else None  # known: no second eigh
+            a, b, bias, error = _solve(model.get_submodule(n), r, method, layer_stats, ridge, values)
         factorize_layer(model, n, r, optimizers=optimizers, factors=(a, b), bias=bias)
         results.append(LayerResult(n, (m, k), r, m * k, r * (m + k), error))
     return results
 
 
 def _solve(
-    layer: nn.Module, rank: int, method: LowRankMethod, stats: InputStatistics | None, ridge: float
+    layer: nn.Module,
+    rank: int,
+    method: LowRankMethod,
+    stats: InputStatistics | None,
+    ridge: float,
+    values: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float | None]:
     """Factors, new bias (or ``None``) and relative output error of one layer."""
     weight = cast(torch.Tensor, layer.weight).detach()
@@ -278,7 +284,7 @@ def _solve(
     if stats is None or not stats.xxt.numel():
         return a, b, bias, None
     if stats.through is not None:  # DALR from Z Z^T: the error is the energy beyond rank k
-        values = output_spectrum(stats.xxt)[0]
+        values = output_spectrum(stats.xxt)[0] if values is None else values
         return a, b, bias, float(values[rank:].sum() / values.sum().clamp_min(1e-30))
     w = as_matrix(weight).double()
     total = float(torch.trace(w @ stats.xxt @ w.T))
