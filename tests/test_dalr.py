@@ -187,15 +187,21 @@ def test_a_transformer_block_is_compressed_with_every_projection() -> None:
         assert torch.isfinite(block(data[0])).all()
 
 
-def test_sequential_calibration_fits_the_compressed_inputs() -> None:
+def _by_order(*orders: str) -> tuple[nn.Module, dict[str, nn.Module], list[torch.Tensor]]:
+    """A three-layer MLP, and copies of it whose first two layers are compressed in each order."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 2))
     data = [torch.randn(32, 20) @ torch.diag(torch.logspace(0, -2, 20)) for _ in range(4)]
     dense = _copy(model)
     nets = {}
-    for order in ("original", "sequential"):
+    for order in orders:
         nets[order] = _copy(dense)
         compress_low_rank(nets[order], data, include=["0", "2"], rank=3, order=order)
+    return dense, nets, data
+
+
+def test_sequential_calibration_fits_the_compressed_inputs() -> None:
+    dense, nets, data = _by_order("original", "sequential")
     # layer "2" on the inputs its compressed predecessor produces: sequential is the least-squares optimum
     x = torch.cat(data)
     seen = capture_inputs(nets["sequential"], ["2.0"], x)["2.0"]
@@ -277,15 +283,9 @@ def test_conv_rows_are_what_dalr_sees() -> None:
 
 
 def test_corrected_calibration_fits_the_original_outputs_from_the_compressed_inputs() -> None:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 2))
-    data = [torch.randn(32, 20) @ torch.diag(torch.logspace(0, -2, 20)) for _ in range(4)]
-    dense = _copy(model)
-    nets = {}
-    for order in ("sequential", "corrected"):
-        nets[order] = _copy(dense)
-        compress_low_rank(nets[order], data, include=["0", "2"], rank=3, order=order)
-        nets[order].requires_grad_(False)
+    dense, nets, data = _by_order("sequential", "corrected")
+    for net in (dense, *nets.values()):
+        net.requires_grad_(False)
     x = torch.cat(data)
     original = capture_inputs(dense, ["2"], x)["2"] @ dense[2].weight.detach().T  # W X_ref
     errors = {}
@@ -309,3 +309,17 @@ def test_centered_dalr_with_bias_compensation_is_never_worse(width: int) -> None
         net.requires_grad_(False), dense.requires_grad_(False)
         errors[method] = sum(float(((dense[0](x) - net[0](x)) ** 2).sum()) for x in data)
     assert errors["dalr_bias"] < errors["dalr"]
+
+
+def test_a_mac_budget_counts_conv_positions() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 64, 32), nn.Linear(32, 2)
+    )
+    data = [nn.functional.avg_pool2d(torch.randn(4, 3, 10, 10), 3, 1, 0) for _ in range(3)]  # 8 x 8 images
+    results = compress_low_rank(model, data, method="dalr", include=["0", "3"], macs=0.3)
+    positions = {"0": 64, "3": 1}
+    dense = sum(r.params_before * positions[r.name] for r in results)
+    kept = sum(r.params_after * positions[r.name] for r in results)
+    assert kept <= 0.3 * dense
+    assert kept > 0.3 * dense - 64 * (16 + 27)  # the budget is used up to one conv rank

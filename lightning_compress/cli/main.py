@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     compress.add_argument("--method", default="dalr", help="dalr (on the data), dalr_bias, svd or svd_bias")
     rule = compress.add_mutually_exclusive_group(required=True)
     rule.add_argument("--params", type=float, help="budget: share (<= 1) of the layers' weights, or a count")
+    rule.add_argument("--macs", type=float, help="budget: share (<= 1) of the layers' MACs, or a count")
     rule.add_argument("--rank", type=int, help="one rank for every layer")
     rule.add_argument("--energy", type=float, help="per layer: share of the output energy kept")
     rule.add_argument("--param-ratio", type=float, help="per layer: share of its weights kept")
@@ -142,7 +143,7 @@ def _report(args: argparse.Namespace) -> int:
 def _compress(args: argparse.Namespace) -> int:
     from lightning_compress.run import compress_checkpoint
 
-    rules = {k: getattr(args, k) for k in ("params", "rank", "energy", "param_ratio")}
+    rules = {k: getattr(args, k) for k in ("params", "macs", "rank", "energy", "param_ratio")}
     summary = compress_checkpoint(
         args.checkpoint,
         args.out,

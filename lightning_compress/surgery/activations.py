@@ -8,7 +8,7 @@ the same statistics.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +132,23 @@ class InputStatistics:
             self.xxt.addmm_(rows.T, rows)
 
 
+def _model_inputs(
+    batches: Iterable[Any],
+    to_inputs: Callable[[Any], Any] | None,
+    max_batches: int | None,
+    dev: torch.device | None,
+    progress: bool,
+) -> Iterator[Any]:
+    """Each batch's model input on ``dev``: ``to_inputs(batch)``, or the batch, or its first item."""
+    for i, batch in enumerate(tqdm(batches, desc="input statistics", disable=not progress)):
+        if max_batches is not None and i >= max_batches:
+            break
+        x = to_inputs(batch) if to_inputs else (batch if isinstance(batch, torch.Tensor) else batch[0])
+        if dev is not None:
+            x = x.to(dev) if isinstance(x, torch.Tensor) else tuple(t.to(dev) for t in x)
+        yield x
+
+
 def _all_reduce(stats: dict[str, InputStatistics]) -> None:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return
@@ -211,16 +228,7 @@ def input_statistics(
     try:
         with kept_modes(model):
             model.eval()
-            for i, batch in enumerate(tqdm(batches, desc="input statistics", disable=not progress)):
-                if max_batches is not None and i >= max_batches:
-                    break
-                x = (
-                    to_inputs(batch)
-                    if to_inputs
-                    else (batch if isinstance(batch, torch.Tensor) else batch[0])
-                )
-                if dev is not None:
-                    x = x.to(dev) if isinstance(x, torch.Tensor) else tuple(t.to(dev) for t in x)
+            for x in _model_inputs(batches, to_inputs, max_batches, dev, progress):
                 _forward(model, x)
     finally:
         for h in handles:
@@ -268,16 +276,7 @@ def paired_statistics(
     try:
         with kept_modes(reference), kept_modes(model):
             reference.eval(), model.eval()
-            for i, batch in enumerate(batches):
-                if max_batches is not None and i >= max_batches:
-                    break
-                x = (
-                    to_inputs(batch)
-                    if to_inputs
-                    else (batch if isinstance(batch, torch.Tensor) else batch[0])
-                )
-                if dev is not None:
-                    x = x.to(dev) if isinstance(x, torch.Tensor) else tuple(t.to(dev) for t in x)
+            for x in _model_inputs(batches, to_inputs, max_batches, dev, progress=False):
                 _forward(reference, x)
                 _forward(model, x)
                 rows = layer_input_rows(layers[1], seen[1]).to(cross)
