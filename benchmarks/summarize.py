@@ -278,6 +278,38 @@ def dalr_section() -> list[str]:
     return lines
 
 
+def latency_section() -> list[str]:
+    """Layers split in two against their dense form on one CPU thread (benchmarks/low_rank_latency.py)."""
+    path = RESULTS / "low_rank_latency.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    lines = [
+        "## Latency of split layers (benchmarks/low_rank_latency.py)",
+        "",
+        "One CPU thread, median forward time; rank as a share of break-even `m n / (m + n)`.",
+        "",
+        "| layer | batch | rank | dense (us) | split (us) | speed-up | MAC reduction |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in data["layers"]:
+        lines.append(
+            f"| {r['layer']} | {r['batch']} | {r['rank']} | {r['dense_us']} | {r['split_us']} "
+            f"| {r['speedup']}x | {r['mac_reduction']}x |"
+        )
+    lines += [
+        "",
+        "| model | batch | parameters | dense (us) | split (us) | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in data["models"]:
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['params'][0]:,} -> {r['params'][1]:,} | {r['dense_us']} "
+            f"| {r['split_us']} | {r['speedup']}x |"
+        )
+    return [*lines, ""]
+
+
 def main() -> None:
     peers = _load_jsonl(RESULTS / "group_sparsity_vs_peers.jsonl")
     lines = [
@@ -303,6 +335,7 @@ def main() -> None:
             section[1:1] = ["", f"![front]({plot})"]
         lines += section
     lines += dalr_section()
+    lines += latency_section()
     lines += ["## Other measurements", ""]
     lines += json_section("baselines.json", "Dense baselines (benchmarks/baselines.py)")
     lines += json_section("prox_overhead.json", "Prox overhead (benchmarks/prox_overhead.py)")
