@@ -119,3 +119,39 @@ def test_compress_a_missing_checkpoint_is_one_line(
         == 2
     )
     assert "not found" in capsys.readouterr().err
+
+
+def test_a_split_model_runs_without_this_package(tmp_path: Path) -> None:
+    """Exported, or saved as a weights-only state dict, a split model needs only torch to run."""
+    import subprocess
+    import sys
+
+    from lightning_compress.models import LeNet300100
+    from lightning_compress.surgery import compress_low_rank
+
+    torch.manual_seed(0)
+    model = LeNet300100()
+    compress_low_rank(model, [torch.randn(32, 1, 28, 28)], method="dalr", rank=8)
+    model.eval()
+    x = torch.randn(2, 1, 28, 28)
+    torch.save({"x": x, "y": model(x).detach()}, tmp_path / "io.pt")
+    torch.export.save(torch.export.export(model, (x,)), tmp_path / "model.pt2")
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    code = f"""
+import sys, torch
+from torch import nn
+io = torch.load({str(tmp_path / "io.pt")!r}, weights_only=True)
+exported = torch.export.load({str(tmp_path / "model.pt2")!r}).module()
+state = torch.load({str(tmp_path / "state.pt")!r}, weights_only=True)
+state.pop("compression_history")
+plain = nn.Sequential(
+    nn.Flatten(), nn.Sequential(nn.Linear(784, 8, bias=False), nn.Linear(8, 300)), nn.ReLU(),
+    nn.Sequential(nn.Linear(300, 8, bias=False), nn.Linear(8, 100)), nn.ReLU(), nn.Linear(100, 10))
+plain.load_state_dict(state)
+for net in (exported, plain):
+    assert torch.allclose(net(io["x"]), io["y"], atol=1e-5)
+assert not any(name.startswith("lightning_compress") for name in sys.modules)
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
