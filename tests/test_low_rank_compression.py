@@ -155,3 +155,23 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("compression.low_rank_compression.energy=1.5", "compression.low_rank_compression.energy"),
+        ("compression.low_rank_compression.ridge=-1", "compression.low_rank_compression.ridge"),
+        ("compression.low_rank_compression.at_epoch=-2", "compression.low_rank_compression.at_epoch"),
+    ],
+)
+def test_a_bad_section_value_is_named_before_training(
+    tiny_idx_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, key: str
+) -> None:
+    args = _args(tiny_idx_dir, tmp_path, "compression.low_rank_compression.params=null", override)
+    if "energy" not in override:
+        args = _args(tiny_idx_dir, tmp_path, override)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and key in err, err
+    assert not list(tmp_path.glob("*/*/final.ckpt"))

@@ -18,6 +18,7 @@ from lightning_compress.surgery import (
     LayerResult,
     LayerSelector,
     LowRankMethod,
+    check_rules,
     compress_low_rank,
 )
 
@@ -39,6 +40,7 @@ class LowRankCompression(Callback):
         method: ``"dalr"`` (on the data), ``"dalr_bias"`` (on the centered data, bias compensated),
             ``"svd"`` (weights only) or ``"svd_bias"``.
         params: Budget for all compressed layers: a share (<= 1) of their weights or a count.
+        macs: Instead, a budget of their MACs per sample (a share or a count).
         rank: Instead, one rank for every layer.
         energy: Instead, per layer the share of the output energy kept.
         param_ratio: Instead, per layer the share of its weights kept.
@@ -63,6 +65,7 @@ class LowRankCompression(Callback):
         method: LowRankMethod | str = LowRankMethod.dalr,
         *,
         params: float | None = None,
+        macs: float | None = None,
         rank: int | None = None,
         energy: float | None = None,
         param_ratio: float | None = None,
@@ -76,9 +79,8 @@ class LowRankCompression(Callback):
     ) -> None:
         self.method = check_choice(LowRankMethod, method, "method")
         self.order = check_choice(CalibrationOrder, order, "order")
-        rules = {"params": params, "rank": rank, "energy": energy, "param_ratio": param_ratio}
-        if sum(v is not None for v in rules.values()) != 1:
-            raise ArgumentError("params", "give exactly one of params, rank, energy and param_ratio")
+        rules = {"params": params, "macs": macs, "rank": rank, "energy": energy, "param_ratio": param_ratio}
+        check_rules(**rules, ridge=ridge)  # the same checks as compress_low_rank, before any training
         self.rules: dict[str, Any] = {k: v for k, v in rules.items() if v is not None}
         if at_epoch is not None and (
             isinstance(at_epoch, bool) or not isinstance(at_epoch, int) or at_epoch < 0

@@ -28,6 +28,7 @@ class LowRankCompressionConfig:
 
     method: LowRankMethod = LowRankMethod.dalr
     params: Optional[float] = None  # noqa: UP045
+    macs: Optional[float] = None  # noqa: UP045
     rank: Optional[int] = None  # noqa: UP045
     energy: Optional[float] = None  # noqa: UP045
     param_ratio: Optional[float] = None  # noqa: UP045

@@ -41,6 +41,7 @@ from lightning_compress.surgery.history import append_history, get_history, hist
 from lightning_compress.surgery.inputs import INPUTS_SUFFIX, InputSelectLinear, input_groups, remove_inputs
 from lightning_compress.surgery.optimizer import fresh_state, rebind_by_name, rebind_optimizer, slice_state
 from lightning_compress.surgery.prune import remove_groups
+from lightning_compress.surgery.rank_rules import check_rules
 from lightning_compress.surgery.registry import MAC_COUNTERS, RECORD_KINDS
 from lightning_compress.surgery.replay import apply_history, enable_history_restore
 from lightning_compress.surgery.report import format_neuron_report, layer_widths, neuron_report
@@ -65,6 +66,7 @@ __all__ = [
     "apply_removals",
     "build_dependency_graph",
     "capture_inputs",
+    "check_rules",
     "check_selectors",
     "compress_low_rank",
     "compress_zero_groups",
