@@ -89,22 +89,12 @@ def _first(err: BaseException) -> str:
 
 
 def _neurons(args: argparse.Namespace) -> int:
-    if not os.path.isfile(args.checkpoint):
-        raise ConfigError("checkpoint", f"file not found: {args.checkpoint!r}")
     if not args.relative_threshold >= 0:
         raise ConfigError("--relative-threshold", f"must be >= 0, got {args.relative_threshold}")
-    import torch
-
-    from lightning_compress.models import Classifier
+    from lightning_compress.run import load_checkpoint
     from lightning_compress.surgery.report import format_neuron_report, neuron_report
 
-    try:
-        torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file fails in many ways inside torch.load
-        raise ConfigError(
-            "checkpoint", f"{args.checkpoint!r} is not a readable checkpoint: {_first(err)}"
-        ) from None
-    module = Classifier.load_from_checkpoint(args.checkpoint, map_location="cpu")
+    module = load_checkpoint(args.checkpoint)
     rows = neuron_report(module, module.example_input_array, relative_threshold=args.relative_threshold)
     print(format_neuron_report(rows))
     return 0

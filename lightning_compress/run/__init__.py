@@ -1,6 +1,6 @@
 """Runs from a config, shared by the command line and sweep trials: training, and compressing a checkpoint."""
 
-from lightning_compress.run.compress import compress_checkpoint
+from lightning_compress.run.compress import compress_checkpoint, load_checkpoint
 from lightning_compress.run.train import make_run_dir, preflight, train
 
-__all__ = ["compress_checkpoint", "make_run_dir", "preflight", "train"]
+__all__ = ["compress_checkpoint", "load_checkpoint", "make_run_dir", "preflight", "train"]

@@ -17,7 +17,7 @@ from lightning_compress.config import ConfigError, RunConfig, build_datamodule, 
 from lightning_compress.models import Classifier
 from lightning_compress.surgery import compress_low_rank, layer_widths
 
-__all__ = ["compress_checkpoint", "find_run_config"]
+__all__ = ["compress_checkpoint", "find_run_config", "load_checkpoint"]
 
 
 def find_run_config(checkpoint: str | Path) -> Path:
@@ -39,7 +39,18 @@ def find_run_config(checkpoint: str | Path) -> Path:
     raise ConfigError("--config", f"no config.yaml beside {str(checkpoint)!r} or its parent: give --config")
 
 
-def _load(checkpoint: str | Path) -> Classifier:
+def load_checkpoint(checkpoint: str | Path) -> Classifier:
+    """The :class:`~lightning_compress.models.Classifier` a ``train`` checkpoint holds, shape changes replayed.
+
+    Raises:
+        ConfigError: for a missing file or one that is not a readable checkpoint.
+
+    Example:
+        >>> load_checkpoint("/no/such.ckpt")
+        Traceback (most recent call last):
+        ...
+        lightning_compress.config.errors.ConfigError: checkpoint: file not found: '/no/such.ckpt'
+    """
     if not Path(checkpoint).is_file():
         raise ConfigError("checkpoint", f"file not found: {str(checkpoint)!r}")
     try:
@@ -95,7 +106,7 @@ def compress_checkpoint(
     target = Path(out)
     if not target.parent.is_dir():
         raise ConfigError("--out", f"folder not found: {str(target.parent)!r}")
-    module = _load(checkpoint)
+    module = load_checkpoint(checkpoint)
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
