@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[sweep,postgres,dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[sweep,postgres,cli,dev]"
 	touch $(STAMP)
 
 setup: $(STAMP) data

@@ -2,6 +2,7 @@
 
 from lightning_compress.callbacks._proximal import ProxSchedule
 from lightning_compress.callbacks.atomic_checkpoint import AtomicCheckpointIO, EpochCheckpoint
+from lightning_compress.callbacks.compressible import CompressibleMixin
 from lightning_compress.callbacks.group_sparsity import GroupSparsity
 from lightning_compress.callbacks.low_rank import LowRank
 from lightning_compress.callbacks.low_rank_compression import LowRankCompression
@@ -10,6 +11,7 @@ from lightning_compress.callbacks.structured_pruning import StructuredPruning
 
 __all__ = [
     "AtomicCheckpointIO",
+    "CompressibleMixin",
     "EpochCheckpoint",
     "GroupSparsity",
     "LowRank",

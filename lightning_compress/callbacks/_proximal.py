@@ -8,17 +8,15 @@ the optimizer post-step hook, the step size from the current learning rate, chec
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch.utils.hooks import RemovableHandle
 
 from lightning_compress._checks import ArgumentError, check_choice
-from lightning_compress.callbacks._common import example_inputs
+from lightning_compress.callbacks._common import TracingCallback, example_inputs, has_example
 from lightning_compress.regularizers import Regularizer
-from lightning_compress.surgery import enable_history_restore
 
 __all__ = ["ProxSchedule", "ProximalCallback"]
 
@@ -36,13 +34,17 @@ class ProxSchedule(str, Enum):
     subgradient = "subgradient"  # no prox: the penalty's subgradient is added before each step
 
 
+ProxScheduleName = Literal["step", "epoch", "subgradient"]
+"""The values of :class:`ProxSchedule`, for signatures that command-line parsers read (``Literal`` choices)."""
+
+
 def _check_int(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ArgumentError(name, f"{name} must be an int >= {minimum}, got {name}={value!r}")
     return value
 
 
-class ProximalCallback(Callback):
+class ProximalCallback(TracingCallback):
     """Schedules ``self.regularizer``'s proximal steps; subclasses set ``regularizer`` and ``log_prefix``.
 
     The prox is attached to the optimizer's own step (``register_step_post_hook``): it runs once per real
@@ -57,12 +59,14 @@ class ProximalCallback(Callback):
     def __init__(
         self,
         *,
-        schedule: ProxSchedule | str = ProxSchedule.step,
+        schedule: ProxSchedule | ProxScheduleName = ProxSchedule.step,
         every_n_steps: int = 1,
         warmup_epochs: int = 0,
         ramp_epochs: int = 0,
         stop_epoch: int | None = None,
+        example_input: Any = None,
     ) -> None:
+        self.example_input = example_input
         self.schedule = check_choice(ProxSchedule, schedule, "schedule")
         self.every_n_steps = _check_int(every_n_steps, "every_n_steps", 1)
         self.warmup_epochs = _check_int(warmup_epochs, "warmup_epochs", 0)
@@ -106,14 +110,22 @@ class ProximalCallback(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":  # a checkpoint's state, restored after this, takes precedence
             self.regularizer.load_state_dict({})
-        enable_history_restore(pl_module, lambda: example_inputs(pl_module))
+        super().setup(trainer, pl_module, stage)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._module = None
-        self._attach(pl_module)
+        if has_example(pl_module):  # otherwise at the first batch, which gives the example input
+            self._attach(pl_module)
         if self.schedule == ProxSchedule.step:
             for optimizer in trainer.optimizers:
                 self._handles.append(optimizer.register_step_post_hook(self._after_step))
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+        if self._module is None:
+            self._attach(pl_module)
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._steps += 1

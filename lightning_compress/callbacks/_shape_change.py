@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_compress._compat import rewrap_ddp
+from lightning_compress.callbacks._common import remember_example
 from lightning_compress.surgery import get_history
 
 __all__ = ["change_shape"]
@@ -35,6 +36,7 @@ def change_shape(
     before = sum(p.numel() for p in pl_module.parameters())
     records = apply(decision)
     if records:
+        remember_example(pl_module)  # a compressed checkpoint replays without an example input at hand
         rewrap_ddp(trainer, pl_module)
         after = sum(p.numel() for p in pl_module.parameters())
         rank_zero_info(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 
 from lightning_compress.callbacks._common import example_inputs
-from lightning_compress.callbacks._proximal import ProximalCallback, ProxSchedule
+from lightning_compress.callbacks._proximal import ProximalCallback, ProxSchedule, ProxScheduleName
 from lightning_compress.regularizers import Cost, GroupLasso
+from lightning_compress.regularizers.group_lasso import CostName
 from lightning_compress.surgery import GroupMode, LayerSelector, effective_size
+from lightning_compress.surgery.groups import GroupModeName
 
 __all__ = ["GroupSparsity"]
 
@@ -57,6 +60,8 @@ class GroupSparsity(ProximalCallback):
             start) stay unpenalized, a floor under every layer. 0 is the plain group lasso.
         log_effective_size: Log the size the model would have with its zero groups removed (one copy
             and trace per epoch).
+        example_input: An input to trace the model with (a batch of one), when the module has no
+            ``example_input_array``; without either, the first training batch's input is used.
 
     Example:
         >>> GroupSparsity(strength=1e-4, l1_ratio=0.5, schedule="step")
@@ -71,20 +76,21 @@ class GroupSparsity(ProximalCallback):
         *,
         l1_ratio: float = 0.0,
         layer_strengths: Mapping[str, float] | None = None,
-        groups: GroupMode | str = GroupMode.incoming,
+        groups: GroupMode | GroupModeName = GroupMode.incoming,
         include: Sequence[LayerSelector] | None = None,
         exclude: Sequence[LayerSelector] = (),
-        schedule: ProxSchedule | str = ProxSchedule.step,
+        schedule: ProxSchedule | ProxScheduleName = ProxSchedule.step,
         every_n_steps: int = 1,
         warmup_epochs: int = 0,
         ramp_epochs: int = 0,
         stop_epoch: int | None = None,
         input_layers: Sequence[str] = (),
         input_strength: float | None = None,
-        cost: Cost | str = Cost.params,
+        cost: Cost | CostName = Cost.params,
         cost_exponent: float = 1.0,
         keep_ratio: float = 0.0,
         log_effective_size: bool = True,
+        example_input: Any = None,
     ) -> None:
         super().__init__(
             schedule=schedule,
@@ -92,6 +98,7 @@ class GroupSparsity(ProximalCallback):
             warmup_epochs=warmup_epochs,
             ramp_epochs=ramp_epochs,
             stop_epoch=stop_epoch,
+            example_input=example_input,
         )
         self.regularizer: GroupLasso = GroupLasso(
             strength,

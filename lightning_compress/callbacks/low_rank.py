@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 
 from lightning_compress._checks import ArgumentError
-from lightning_compress.callbacks._proximal import ProximalCallback, ProxSchedule
+from lightning_compress.callbacks._proximal import ProximalCallback, ProxSchedule, ProxScheduleName
 from lightning_compress.callbacks._shape_change import change_shape
 from lightning_compress.functional import split_rank
 from lightning_compress.regularizers import NuclearNorm
@@ -48,6 +48,8 @@ class LowRank(ProximalCallback):
         energy: Rank rule at a split: the smallest rank holding this share of the squared singular
             values (default: the singular values above ``rel_tol`` of the largest, what SVT left).
         rel_tol: Singular values at most this fraction of the layer's largest count as zero.
+        example_input: An input to trace the model with (a batch of one), when the module has no
+            ``example_input_array``; without either, the first training batch's input is used.
 
     Example:
         >>> LowRank(strength=1e-2, every_n_steps=100, split_at_fit_end=True)
@@ -63,7 +65,7 @@ class LowRank(ProximalCallback):
         layer_strengths: Mapping[str, float] | None = None,
         include: Sequence[LayerSelector] | None = None,
         exclude: Sequence[LayerSelector] = (),
-        schedule: ProxSchedule | str = ProxSchedule.step,
+        schedule: ProxSchedule | ProxScheduleName = ProxSchedule.step,
         every_n_steps: int = 100,
         warmup_epochs: int = 0,
         ramp_epochs: int = 0,
@@ -73,6 +75,7 @@ class LowRank(ProximalCallback):
         split_at_fit_end: bool = True,
         energy: float | None = None,
         rel_tol: float = 1e-5,
+        example_input: Any = None,
     ) -> None:
         super().__init__(
             schedule=schedule,
@@ -80,6 +83,7 @@ class LowRank(ProximalCallback):
             warmup_epochs=warmup_epochs,
             ramp_epochs=ramp_epochs,
             stop_epoch=stop_epoch,
+            example_input=example_input,
         )
         self.regularizer: NuclearNorm = NuclearNorm(
             strength, layer_strengths=layer_strengths, include=include, exclude=exclude

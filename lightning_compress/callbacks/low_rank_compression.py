@@ -8,11 +8,11 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_compress._checks import ArgumentError, check_choice
 from lightning_compress._compat import rewrap_ddp
+from lightning_compress.callbacks._common import TracingCallback, remember_example
 from lightning_compress.surgery import (
     CalibrationOrder,
     LayerResult,
@@ -21,13 +21,14 @@ from lightning_compress.surgery import (
     check_rules,
     compress_low_rank,
 )
+from lightning_compress.surgery.rank_rules import CalibrationOrderName, LowRankMethodName
 
 __all__ = ["LowRankCompression"]
 
 DataSource = str | Callable[[pl.Trainer], Iterable[Any]]
 
 
-class LowRankCompression(Callback):
+class LowRankCompression(TracingCallback):
     r"""Split the trained layers into two thin layers fitted on data (Masana et al. 2017), once.
 
     At ``at_epoch``'s end (the remaining epochs fine-tune the compressed model) or at fit end, the
@@ -54,6 +55,8 @@ class LowRankCompression(Callback):
         data: ``"train"`` or ``"val"`` (the datamodule's loader), or ``trainer -> iterable`` (for a held
             apart calibration split).
         max_batches: Use at most this many batches per pass.
+        example_input: An input to trace the model with (a batch of one), when the module has no
+            ``example_input_array``; without either, the first training batch's input is used.
 
     Example:
         >>> LowRankCompression(method="dalr", params=0.25)
@@ -62,7 +65,7 @@ class LowRankCompression(Callback):
 
     def __init__(
         self,
-        method: LowRankMethod | str = LowRankMethod.dalr,
+        method: LowRankMethod | LowRankMethodName = LowRankMethod.dalr,
         *,
         params: float | None = None,
         macs: float | None = None,
@@ -72,11 +75,13 @@ class LowRankCompression(Callback):
         include: Sequence[LayerSelector] | None = None,
         exclude: Sequence[LayerSelector] = (),
         ridge: float = 0.0,
-        order: CalibrationOrder | str = CalibrationOrder.original,
+        order: CalibrationOrder | CalibrationOrderName = CalibrationOrder.original,
         at_epoch: int | None = None,
         data: DataSource = "train",
         max_batches: int | None = None,
+        example_input: Any = None,
     ) -> None:
+        self.example_input = example_input
         self.method = check_choice(LowRankMethod, method, "method")
         self.order = check_choice(CalibrationOrder, order, "order")
         rules = {"params": params, "macs": macs, "rank": rank, "energy": energy, "param_ratio": param_ratio}
@@ -140,6 +145,7 @@ class LowRankCompression(Callback):
                         for p in pl_module.get_submodule(r.name).parameters():
                             dist.broadcast(p.data, src=0)
         rewrap_ddp(trainer, pl_module)
+        remember_example(pl_module)
         self.done = True
         after = sum(p.numel() for p in pl_module.parameters())
         ranks = ", ".join(f"{r.name}: {r.rank if r.rank is not None else 'dense'}" for r in self.results)

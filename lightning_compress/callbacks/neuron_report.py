@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_compress._checks import ArgumentError, check_nonneg
-from lightning_compress.callbacks._common import example_inputs
+from lightning_compress.callbacks._common import TracingCallback, example_inputs
 from lightning_compress.surgery.report import format_neuron_report, neuron_report
 
 __all__ = ["NeuronReport"]
 
 
-class NeuronReport(Callback):
+class NeuronReport(TracingCallback):
     """Every N epochs, log ``neurons/near_zero``, ``neurons/zero`` and per-layer near-zero counts; print a
     table when fit ends.
 
     A neuron is near zero when the norm of its incoming group is at most ``relative_threshold`` times the
     largest in its layer. Yaguchi et al. (2018) observe many such neurons after Adam with L2 on ReLU nets;
-    :class:`StructuredPruning` with the same ``relative_threshold`` removes them.
+    :class:`StructuredPruning` with the same ``relative_threshold`` removes them. ``example_input``: as
+    for :class:`StructuredPruning`.
 
     Example:
         >>> NeuronReport(relative_threshold=1e-3).relative_threshold
         0.001
     """
 
-    def __init__(self, relative_threshold: float = 1e-3, every_n_epochs: int = 1) -> None:
+    def __init__(
+        self, relative_threshold: float = 1e-3, every_n_epochs: int = 1, example_input: Any = None
+    ) -> None:
+        self.example_input = example_input
         check_nonneg(relative_threshold, "relative_threshold")
         if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
             raise ArgumentError(

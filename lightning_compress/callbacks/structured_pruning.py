@@ -7,10 +7,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 
 from lightning_compress._checks import ArgumentError, check_choice, check_nonneg
-from lightning_compress.callbacks._common import example_inputs
+from lightning_compress.callbacks._common import TracingCallback, example_inputs
 from lightning_compress.callbacks._shape_change import change_shape
 from lightning_compress.callbacks.group_sparsity import GroupSparsity
 from lightning_compress.surgery import (
@@ -18,14 +17,14 @@ from lightning_compress.surgery import (
     LayerSelector,
     apply_removals,
     check_selectors,
-    enable_history_restore,
     plan_removals,
 )
+from lightning_compress.surgery.groups import GroupModeName
 
 __all__ = ["StructuredPruning"]
 
 
-class StructuredPruning(Callback):
+class StructuredPruning(TracingCallback):
     """Remove neuron/channel groups whose norm is (near) zero, and keep training the smaller model.
 
     At the chosen epoch ends and at the end of fit, every group whose norm is at most
@@ -54,6 +53,8 @@ class StructuredPruning(Callback):
         fold_constants: Fold constant outputs of removed neurons into the next bias.
         input_layers: Linear layers whose (near-)zero input features are removed too (see
             :class:`GroupSparsity`'s ``input_layers``).
+        example_input: An input to trace the model with (a batch of one), when the module has no
+            ``example_input_array``; without either, the first training batch's input is used.
 
     Example:
         >>> StructuredPruning(every_n_epochs=2, relative_threshold=1e-3)
@@ -69,12 +70,14 @@ class StructuredPruning(Callback):
         threshold: float = 0.0,
         relative_threshold: float = 0.0,
         min_width: int = 1,
-        groups: GroupMode | str | None = None,
+        groups: GroupMode | GroupModeName | None = None,
         include: Sequence[LayerSelector] | None = None,
         exclude: Sequence[LayerSelector] = (),
         fold_constants: bool = True,
         input_layers: Sequence[str] = (),
+        example_input: Any = None,
     ) -> None:
+        self.example_input = example_input
         if any(not isinstance(e, int) or e < 0 for e in epochs):
             raise ArgumentError("epochs", f"epochs must be ints >= 0, got {epochs=}")
         if every_n_epochs is not None and (not isinstance(every_n_epochs, int) or every_n_epochs < 1):
@@ -118,9 +121,6 @@ class StructuredPruning(Callback):
         return self._generate_state_key(
             threshold=self.threshold, relative_threshold=self.relative_threshold, min_width=self.min_width
         )
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        enable_history_restore(pl_module, lambda: example_inputs(pl_module))
 
     def _due(self, epoch: int) -> bool:
         return epoch in self.epochs or (

@@ -8,79 +8,13 @@ import os
 import sys
 from collections.abc import Sequence
 
+from lightning_compress.cli.parser import build_parser
 from lightning_compress.config.load import ConfigError, load_config
 from lightning_compress.sweep import STORAGE_ENV
 
 __all__ = ["main"]
 
 EXIT_BAD_INPUT = 2
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lightning-compress", description="Train and compress networks with Lightning."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train and test a model from a config, write checkpoint and summary")
-    train.add_argument("config", help="YAML run config (see configs/)")
-    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optimizer.lr=0.05")
-    sweep = sub.add_parser("sweep", help="run, resume or join a multi-objective Optuna sweep")
-    sweep.add_argument("sweep", help="sweep file (see sweeps/)")
-    sweep.add_argument("overrides", nargs="*", help="key=value overrides of the sweep file")
-    sweep.add_argument(
-        "--workers", type=int, default=1, help="local worker processes (one torch thread each)"
-    )
-    sweep.add_argument(
-        "--storage",
-        default=None,
-        help=f"storage URL (journal file path or postgresql://...; default: ${STORAGE_ENV} or the sweep "
-        "file's); a database password can stay out of the command line: PGPASSWORD, ~/.pgpass or PGPASSFILE",
-    )
-    sweep.add_argument("--n-trials", type=int, default=None, help="trial budget (default: the sweep file's)")
-    sweep.add_argument(
-        "--worker-offset", type=int, default=0, help="first worker index (sampler seeds) on this machine"
-    )
-    sweep.add_argument(
-        "--threads-per-worker",
-        type=int,
-        default=None,
-        help="torch threads per worker (default: cores / workers)",
-    )
-    report = sub.add_parser("report", help="Pareto table, hypervolume and plots of a sweep")
-    report.add_argument("sweep", help="sweep file")
-    report.add_argument("overrides", nargs="*")
-    report.add_argument(
-        "--storage", default=None, help=f"storage URL (default: ${STORAGE_ENV} or the sweep's)"
-    )
-    compress = sub.add_parser(
-        "compress", help="split a trained checkpoint's layers in two on calibration data (DALR, SVD)"
-    )
-    compress.add_argument("checkpoint", help="a checkpoint written by 'train' (final.ckpt or last.ckpt)")
-    compress.add_argument("--method", default="dalr", help="dalr (on the data), dalr_bias, svd or svd_bias")
-    rule = compress.add_mutually_exclusive_group(required=True)
-    rule.add_argument("--params", type=float, help="budget: share (<= 1) of the layers' weights, or a count")
-    rule.add_argument("--macs", type=float, help="budget: share (<= 1) of the layers' MACs, or a count")
-    rule.add_argument("--rank", type=int, help="one rank for every layer")
-    rule.add_argument("--energy", type=float, help="per layer: share of the output energy kept")
-    rule.add_argument("--param-ratio", type=float, help="per layer: share of its weights kept")
-    compress.add_argument("--out", required=True, help="the compressed checkpoint to write")
-    compress.add_argument(
-        "--config", default=None, help="the run config (default: the run folder's config.yaml)"
-    )
-    compress.add_argument("--include", nargs="+", default=None, help="layer name patterns to compress")
-    compress.add_argument("--exclude", nargs="+", default=[], help="layer name patterns never compressed")
-    compress.add_argument("--ridge", type=float, default=0.0, help="DALR ridge, relative to the input energy")
-    compress.add_argument("--order", default="original", help="original, sequential or corrected calibration")
-    compress.add_argument("--calibration", default="val", help="val (held apart from test) or train")
-    compress.add_argument("--max-batches", type=int, default=None, help="calibration batches per pass")
-    compress.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune after compressing")
-    compress.add_argument("--finetune-lr", type=float, default=None, help="learning rate of the fine-tune")
-    neurons = sub.add_parser("neurons", help="report zero / near-zero neurons per layer of a checkpoint")
-    neurons.add_argument("checkpoint", help="a checkpoint written by 'train' (final.ckpt or last.ckpt)")
-    neurons.add_argument(
-        "--relative-threshold", type=float, default=1e-3, help="near zero: norm <= this x layer max"
-    )
-    return parser
 
 
 def _first(err: BaseException) -> str:
@@ -153,6 +87,21 @@ def _compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from lightning_compress.run import export_checkpoint
+
+    info = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        model_class=args.model_class,
+        config=args.config,
+        normalization=not args.no_normalization,
+        dynamic_batch=not args.static_batch,
+    )
+    print(json.dumps(info, indent=2))
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     from lightning_compress.run import preflight, train
@@ -169,12 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["train", "configs/no_such_config.yaml"])  # prints the error line on stderr
         2
     """
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
             return _train(args)
         if args.command == "compress":
             return _compress(args)
+        if args.command == "export":
+            return _export(args)
         if args.command == "neurons":
             return _neurons(args)
         if args.command == "sweep":

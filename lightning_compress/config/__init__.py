@@ -3,7 +3,7 @@
 from lightning_compress.config.build import build_datamodule, build_module, trainer_kwargs
 from lightning_compress.config.errors import ConfigError
 from lightning_compress.config.group_sparsity import GroupSparsityConfig
-from lightning_compress.config.load import load_config, to_yaml, validate_config
+from lightning_compress.config.load import find_config, load_config, to_yaml, validate_config
 from lightning_compress.config.low_rank import LowRankConfig
 from lightning_compress.config.methods import METHODS, CompressionConfig, Method, build_callbacks
 from lightning_compress.config.neuron_report import NeuronReportConfig
@@ -45,6 +45,7 @@ __all__ = [
     "build_callbacks",
     "build_datamodule",
     "build_module",
+    "find_config",
     "load_config",
     "to_yaml",
     "trainer_kwargs",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -46,10 +47,37 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+SHIPPED = Path(__file__).resolve().parent.parent
+"""The installed package's folder: its ``configs/`` and ``sweeps/`` hold the example files."""
+
+
+def find_config(path: str | os.PathLike[str], folders: Sequence[str] = ("configs", "sweeps")) -> Path:
+    """``path`` if it is a file, else the shipped example of that name (``configs/lenet300_fmnist.yaml``,
+    ``lenet300_fmnist.yaml`` or ``lenet300_fmnist``, from the package's ``folders``).
+
+    Example:
+        >>> find_config("lenet5_fmnist").relative_to(SHIPPED).as_posix()
+        'configs/lenet5_fmnist.yaml'
+    """
+    if os.path.isfile(path):
+        return Path(path)
+    name, parent = Path(path).name, Path(path).parent.name
+    order = [parent, *folders] if parent in ("configs", "sweeps") else list(folders)
+    for folder in order if str(path).count("/") <= 1 else ():
+        for candidate in (name, f"{name}.yaml"):
+            if (SHIPPED / folder / candidate).is_file():
+                return SHIPPED / folder / candidate
+    examples = sorted(p.stem for p in (SHIPPED / "configs").glob("*.yaml"))
+    raise ConfigError(
+        "config",
+        f"file not found: {os.fspath(path)!r} (shipped examples: {', '.join(examples)}; sweeps: "
+        f"{', '.join(sorted(p.stem for p in (SHIPPED / 'sweeps').glob('*.yaml')))})",
+    )
+
+
 def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = find_config(path)
     name = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ConfigError("config", f"file not found: {name!r}")
     try:
         with open(path, encoding="utf-8") as fh:
             raw = yaml.load(fh, Loader=_UniqueKeyLoader)

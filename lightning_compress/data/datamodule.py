@@ -199,6 +199,14 @@ class IDXImageDataModule(pl.LightningDataModule):
             return ((images - self._pixel_mean) / self.spec.std).unsqueeze(1)
         return ((images - self.spec.mean) / self.spec.std).unsqueeze(1)
 
+    def normalization(self) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+        """``(mean, std)`` the images are normalized with, on the 0-1 pixel scale (for an exported model)."""
+        if self.normalize == "per_pixel":
+            if self._pixel_mean is None:
+                self._pixel_mean = self._load("train_images").float().div_(255.0).mean(0)
+            return self._pixel_mean.unsqueeze(0), self.spec.std
+        return self.spec.mean, self.spec.std
+
     def _labels(self, key: str, count: int) -> torch.Tensor:
         labels = self._load(key).long()
         if labels.shape != (count,):

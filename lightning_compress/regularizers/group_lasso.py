@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -35,6 +35,7 @@ from lightning_compress.surgery import (
     group_cost_weights,
     input_groups,
 )
+from lightning_compress.surgery.groups import GroupModeName
 
 __all__ = ["Cost", "GroupLasso"]
 
@@ -49,6 +50,10 @@ class Cost(str, Enum):
 
     params = "params"
     macs = "macs"
+
+
+CostName = Literal["params", "macs"]
+"""The values of :class:`Cost`, for signatures that command-line parsers read (``Literal`` choices)."""
 
 
 @dataclass
@@ -116,12 +121,12 @@ class GroupLasso(AttachedRegularizer):
         *,
         l1_ratio: float = 0.0,
         layer_strengths: Mapping[str, float] | None = None,
-        groups: GroupMode | str = GroupMode.incoming,
+        groups: GroupMode | GroupModeName = GroupMode.incoming,
         include: Sequence[LayerSelector] | None = None,
         exclude: Sequence[LayerSelector] = (),
         input_layers: Sequence[str] = (),
         input_strength: float | None = None,
-        cost: Cost | str = Cost.params,
+        cost: Cost | CostName = Cost.params,
         cost_exponent: float = 1.0,
         keep_ratio: float = 0.0,
     ) -> None:

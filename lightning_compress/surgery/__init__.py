@@ -27,6 +27,14 @@ from lightning_compress.surgery.compact import (
     plan_removals,
     removable_groups,
 )
+from lightning_compress.surgery.example import (
+    BATCH_INPUT_KEYS,
+    INPUTS_ATTRIBUTE,
+    batch_input,
+    example_from_spec,
+    store_example,
+)
+from lightning_compress.surgery.export import Normalize, export_model
 from lightning_compress.surgery.factorize import factorize_layer, factorized, is_factorized
 from lightning_compress.surgery.groups import (
     GROUP_MODES,
@@ -43,13 +51,15 @@ from lightning_compress.surgery.optimizer import fresh_state, rebind_by_name, re
 from lightning_compress.surgery.prune import remove_groups
 from lightning_compress.surgery.rank_rules import check_rules
 from lightning_compress.surgery.registry import MAC_COUNTERS, RECORD_KINDS
-from lightning_compress.surgery.replay import apply_history, enable_history_restore
+from lightning_compress.surgery.replay import apply_history, enable_history_restore, load_compressed
 from lightning_compress.surgery.report import format_neuron_report, layer_widths, neuron_report
 from lightning_compress.surgery.selectors import check_selectors
 from lightning_compress.surgery.size import count_params_and_macs
 
 __all__ = [
+    "BATCH_INPUT_KEYS",
     "GROUP_MODES",
+    "INPUTS_ATTRIBUTE",
     "INPUTS_SUFFIX",
     "MAC_COUNTERS",
     "RECORD_KINDS",
@@ -61,9 +71,11 @@ __all__ = [
     "LayerSelector",
     "LowRankMethod",
     "NeuronGroups",
+    "Normalize",
     "append_history",
     "apply_history",
     "apply_removals",
+    "batch_input",
     "build_dependency_graph",
     "capture_inputs",
     "check_rules",
@@ -73,6 +85,8 @@ __all__ = [
     "count_params_and_macs",
     "effective_size",
     "enable_history_restore",
+    "example_from_spec",
+    "export_model",
     "factorize_layer",
     "factorized",
     "find_groups",
@@ -89,6 +103,7 @@ __all__ = [
     "kept_modes",
     "layer_input_rows",
     "layer_widths",
+    "load_compressed",
     "low_rank_layers",
     "neuron_report",
     "plan_removals",
@@ -98,4 +113,5 @@ __all__ = [
     "remove_groups",
     "remove_inputs",
     "slice_state",
+    "store_example",
 ]

@@ -31,8 +31,10 @@ from lightning_compress.surgery.activations import InputStatistics, input_statis
 from lightning_compress.surgery.factorize import factorize_layer
 from lightning_compress.surgery.rank_rules import (
     CalibrationOrder,
+    CalibrationOrderName,
     LayerResult,
     LowRankMethod,
+    LowRankMethodName,
     check_budget,
     check_rules,
 )
@@ -127,7 +129,7 @@ def compress_low_rank(
     model: nn.Module,
     batches: Iterable[Any] | None,
     *,
-    method: LowRankMethod | str = LowRankMethod.dalr,
+    method: LowRankMethod | LowRankMethodName = LowRankMethod.dalr,
     include: Sequence[LayerSelector] | None = None,
     exclude: Sequence[LayerSelector] = (),
     rank: int | None = None,
@@ -136,7 +138,7 @@ def compress_low_rank(
     params: float | None = None,
     macs: float | None = None,
     ridge: float = 0.0,
-    order: CalibrationOrder | str = CalibrationOrder.original,
+    order: CalibrationOrder | CalibrationOrderName = CalibrationOrder.original,
     to_inputs: Callable[[Any], Any] | None = None,
     max_batches: int | None = None,
     optimizers: Sequence[torch.optim.Optimizer] = (),

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch_pruning as tp
@@ -50,6 +50,10 @@ class GroupMode(str, Enum):
     incoming = "incoming"
     coupled = "coupled"
     bn = "bn"
+
+
+GroupModeName = Literal["incoming", "coupled", "bn"]
+"""The values of :class:`GroupMode`, for signatures that command-line parsers read (``Literal`` choices)."""
 
 
 GROUP_MODES = tuple(m.value for m in GroupMode)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from lightning_compress._checks import ArgumentError
 
@@ -26,6 +26,10 @@ class LowRankMethod(str, Enum):
     svd_bias = "svd_bias"  # truncated SVD, the bias absorbing the residual's mean effect
 
 
+LowRankMethodName = Literal["dalr", "dalr_bias", "svd", "svd_bias"]
+"""The values of :class:`LowRankMethod`, for signatures that command-line parsers read (``Literal`` choices)."""
+
+
 class CalibrationOrder(str, Enum):
     """Which inputs calibrate each layer.
 
@@ -37,6 +41,10 @@ class CalibrationOrder(str, Enum):
     original = "original"  # every layer on the original model's inputs (one pass over the data)
     sequential = "sequential"  # each on the inputs the already compressed layers before it produce
     corrected = "corrected"  # as sequential, but fitted to the original network's outputs of the layer
+
+
+CalibrationOrderName = Literal["original", "sequential", "corrected"]
+"""The values of :class:`CalibrationOrder`, for signatures that command-line parsers read (``Literal`` choices)."""
 
 
 @dataclass

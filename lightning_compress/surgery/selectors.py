@@ -3,15 +3,49 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
+import importlib
 from collections.abc import Sequence
 
 from torch import nn
 
 from lightning_compress._checks import ArgumentError
 
-__all__ = ["LayerSelector", "check_selectors", "matches", "validate_selectors"]
+__all__ = ["LayerSelector", "check_selectors", "matches", "resolve_selector", "validate_selectors"]
 
-LayerSelector = str | type[nn.Module]
+LayerSelector = type[nn.Module] | str
+"""A module type, a type's name (``"torch.nn.Linear"``, ``"Conv2d"``: any ``torch.nn`` class by its bare
+name, any other by its import path) or a layer name pattern (``fnmatch``: ``"features.*"``)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _named_type(text: str) -> type[nn.Module] | None:
+    if any(c in text for c in "*?[]"):
+        return None
+    module_path, _, name = text.rpartition(".")
+    candidates = [(module_path, name)] if module_path else [("torch.nn", name)]
+    for path, attr in candidates:
+        if not attr or not attr[:1].isupper():
+            continue
+        try:
+            found = getattr(importlib.import_module(path), attr, None)
+        except ImportError:
+            continue
+        if isinstance(found, type) and issubclass(found, nn.Module):
+            return found
+    return None
+
+
+def resolve_selector(selector: LayerSelector) -> LayerSelector:
+    """A type name as the type it names; a module type or a name pattern unchanged.
+
+    Example:
+        >>> resolve_selector("torch.nn.Linear"), resolve_selector("Conv2d"), resolve_selector("features.*")
+        (<class 'torch.nn.modules.linear.Linear'>, <class 'torch.nn.modules.conv.Conv2d'>, 'features.*')
+    """
+    if isinstance(selector, str):
+        return _named_type(selector) or selector
+    return selector
 
 
 def check_selectors(include: Sequence[LayerSelector] | None, exclude: Sequence[LayerSelector]) -> None:
@@ -32,7 +66,7 @@ def check_selectors(include: Sequence[LayerSelector] | None, exclude: Sequence[L
 
 
 def matches(name: str, layer: nn.Module, selectors: Sequence[LayerSelector]) -> bool:
-    for sel in selectors:
+    for sel in map(resolve_selector, selectors):
         if isinstance(sel, str) and fnmatch.fnmatchcase(name, sel):
             return True
         if isinstance(sel, type) and isinstance(layer, sel):

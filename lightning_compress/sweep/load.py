@@ -9,7 +9,7 @@ from typing import Any
 
 import optuna
 
-from lightning_compress.config.load import ConfigError, load_config
+from lightning_compress.config.load import ConfigError, find_config, load_config
 from lightning_compress.config.schema import RunConfig
 from lightning_compress.sweep.schema import SamplerName, SweepConfig
 from lightning_compress.sweep.space import validate_space
@@ -21,7 +21,7 @@ def sweep_paths(cfg: SweepConfig, sweep_file: str | os.PathLike[str]) -> tuple[P
     """``(base run config, sweep output folder)``; ``base`` is relative to the sweep file."""
     base = Path(cfg.base)
     if not base.is_absolute():
-        base = Path(sweep_file).resolve().parent / base
+        base = find_config(sweep_file, ("sweeps",)).resolve().parent / base
     return base, Path(cfg.output_dir) / cfg.name
 
 
@@ -42,7 +42,7 @@ def load_sweep(path: str | os.PathLike[str], overrides: list[str] | tuple[str, .
     sweep_keys = {f.name for f in fields(SweepConfig)}
     own = [o for o in overrides if o.split("=", 1)[0].split(".", 1)[0] in sweep_keys]
     run = [o for o in overrides if o not in own]  # run-config keys: applied to every trial
-    cfg: SweepConfig = load_config(path, own, schema=SweepConfig)
+    cfg: SweepConfig = load_config(find_config(path, ("sweeps",)), own, schema=SweepConfig)
     cfg.overrides = [*cfg.overrides, *run]
     if cfg.n_trials < 1:
         raise ConfigError("n_trials", f"must be >= 1, got {cfg.n_trials}")

@@ -1,0 +1,162 @@
+"""The ``lightning-compress`` argument parser."""
+
+from __future__ import annotations
+
+import argparse
+
+from lightning_compress import __version__
+from lightning_compress.config.load import SHIPPED
+from lightning_compress.sweep import STORAGE_ENV
+
+__all__ = ["build_parser"]
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default where it has one the help text does not already say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "default" in text
+            or any(action.default is v for v in (None, False, argparse.SUPPRESS))
+            or action.default == []
+        ):
+            return text
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lightning-compress`` argument parser: one subcommand per entry point.
+
+    Example:
+        >>> build_parser().parse_args(["neurons", "final.ckpt"]).relative_threshold
+        0.001
+    """
+    fmt = _Help
+    parser = argparse.ArgumentParser(
+        prog="lightning-compress",
+        description="Train and compress networks with Lightning.",
+        formatter_class=fmt,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser(
+        "train",
+        help="train and test a model from a config, write checkpoint and summary",
+        formatter_class=fmt,
+    )
+    train.add_argument(
+        "config", help=f"YAML run config: a file, or a shipped example's name ({SHIPPED / 'configs'})"
+    )
+    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optimizer.lr=0.05")
+    sweep = sub.add_parser(
+        "sweep", help="run, resume or join a multi-objective Optuna sweep", formatter_class=fmt
+    )
+    sweep.add_argument("sweep", help=f"sweep file, or a shipped example's name ({SHIPPED / 'sweeps'})")
+    sweep.add_argument("overrides", nargs="*", help="key=value overrides of the sweep file")
+    sweep.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="local worker processes (their torch threads: --threads-per-worker)",
+    )
+    sweep.add_argument(
+        "--storage",
+        default=None,
+        help=f"storage URL (journal file path or postgresql://...; default: ${STORAGE_ENV} or the sweep "
+        "file's); a database password can stay out of the command line: PGPASSWORD, ~/.pgpass or PGPASSFILE",
+    )
+    sweep.add_argument("--n-trials", type=int, default=None, help="trial budget (default: the sweep file's)")
+    sweep.add_argument(
+        "--worker-offset", type=int, default=0, help="first worker index (sampler seeds) on this machine"
+    )
+    sweep.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=None,
+        help="torch threads per worker (default: cores / workers)",
+    )
+    report = sub.add_parser(
+        "report", help="Pareto table, hypervolume and plots of a sweep", formatter_class=fmt
+    )
+    report.add_argument("sweep", help="sweep file, or a shipped example's name")
+    report.add_argument(
+        "overrides", nargs="*", help="key=value overrides of the sweep file, as given to 'sweep'"
+    )
+    report.add_argument(
+        "--storage", default=None, help=f"storage URL (default: ${STORAGE_ENV} or the sweep's)"
+    )
+    compress = sub.add_parser(
+        "compress",
+        help="split a trained checkpoint's layers in two on calibration data (DALR, SVD)",
+        formatter_class=fmt,
+    )
+    compress.add_argument("checkpoint", help="a checkpoint written by 'train' (final.ckpt or last.ckpt)")
+    compress.add_argument(
+        "--method",
+        default="dalr",
+        choices=["dalr", "dalr_bias", "svd", "svd_bias"],
+        help="dalr: on the calibration data; svd: the weights alone; _bias: the bias absorbs the mean error",
+    )
+    rule = compress.add_mutually_exclusive_group(required=True)
+    rule.add_argument("--params", type=float, help="budget: share (<= 1) of the layers' weights, or a count")
+    rule.add_argument("--macs", type=float, help="budget: share (<= 1) of the layers' MACs, or a count")
+    rule.add_argument("--rank", type=int, help="one rank for every layer")
+    rule.add_argument("--energy", type=float, help="per layer: share of the output energy kept")
+    rule.add_argument("--param-ratio", type=float, help="per layer: share of its weights kept")
+    compress.add_argument("--out", required=True, help="the compressed checkpoint to write")
+    compress.add_argument(
+        "--config", default=None, help="the run config (default: the run folder's config.yaml)"
+    )
+    compress.add_argument("--include", nargs="+", default=None, help="layer name patterns to compress")
+    compress.add_argument("--exclude", nargs="+", default=[], help="layer name patterns never compressed")
+    compress.add_argument("--ridge", type=float, default=0.0, help="DALR ridge, relative to the input energy")
+    compress.add_argument(
+        "--order",
+        default="original",
+        choices=["original", "sequential", "corrected"],
+        help="which inputs calibrate each layer",
+    )
+    compress.add_argument(
+        "--calibration",
+        default="val",
+        choices=["val", "train"],
+        help="the split that calibrates (val: held apart from test)",
+    )
+    compress.add_argument("--max-batches", type=int, default=None, help="calibration batches per pass")
+    compress.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune after compressing")
+    compress.add_argument("--finetune-lr", type=float, default=None, help="learning rate of the fine-tune")
+    export = sub.add_parser(
+        "export",
+        help="write a checkpoint as plain PyTorch: a torch.export program and a state dict",
+        formatter_class=fmt,
+    )
+    export.add_argument("checkpoint", help="a checkpoint of 'train', or of your own class (--model-class)")
+    export.add_argument(
+        "--out", required=True, help="the folder to write (model.pt2, state_dict.pt, export.json)"
+    )
+    export.add_argument(
+        "--model-class",
+        default=None,
+        help="your LightningModule's import path (package.module.Class), built from the saved hyperparameters",
+    )
+    export.add_argument(
+        "--config", default=None, help="the run config (default: the run folder's config.yaml)"
+    )
+    export.add_argument(
+        "--no-normalization",
+        action="store_true",
+        help="leave the data's input normalization out of the program (default: a 'train' checkpoint's "
+        "program takes raw 0-1 pixels)",
+    )
+    export.add_argument(
+        "--static-batch", action="store_true", help="export for the example's batch size only"
+    )
+    neurons = sub.add_parser(
+        "neurons", help="report zero / near-zero neurons per layer of a checkpoint", formatter_class=fmt
+    )
+    neurons.add_argument("checkpoint", help="a checkpoint written by 'train' (final.ckpt or last.ckpt)")
+    neurons.add_argument(
+        "--relative-threshold", type=float, default=1e-3, help="near zero: norm <= this x layer max"
+    )
+    return parser
