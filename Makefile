@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data postgres demo test lint typecheck pytest benchmarks clean
+.PHONY: setup data postgres chromium demo test lint typecheck pytest benchmarks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ data:
 postgres:
 	bash scripts/install_postgres.sh
 
+chromium:
+	bash scripts/install_chromium.sh
+
 demo: setup
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/lightning-compress sweep sweeps/lenet300_fmnist.yaml --workers 2
 
@@ -33,7 +36,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy lightning_compress benchmarks
 
-pytest: setup postgres
+pytest: setup postgres chromium
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

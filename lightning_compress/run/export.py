@@ -78,7 +78,10 @@ def export_checkpoint(
         x = example_from_spec(module._buffers[INPUTS_ATTRIBUTE])
     if not isinstance(x, torch.Tensor):
         raise ConfigError("checkpoint", "export needs a single-tensor example input; the checkpoint has none")
-    meta: dict[str, Any] = {"checkpoint": str(checkpoint), "class": f"{type(module).__module__}.{type(module).__qualname__}"}
+    meta: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "class": f"{type(module).__module__}.{type(module).__qualname__}",
+    }
     if isinstance(normalize, tuple) and all(isinstance(v, float) for v in normalize):
         meta["mean"], meta["std"] = normalize
     return export_model(module, out_dir, x, normalize=normalize, dynamic_batch=dynamic_batch, metadata=meta)

@@ -9,7 +9,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["format_table", "hypervolume_2d", "pareto_rows", "write_plots"]
+from lightning_compress.sweep.plots import plot_data, write_html, write_png
+
+__all__ = ["format_table", "hypervolume_2d", "pareto_rows", "trial_rows", "write_plots"]
 
 
 def hypervolume_2d(points: Sequence[tuple[float, float]], reference: tuple[float, float]) -> float:
@@ -62,6 +64,13 @@ def pareto_rows(study: optuna.Study) -> tuple[list[dict[str, Any]], float]:
     return rows, hypervolume_2d(points, (1.0, 1.0))
 
 
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every completed trial as a row, with ``pareto``: whether it is on the (feasible) front."""
+    front = {t.number for t in study.best_trials}
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [{**_row(t), "pareto": t.number in front} for t in done]
+
+
 def format_table(rows: Sequence[dict[str, Any]], hypervolume: float, size_name: str = "params") -> str:
     head = f"{'trial':>5}  {'method':<20}{size_name:>10}{'kept':>8}{'val acc':>9}{'test acc':>10}  widths"
     lines = [head, "-" * (len(head) + 12)]
@@ -80,49 +89,11 @@ def format_table(rows: Sequence[dict[str, Any]], hypervolume: float, size_name: 
     return "\n".join(lines)
 
 
-def write_plots(study: optuna.Study, out_dir: Path, size_name: str = "params") -> tuple[Path, Path]:
-    """``pareto.png`` (all trials, the front highlighted) and ``pareto.html`` (Optuna's interactive plot)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def write_plots(
+    study: optuna.Study, out_dir: Path, size_name: str = "params", floor: float | None = None
+) -> tuple[Path, Path]:
+    """``pareto.png`` and ``pareto.html`` (interactive, plotly.js embedded): every trial coloured by method
+    on a log size axis, the front, the dense size and the accuracy ``floor``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    front = sorted(study.best_trials, key=lambda t: t.values[0])
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.scatter([t.values[0] for t in done], [t.values[1] for t in done], c="0.6", s=25, label="trials")
-    ax.step(
-        [t.values[0] for t in front],
-        [t.values[1] for t in front],
-        where="post",
-        c="tab:red",
-        lw=1.2,
-        alpha=0.7,
-    )
-    ax.scatter(
-        [t.values[0] for t in front], [t.values[1] for t in front], c="tab:red", s=40, label="Pareto front"
-    )
-    for t in front:
-        ax.annotate(
-            str(t.number), (t.values[0], t.values[1]), textcoords="offset points", xytext=(4, 4), fontsize=8
-        )
-    dense = next(
-        (t.user_attrs.get(f"dense_{size_name}") for t in done if t.user_attrs.get(f"dense_{size_name}")), None
-    )
-    if dense:
-        ax.axvline(dense, color="0.3", ls="--", lw=1, label=f"dense ({dense:,} {size_name})")
-    ax.set_xscale("log")
-    ax.set_xlabel(f"{size_name} after physical removal (log scale)")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(f"{study.study_name}: {len(done)} trials, {len(front)} on the front")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    png = out_dir / "pareto.png"
-    fig.savefig(png)
-    plt.close(fig)
-    html = out_dir / "pareto.html"
-    figure = optuna.visualization.plot_pareto_front(study, target_names=[size_name, "val_acc"])
-    figure.write_html(str(html), include_plotlyjs="cdn")
-    return png, html
+    data = plot_data(study, size_name, floor)
+    return write_png(data, out_dir / "pareto.png"), write_html(data, out_dir / "pareto.html")

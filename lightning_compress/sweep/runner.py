@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from lightning_compress.sweep.load import load_sweep, make_sampler, sweep_paths
-from lightning_compress.sweep.report import format_table, pareto_rows, write_plots
+from lightning_compress.sweep.report import format_table, pareto_rows, trial_rows, write_plots
 from lightning_compress.sweep.storage import create_or_load_study, default_storage_url, open_storage, redact
 from lightning_compress.sweep.tracking import log_summary
 from lightning_compress.sweep.worker import EXIT_INTERRUPTED, STORAGE_ENV, count_done
@@ -145,11 +145,11 @@ def summarize(
     if not rows:
         floor = cfg.objectives.accuracy_floor
         print(f"no completed trial reaches the accuracy floor ({floor}): the front is empty")
-    png, html = write_plots(study, sweep_dir, size_name)
+    png, html = write_plots(study, sweep_dir, size_name, cfg.objectives.accuracy_floor)
     print(format_table(rows, hv, size_name))
     print(f"plot: {png}\ninteractive: {html}")
     summary.update({"pareto": rows, "hypervolume": hv, "png": str(png), "html": str(html)})
-    wandb_dir = log_summary(cfg, sweep_dir, rows, hv)
+    wandb_dir = log_summary(cfg, sweep_dir, trial_rows(study), hv)
     if wandb_dir:
         summary["wandb_summary_run"] = wandb_dir
     _write_summary(sweep_dir, summary)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,15 @@ class Interrupted(Exception):
 class TrialGuard(Callback):
     """Stops a trial that is hopeless (our early-stop rule), diverged (non-finite loss), or interrupted."""
 
-    def __init__(self, rule: EarlyStopConfig, stop: threading.Event, check_every: int = 50) -> None:
+    def __init__(
+        self,
+        rule: EarlyStopConfig,
+        stop: threading.Event,
+        check_every: int = 50,
+        report: Callable[[int, float], None] | None = None,
+    ) -> None:
         self.rule = rule
+        self.report = report
         self.stop = stop
         self.check_every = check_every
         self.hopeless: str | None = None
@@ -50,6 +58,8 @@ class TrialGuard(Callback):
         self._check_loss(trainer, "train/loss_epoch")
         # this epoch's validation has run (and been logged) by now
         acc = trainer.callback_metrics.get("val/acc")
+        if acc is not None and self.report is not None and not trainer.sanity_checking:
+            self.report(trainer.current_epoch, float(acc))
         if self.rule.min_val_acc is None or acc is None or trainer.current_epoch < self.rule.after_epoch:
             return
         if float(acc) < self.rule.min_val_acc:
@@ -57,6 +67,19 @@ class TrialGuard(Callback):
                 f"val/acc {float(acc):.4f} < {self.rule.min_val_acc} after epoch {trainer.current_epoch}"
             )
             trainer.should_stop = True
+
+
+def report_intermediate(trial: optuna.Trial, epoch: int, val_acc: float) -> None:
+    """Record an epoch's validation accuracy as the trial's intermediate value (learning curves in
+    optuna-dashboard and ``plot_intermediate_values``). ``Trial.report`` refuses multi-objective studies;
+    the storage records the value all the same."""
+    trial.storage.set_trial_intermediate_value(trial._trial_id, epoch, val_acc)
+
+
+def set_floor_constraint(trial: optuna.Trial, value: float) -> None:
+    """The accuracy-floor constraint (feasible when <= 0), in the system attribute the samplers and
+    optuna-dashboard both read (``constraints``, a list)."""
+    trial.storage.set_trial_system_attr(trial._trial_id, "constraints", [float(value)])
 
 
 def run_trial(
@@ -79,8 +102,8 @@ def run_trial(
     trial.set_user_attr("method", method)
     trial.set_user_attr("overrides", overrides)
     run_dir = sweep_dir / "trials" / f"trial-{trial.number:04d}"
-    guard = TrialGuard(cfg.early_stop, stop)
-    logger = trial_logger(cfg, trial, sweep_dir)
+    guard = TrialGuard(cfg.early_stop, stop, report=lambda epoch, acc: report_intermediate(trial, epoch, acc))
+    logger = trial_logger(cfg, trial, sweep_dir, run_cfg)
     try:
         summary = train(run_cfg, run_dir=run_dir, callbacks=[guard], loggers=[logger] if logger else [])
         size = float(summary[cfg.objectives.size.value])
@@ -98,7 +121,7 @@ def run_trial(
             trial.set_user_attr(key, summary[key])
         trial.set_user_attr("checkpoint", summary["final_checkpoint"])
         if cfg.objectives.accuracy_floor is not None:  # feasible when <= 0
-            trial.set_constraint("accuracy_floor", cfg.objectives.accuracy_floor - acc)
+            set_floor_constraint(trial, cfg.objectives.accuracy_floor - acc)
         if guard.hopeless:
             trial.set_user_attr("pruned_reason", guard.hopeless)
             raise optuna.TrialPruned(guard.hopeless)
