@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     )
     trainer.fit(model, train, val)
     ckpt = args.out / "final.ckpt"
-    trainer.save_checkpoint(ckpt)
+    trainer.save_checkpoint(ckpt, weights_only=False)
     acc = trainer.validate(model, val, verbose=False)[0]["val_acc"]
 
     reloaded = UserNet.load_from_checkpoint(ckpt)  # the user's own class: shapes rebuilt from the history

@@ -8,8 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from lightning_compress._logging import hide_lightning_tips
 from lightning_compress.cli.parser import build_parser
-from lightning_compress.config.load import ConfigError, load_config
 from lightning_compress.sweep import STORAGE_ENV
 
 __all__ = ["main"]
@@ -23,6 +23,8 @@ def _first(err: BaseException) -> str:
 
 
 def _neurons(args: argparse.Namespace) -> int:
+    from lightning_compress.config import ConfigError
+
     if not args.relative_threshold >= 0:
         raise ConfigError("--relative-threshold", f"must be >= 0, got {args.relative_threshold}")
     from lightning_compress.run import load_checkpoint
@@ -35,6 +37,8 @@ def _neurons(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from lightning_compress.config import ConfigError
+
     if args.workers < 1:
         raise ConfigError("--workers", f"must be >= 1, got {args.workers}")
     if args.threads_per_worker is not None and args.threads_per_worker < 1:
@@ -103,6 +107,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from lightning_compress.config import load_config
+
     cfg = load_config(args.config, args.overrides)
     from lightning_compress.run import preflight, train
 
@@ -118,7 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["train", "configs/no_such_config.yaml"])  # prints the error line on stderr
         2
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # --help and --version answer before the heavy imports
+    hide_lightning_tips()
+    from lightning_compress.config import ConfigError
+
     try:
         if args.command == "train":
             return _train(args)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from lightning_compress import __version__
-from lightning_compress.config.load import SHIPPED
 from lightning_compress.sweep import STORAGE_ENV
 
 __all__ = ["build_parser"]
+
+SHIPPED = Path(__file__).resolve().parent.parent  # the package folder: configs/ and sweeps/
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):

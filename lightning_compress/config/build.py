@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from lightning_compress.config.schema import DataConfig, DatasetName, RunConfig, TrainerConfig
@@ -67,7 +68,9 @@ def trainer_kwargs(cfg: TrainerConfig) -> dict[str, Any]:
         "accumulate_grad_batches": cfg.accumulate_grad_batches,
         "gradient_clip_val": cfg.gradient_clip_val,
         "deterministic": cfg.deterministic,
-        "enable_progress_bar": cfg.enable_progress_bar,
+        # bars and the model summary on a terminal only: in a log, tqdm's escape sequences are noise
+        "enable_progress_bar": cfg.enable_progress_bar and sys.stdout.isatty(),
+        "enable_model_summary": cfg.enable_progress_bar and sys.stdout.isatty(),
         "log_every_n_steps": cfg.log_every_n_steps,
     }
     for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):

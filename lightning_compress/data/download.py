@@ -76,7 +76,9 @@ def download_file(
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     total = int(response.headers.get("Content-Length") or 0) or None
                     name = os.path.basename(dest)
-                    with tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False) as bar:
+                    with tqdm(
+                        total=total, unit="B", unit_scale=True, desc=name, leave=False, disable=None
+                    ) as bar:
                         for chunk in iter(lambda: response.read(_CHUNK), b""):
                             out.write(chunk)
                             bar.update(len(chunk))

@@ -141,7 +141,7 @@ def compress_checkpoint(
         )
         trainer.fit(module, datamodule=datamodule)
     after = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    trainer.save_checkpoint(target)
+    trainer.save_checkpoint(target, weights_only=False)
     summary = {
         "checkpoint": str(checkpoint),
         "out": str(target),

@@ -182,7 +182,7 @@ def train(
         dict(trainer.validate(module, datamodule=datamodule, verbose=False)[0]) if trainer.max_epochs else {}
     )
     test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0] if trainer.max_epochs else {}
-    trainer.save_checkpoint(out / "final.ckpt")
+    trainer.save_checkpoint(out / "final.ckpt", weights_only=False)
     size = module.size()
     summary: dict[str, Any] = {
         "name": cfg.name,

@@ -140,7 +140,7 @@ def _model_inputs(
     progress: bool,
 ) -> Iterator[Any]:
     """Each batch's model input on ``dev``: ``to_inputs(batch)``, or the batch, or its first item."""
-    for i, batch in enumerate(tqdm(batches, desc="input statistics", disable=not progress)):
+    for i, batch in enumerate(tqdm(batches, desc="input statistics", disable=None if progress else True)):
         if max_batches is not None and i >= max_batches:
             break
         x = to_inputs(batch) if to_inputs else (batch if isinstance(batch, torch.Tensor) else batch[0])

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,33 @@ def _spawn(
     cmd = [sys.executable, "-m", "lightning_compress.sweep.worker", sweep, *overrides]
     cmd += ["--n-trials", str(n_trials), "--worker-index", str(index), "--threads", str(threads)]
     return subprocess.Popen(cmd, env=env)
+
+
+class _Progress:
+    """A tqdm bar on a terminal; in a log (not a TTY), one plain line each time the counts change."""
+
+    def __init__(self, total: int, initial: int, name: str) -> None:
+        self.interactive = sys.stderr.isatty()
+        self.bar = tqdm(total=total, initial=initial, desc=name, unit="trial") if self.interactive else None
+        self.total, self.name, self.last = total, name, (initial, -1, -1)
+
+    def show(self, done: int, failed: int = 0, running: int = 0) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            self.bar.set_postfix(failed=failed, running=running)
+        elif (done, failed, running) != self.last and (done, failed) != self.last[:2]:
+            print(
+                f"{self.name}: {done}/{self.total} trials done, {failed} failed, {running} running",
+                flush=True,
+            )
+        self.last = (done, failed, running)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def run_sweep(
@@ -61,7 +89,9 @@ def run_sweep(
     url = storage or cfg.storage or default_storage_url(sweep_dir)
     budget = n_trials or cfg.n_trials
     study = create_or_load_study(open_storage(url), cfg.name, make_sampler(cfg))
-    study.set_metric_names([cfg.objectives.size.value, "val_acc"])
+    with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what the dashboard shows
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([cfg.objectives.size.value, "val_acc"])
     print(
         f"study {cfg.name!r} in {redact(url)}: {count_done(study)}/{budget} trials done, {workers} worker(s)"
     )
@@ -79,16 +109,13 @@ def run_sweep(
 
     previous = signal.signal(signal.SIGINT, _interrupt)
     try:
-        with tqdm(total=budget, initial=min(count_done(study), budget), desc=cfg.name, unit="trial") as bar:
+        with _Progress(budget, min(count_done(study), budget), cfg.name) as bar:
             while any(p.poll() is None for p in procs):
                 time.sleep(1.0)
-                done = min(count_done(study), budget)
-                bar.update(done - bar.n)
                 failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-                bar.set_postfix(
-                    failed=failed, running=len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-                )
-            bar.update(min(count_done(study), budget) - bar.n)
+                running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+                bar.show(min(count_done(study), budget), failed=failed, running=running)
+            bar.show(min(count_done(study), budget))
     finally:
         signal.signal(signal.SIGINT, previous)
     codes = [p.returncode for p in procs]

@@ -23,6 +23,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from lightning_compress._logging import hide_lightning_tips
 from lightning_compress.sweep import STORAGE_ENV
 from lightning_compress.sweep.trial import Interrupted, run_trial
 
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="lightning")
+    hide_lightning_tips()
     url = os.environ.get(STORAGE_ENV)
     if not url:
         print(f"set {STORAGE_ENV} to the storage URL", file=sys.stderr)
