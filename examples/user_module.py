@@ -44,7 +44,9 @@ class FashionMNIST(Dataset):
         prefix = "train" if split == "train" else "t10k"
         images = read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")[:limit]
         self.images = (torch.from_numpy(images.copy()).float() / 255.0 - 0.286) / 0.353
-        self.labels = torch.from_numpy(read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")[:limit].copy()).long()
+        self.labels = torch.from_numpy(
+            read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")[:limit].copy()
+        ).long()
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -58,7 +60,12 @@ class UserNet(CompressibleMixin, pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.net = nn.Sequential(
-            nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 100), nn.ReLU(), nn.Linear(100, 10)
+            nn.Flatten(),
+            nn.Linear(784, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 100),
+            nn.ReLU(),
+            nn.Linear(100, 10),
         )
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=10)
 

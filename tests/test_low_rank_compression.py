@@ -81,7 +81,6 @@ def test_compress_command_writes_a_smaller_checkpoint(
         (["--rank", "0"], "--rank"),
         (["--rank", "5000"], "--rank"),
         (["--params", "0.2", "--ridge", "-1"], "--ridge"),
-        (["--params", "0.2", "--method", "qr"], "--method"),
         (["--params", "0.2", "--include", "nope"], "--include"),
     ],
 )
@@ -98,6 +97,14 @@ def test_compress_bad_input_is_one_line(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and flag in err, err
     assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_compress_unknown_method_is_a_parse_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compress", "any.ckpt", "--params", "0.2", "--method", "qr", "--out", "x.ckpt"])
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--method" in last and "invalid choice: 'qr'" in last and "dalr" in last
 
 
 def test_compress_a_missing_checkpoint_is_one_line(

@@ -16,6 +16,7 @@ from lightning_compress.sweep.load import load_sweep
 from lightning_compress.sweep.storage import open_storage, redact
 
 from .sweep_helpers import ROOT, write_sweep
+from .wandb_files import run_summary
 
 CLI = [sys.executable, "-m", "lightning_compress.cli.main"]
 
@@ -32,7 +33,7 @@ def _env() -> dict[str, str]:
 
 
 def test_two_workers_exact_count_and_reports(tiny_idx_dir: Path, tmp_path: Path) -> None:
-    sweep = write_sweep(tmp_path, tiny_idx_dir, n_trials=4)
+    sweep = write_sweep(tmp_path, tiny_idx_dir, n_trials=4, epochs=2, objectives={"accuracy_floor": 0.0})
     proc = subprocess.run(
         [*CLI, "sweep", str(sweep), "--workers", "2"],
         cwd=tmp_path,
@@ -49,18 +50,34 @@ def test_two_workers_exact_count_and_reports(tiny_idx_dir: Path, tmp_path: Path)
     assert len(numbers) == len(set(numbers))
     assert all(Path(t.user_attrs["checkpoint"]).is_file() for t in complete)
     assert all(t.user_attrs["worker"].rsplit(":", 1)[1].isdigit() for t in complete)
+    # learning curves and the floor, where optuna-dashboard reads them
+    assert all(sorted(t.intermediate_values) == [0, 1] for t in complete)
+    assert all(t.system_attrs["constraints"] == [pytest.approx(-t.values[1])] for t in complete)
     out = tmp_path / "out" / "tiny"
     assert (out / "pareto.png").stat().st_size > 10_000 and (out / "pareto.html").is_file()
     assert "hypervolume" in proc.stdout and "plot:" in proc.stdout and "Pareto models:" in proc.stdout
+    assert (
+        "\x1b[" not in proc.stdout + proc.stderr and "tiny: 4/4 trials done" in proc.stdout
+    )  # a log, not a TTY
+    assert "experimental" not in proc.stderr
     front = study.best_trials
     assert all(f"trial {t.number:>4}: {t.user_attrs['checkpoint']}" in proc.stdout for t in front)
-    runs = list((out / "wandb").glob("offline-run-*"))
+    runs = [run_summary(f) for f in (out / "wandb").glob("offline-run-*")]
     assert len(runs) == 5  # one per trial and the summary
-    # the report command reads the same storage
+    trial_run = next(r for r in runs if r["job_type"] == "trial")
+    assert {"data", "optimizer", "trainer", "compression", "method", "search"} <= set(trial_run["config"])
+    assert trial_run["config"]["search"].keys() == {"compression.group_sparsity.strength"}
+    (summary_run,) = [r for r in runs if r["job_type"] == "summary"]
+    assert sorted(a for a, kind in summary_run["artifacts"] if kind == "model") == sorted(
+        f"tiny-trial-{t.number:04d}" for t in front
+    )
+    # the report command reads the same storage and updates the same summary run
     report = subprocess.run(
         [*CLI, "report", str(sweep)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
     )
     assert report.returncode == 0 and "hypervolume" in report.stdout
+    ids = [run_summary(f)["id"] for f in (out / "wandb").glob("offline-run-*")]
+    assert len(ids) == 6 and len(set(ids)) == 5
 
 
 def test_hopeless_trial_stops_early_and_is_pruned(tiny_idx_dir: Path, tmp_path: Path) -> None:

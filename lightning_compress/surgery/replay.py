@@ -115,7 +115,8 @@ def load_compressed(
         >>> from lightning_compress.surgery import find_groups, remove_groups
         >>> x = torch.zeros(1, 4)
         >>> def mlp(): return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-        >>> trained = nn.Module(); trained.net = mlp()  # a LightningModule holding its network as .net
+        >>> from collections import OrderedDict
+        >>> trained = nn.Sequential(OrderedDict(net=mlp()))  # like a LightningModule holding .net
         >>> _ = remove_groups(trained, find_groups(trained, x), {"net.0": [0, 1, 2]}, x)
         >>> inner = load_compressed(mlp(), trained.state_dict(), prefix="net.", example_inputs=x)
         >>> inner[0].out_features

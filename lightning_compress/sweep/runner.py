@@ -78,10 +78,10 @@ def run_sweep(
     interrupted trials are queued again for the next run.
 
     Example:
-        >>> run_sweep("sweeps/no_such_sweep.yaml", [])
+        >>> run_sweep("sweeps/no_such_sweep.yaml", [])  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        lightning_compress.config.errors.ConfigError: config: file not found: 'sweeps/no_such_sweep.yaml'
+        lightning_compress.config.errors.ConfigError: config: file not found: 'sweeps/no_such_sweep.yaml' (shipped...
     """
     cfg = load_sweep(sweep, overrides)
     _, sweep_dir = sweep_paths(cfg, sweep)

@@ -39,6 +39,7 @@ def search_config(trial: optuna.Trial | optuna.trial.FrozenTrial) -> dict[str, A
 
     Example:
         >>> t = optuna.trial.FixedTrial({"method": "a", "a/compression.group_sparsity.strength": 0.1})
+        >>> _ = t.suggest_categorical("method", ["a"]), t.suggest_float("a/compression.group_sparsity.strength", 0, 1)
         >>> search_config(t)
         {'compression.group_sparsity.strength': 0.1}
     """
