@@ -134,13 +134,18 @@ def test_top_level_names_import_without_the_extras() -> None:
     assert out.stdout.strip() == "lightning_compress.callbacks.group_sparsity"
 
 
-def test_shipped_configs_are_found_by_name_from_anywhere(tmp_path: Path, tiny_idx_dir: Path) -> None:
-    quick = [
+def _quick(tmp_path: Path, tiny_idx_dir: Path) -> list[str]:
+    """Overrides for a one-epoch run on the tiny data."""
+    return [
         "trainer.max_epochs=1",
         f"data.data_dir={tiny_idx_dir}",
         "data.val_size=16",
         f"output_dir={tmp_path}/runs",
     ]
+
+
+def test_shipped_configs_are_found_by_name_from_anywhere(tmp_path: Path, tiny_idx_dir: Path) -> None:
+    quick = _quick(tmp_path, tiny_idx_dir)
     proc = subprocess.run(
         [sys.executable, "-m", "lightning_compress.cli.main", "train", "lenet300_fmnist", *quick],
         cwd=tmp_path,
@@ -155,13 +160,7 @@ def test_shipped_configs_are_found_by_name_from_anywhere(tmp_path: Path, tiny_id
 
 
 def test_export_of_a_train_checkpoint_bakes_the_normalization_in(tmp_path: Path, tiny_idx_dir: Path) -> None:
-    quick = [
-        "trainer.max_epochs=1",
-        f"data.data_dir={tiny_idx_dir}",
-        "data.val_size=16",
-        f"output_dir={tmp_path}/runs",
-        "compression.group_sparsity.strength=0.05",
-    ]
+    quick = [*_quick(tmp_path, tiny_idx_dir), "compression.group_sparsity.strength=0.05"]
     assert main(["train", "configs/gs_lenet300_fmnist.yaml", *quick]) == 0
     (final,) = (tmp_path / "runs").rglob("final.ckpt")
     assert main(["export", str(final), "--out", str(tmp_path / "exp")]) == 0
