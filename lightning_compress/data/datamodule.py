@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from lightning_compress.data.download import download_file, verify_checksum
 from lightning_compress.data.idx import read_idx
@@ -17,7 +17,7 @@ from lightning_compress.data.specs import FASHION_MNIST, MNIST, IDXDatasetSpec
 
 NORMALIZATIONS = ("global", "per_pixel")
 
-__all__ = ["FashionMNISTDataModule", "IDXImageDataModule", "MNISTDataModule"]
+__all__ = ["EpochShuffle", "FashionMNISTDataModule", "IDXImageDataModule", "MNISTDataModule", "TensorBatches"]
 
 
 def _cache_dir(spec: IDXDatasetSpec) -> Path:
@@ -42,8 +42,8 @@ class _BatchTensorDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[index], self.labels[index]
 
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.as_tensor(indices)
+    def __getitems__(self, indices: list[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        index = indices if isinstance(indices, torch.Tensor) else torch.as_tensor(indices)
         return self.images[index], self.labels[index]
 
 
@@ -70,9 +70,32 @@ class EpochShuffle(Sampler[int]):
     def __len__(self) -> int:
         return self.size
 
-    def __iter__(self) -> Iterator[int]:
+    def order(self) -> torch.Tensor:
+        """This epoch's order as one tensor."""
         generator = torch.Generator().manual_seed(self.seed + 7919 * self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        return torch.randperm(self.size, generator=generator)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order().tolist())
+
+
+class TensorBatches(BatchSampler):
+    """A batch sampler that yields each batch's indices as one tensor, for datasets that fetch a whole
+    batch at once (``__getitems__``): no per-sample Python work. Same batches as a ``BatchSampler`` over
+    the same sampler; under DDP Lightning rebuilds it over its distributed sampler.
+
+    Example:
+        >>> [b.tolist() for b in TensorBatches(range(5), batch_size=2, drop_last=False)]
+        [[0, 1], [2, 3], [4]]
+    """
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order_fn = getattr(self.sampler, "order", None)
+        order = order_fn() if callable(order_fn) else torch.as_tensor(list(self.sampler), dtype=torch.long)
+        batches = order.split(self.batch_size)
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches = batches[:-1]
+        return iter(batches)  # type: ignore[arg-type]
 
 
 def _as_batch(batch: Any) -> Any:
@@ -234,10 +257,10 @@ class IDXImageDataModule(pl.LightningDataModule):
     def _loader(self, dataset: _BatchTensorDataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError("call setup() before asking for a loader")
+        sampler: Sampler[int] = EpochShuffle(len(dataset)) if shuffle else SequentialSampler(dataset)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
-            sampler=EpochShuffle(len(dataset)) if shuffle else None,
+            batch_sampler=TensorBatches(sampler, self.batch_size, drop_last=False),
             num_workers=self.num_workers,
             collate_fn=_as_batch,
             persistent_workers=self.num_workers > 0,

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_compress.models.registry import MODELS, build_model
 from lightning_compress.surgery.replay import enable_history_restore
@@ -24,11 +23,14 @@ SCHEDULERS = ("none", "cosine", "step")
 
 
 class Classifier(pl.LightningModule):
-    """Cross-entropy training of a classifier, with torchmetrics accuracy and size logging.
+    """Cross-entropy training of a classifier, with accuracy and size logging.
 
-    Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``, and the
-    model's ``size/params`` and ``size/macs`` (Torch-Pruning's counters, MACs per sample) at the end of
-    every training epoch and test run, so shrinking models show up in the curves.
+    Logs, once per epoch, ``train/loss_epoch``, ``train/acc``, ``val/loss``, ``val/acc``, ``test/loss``,
+    ``test/acc`` and the model's ``size/params`` and ``size/macs`` (Torch-Pruning's counters, MACs per
+    sample), so shrinking models show up in the curves; and ``train/loss_step`` every
+    ``Trainer(log_every_n_steps=...)`` optimizer steps (0: never). Nothing else is logged per step: the
+    epoch values are sums kept on the model's device (summed across processes at epoch end), so a step
+    costs no host-device sync.
 
     Args:
         model: A module, or the name of an example model (``lenet300_100``, ``lenet5``, ``vgg_small``,
@@ -94,9 +96,8 @@ class Classifier(pl.LightningModule):
         self.example_input_array = torch.zeros(1, *input_shape)
         # a checkpoint of a compressed model reshapes a freshly built one before its weights load
         enable_history_restore(self, lambda: torch.zeros(1, *input_shape, device=self.device))
-        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        # per stage: (summed loss, correct predictions) on the model's device, and the sample count
+        self._sums: dict[str, tuple[torch.Tensor, int]] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -107,26 +108,40 @@ class Classifier(pl.LightningModule):
         params, macs = count_params_and_macs(self.model, example)
         return {"params": params, "macs": macs}
 
-    def _step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metric: MulticlassAccuracy
-    ) -> torch.Tensor:
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        metric(logits, y)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage != "test")
-        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        with torch.no_grad():
+            stats = torch.stack((loss * len(y), (logits.argmax(1) == y).sum().to(loss.dtype)))
+            total, count = self._sums.get(stage, (0, 0))
+            self._sums[stage] = (stats + total, count + len(y))
+        if stage == "train":
+            every = self._trainer.log_every_n_steps if self._trainer is not None else 0
+            if every and (self.trainer.global_step + 1) % every == 0:
+                self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
+    def _log_epoch(self, stage: str) -> None:
+        """The epoch's mean loss and accuracy over every process's samples."""
+        total, count = self._sums.pop(stage, (0, 0))
+        if not count:
+            return
+        sums = torch.cat((total, total.new_tensor([count])))
+        if self._trainer is not None:
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        loss, acc = sums[0] / sums[2], sums[1] / sums[2]
+        self.log("train/loss_epoch" if stage == "train" else f"{stage}/loss", loss, prog_bar=stage == "val")
+        self.log(f"{stage}/acc", acc, prog_bar=stage == "val")
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train", self.train_acc)
+        return self._step(batch, "train")
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val", self.val_acc)
+        self._step(batch, "val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "test", self.test_acc)
+        self._step(batch, "test")
 
     def _log_size(self) -> None:
         try:
@@ -137,10 +152,24 @@ class Classifier(pl.LightningModule):
         for key, value in size.items():
             self.log(f"size/{key}", float(value), sync_dist=False)
 
+    def on_train_epoch_start(self) -> None:
+        self._sums.pop("train", None)
+
+    def on_validation_epoch_start(self) -> None:
+        self._sums.pop("val", None)
+
+    def on_test_epoch_start(self) -> None:
+        self._sums.pop("test", None)
+
     def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
         self._log_size()
 
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
     def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
         self._log_size()
 
     def configure_optimizers(self) -> Any:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import optuna
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from lightning_compress.config.load import load_config
@@ -41,21 +41,26 @@ class TrialGuard(Callback):
         self.check_every = check_every
         self.hopeless: str | None = None
         self.interrupted = False
+        self._last_loss: Any = None
 
-    def _check_loss(self, trainer: pl.Trainer, key: str) -> None:
-        value = trainer.callback_metrics.get(key)
-        if value is not None and not math.isfinite(float(value)):
-            raise FloatingPointError(f"training loss is {float(value)} at epoch {trainer.current_epoch}")
+    def _check_loss(self, trainer: pl.Trainer, loss: Any) -> None:
+        if isinstance(loss, Mapping):
+            loss = loss.get("loss")
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+            raise FloatingPointError(f"training loss is {float(loss)} at epoch {trainer.current_epoch}")
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *args: Any
+    ) -> None:
         if self.stop.is_set():  # end fit now: no validation, test or final checkpoint of half-trained weights
             self.interrupted = True
             raise Interrupted(f"interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}")
-        if trainer.global_step % self.check_every == 0:
-            self._check_loss(trainer, "train/loss_step")
+        self._last_loss = outputs
+        if trainer.global_step % self.check_every == 0:  # one host-device sync every check_every steps
+            self._check_loss(trainer, outputs)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._check_loss(trainer, "train/loss_epoch")
+        self._check_loss(trainer, self._last_loss)
         # this epoch's validation has run (and been logged) by now
         acc = trainer.callback_metrics.get("val/acc")
         if acc is not None and self.report is not None and not trainer.sanity_checking:
