@@ -95,7 +95,7 @@ class TensorBatches(BatchSampler):
         batches = order.split(self.batch_size)
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches = batches[:-1]
-        return iter(batches)  # type: ignore[arg-type]
+        return iter(batches)
 
 
 def _as_batch(batch: Any) -> Any:

@@ -114,19 +114,23 @@ class Classifier(pl.LightningModule):
         loss = F.cross_entropy(logits, y)
         with torch.no_grad():
             stats = torch.stack((loss * len(y), (logits.argmax(1) == y).sum().to(loss.dtype)))
-            total, count = self._sums.get(stage, (0, 0))
-            self._sums[stage] = (stats + total, count + len(y))
+            if stage in self._sums:
+                total, count = self._sums[stage]
+                stats, y_count = stats + total, count + len(y)
+            else:
+                y_count = len(y)
+            self._sums[stage] = (stats, y_count)
         if stage == "train":
-            every = self._trainer.log_every_n_steps if self._trainer is not None else 0
+            every = getattr(self._trainer, "log_every_n_steps", 0)  # set by the Trainer at init
             if every and (self.trainer.global_step + 1) % every == 0:
                 self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     def _log_epoch(self, stage: str) -> None:
         """The epoch's mean loss and accuracy over every process's samples."""
-        total, count = self._sums.pop(stage, (0, 0))
-        if not count:
+        if stage not in self._sums:
             return
+        total, count = self._sums.pop(stage)
         sums = torch.cat((total, total.new_tensor([count])))
         if self._trainer is not None:
             sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
