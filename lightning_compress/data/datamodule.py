@@ -29,6 +29,23 @@ def _complete(folder: Path, spec: IDXDatasetSpec) -> bool:
     return all((folder / name).is_file() for name in spec.files.values())
 
 
+_READ: dict[tuple[str, int, int], torch.Tensor] = {}
+
+
+def _read_cached(path: Path) -> torch.Tensor:
+    """``read_idx``, once per process for an unchanged file: a sweep worker's trials share the read.
+
+    Callers must not modify the returned tensor in place.
+    """
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _READ:
+        for old in [k for k in _READ if k[0] == key[0]]:  # the file changed: drop the stale copy
+            del _READ[old]
+        _READ[key] = read_idx(path)
+    return _READ[key]
+
+
 class _BatchTensorDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """In-memory tensors that a DataLoader fetches a whole batch at a time (``__getitems__``)."""
 
@@ -209,7 +226,7 @@ class IDXImageDataModule(pl.LightningDataModule):
         folder = self.resolve_dir()
         if not _complete(folder, self.spec):
             raise self._missing_error(folder)
-        return read_idx(folder / self.spec.files[key])
+        return _read_cached(folder / self.spec.files[key])
 
     def _images(self, key: str) -> torch.Tensor:
         raw = self._load(key)
