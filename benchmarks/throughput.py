@@ -7,7 +7,8 @@
    epoch run just before it and drift of the machine's speed hits both. Epoch 0 warms up; reported are
    the median of each and the median per-pair ratio. Variants: plain, ``GroupSparsity`` (a prox after
    every step, no removal), ``GroupSparsity`` + ``StructuredPruning`` (neurons removed every epoch, so
-   our later epochs train a smaller model than the plain loop). LeNet-5 and the small ResNet train on
+   our later epochs train a smaller model than the plain loop); and Lightning's own floor, a minimal
+   LightningModule (a loss and nothing else) in a bare Trainer on the same data module. LeNet-5 and the small ResNet train on
    ``--conv-batches`` batches per epoch (both sides) to keep the run short.
 2. The demo sweep (``sweeps/lenet300_fmnist.yaml``, W&B offline) with 1 and 2 workers, for this tree and
    for ``--baseline`` (a git revision, checked out into a temporary worktree and run from there),
@@ -69,7 +70,9 @@ class PlainTwin(Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close()
         if not hasattr(self, "twin"):
-            self.twin = copy.deepcopy(pl_module.model)  # type: ignore[attr-defined]
+            inner = pl_module.model
+            assert isinstance(inner, torch.nn.Module)
+            self.twin: torch.nn.Module = copy.deepcopy(inner)
             opt = trainer.optimizers[0]
             self.opt = type(opt)(self.twin.parameters(), **opt.defaults)
         dm = trainer.datamodule  # type: ignore[attr-defined]
@@ -100,16 +103,45 @@ class PlainTwin(Callback):
         return time.perf_counter() - start
 
 
-def epoch_ratio(model: str, variant: str, pairs: int, batches: int | None, out: Path) -> dict[str, Any]:
-    overrides = [f"trainer.max_epochs={pairs + 1}", f"output_dir={out}", "trainer.enable_progress_bar=false"]
-    if batches is not None:
-        overrides += [f"trainer.limit_train_batches={batches}", f"trainer.limit_val_batches={batches}"]
-        overrides += ["trainer.limit_test_batches=1"]
-    cfg = load_config(
-        ROOT / "configs" / f"{CONFIGS[model]}.yaml", overrides, extra=[{"compression": VARIANTS[variant]}]
+class MinimalModule(pl.LightningModule):
+    """The least a LightningModule can be: Lightning's own per-step cost, without ours."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__()
+        from lightning_compress.models.registry import build_model
+
+        self.model = build_model(model)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return F.cross_entropy(self.model(batch[0]), batch[1])
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.model(batch[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+
+
+def lightning_floor(model: str, pairs: int) -> dict[str, Any]:
+    """A minimal LightningModule in a bare Trainer (no logger, no checkpoints) against the plain loop."""
+    from lightning_compress.data import FashionMNISTDataModule
+
+    pl.seed_everything(0, verbose=False)
+    dm = FashionMNISTDataModule(batch_size=128)
+    twin = PlainTwin(None)
+    trainer = pl.Trainer(
+        max_epochs=pairs + 1,
+        callbacks=[twin],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
-    twin = PlainTwin(batches)
-    train(cfg, callbacks=[twin])
+    trainer.fit(MinimalModule(model), datamodule=dm)
+    return _row(model, "lightning_minimal", None, twin)
+
+
+def _row(model: str, variant: str, batches: int | None, twin: PlainTwin) -> dict[str, Any]:
     plain, ours = twin.plain[1:], twin.ours[1:]
     row = {
         "model": model,
@@ -123,6 +155,19 @@ def epoch_ratio(model: str, variant: str, pairs: int, batches: int | None, out: 
     }
     print(json.dumps(row), flush=True)
     return row
+
+
+def epoch_ratio(model: str, variant: str, pairs: int, batches: int | None, out: Path) -> dict[str, Any]:
+    overrides = [f"trainer.max_epochs={pairs + 1}", f"output_dir={out}", "trainer.enable_progress_bar=false"]
+    if batches is not None:
+        overrides += [f"trainer.limit_train_batches={batches}", f"trainer.limit_val_batches={batches}"]
+        overrides += ["trainer.limit_test_batches=1"]
+    cfg = load_config(
+        ROOT / "configs" / f"{CONFIGS[model]}.yaml", overrides, extra=[{"compression": VARIANTS[variant]}]
+    )
+    twin = PlainTwin(batches)
+    train(cfg, callbacks=[twin])
+    return _row(model, variant, batches, twin)
 
 
 def sweep_run(src: Path, workers: int, out: Path) -> dict[str, Any]:
@@ -184,6 +229,8 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "epochs": [],
     }
+    if "lenet300_100" in args.models:
+        result["epochs"].append(lightning_floor("lenet300_100", args.pairs))
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             batches = None if model == "lenet300_100" else args.conv_batches
