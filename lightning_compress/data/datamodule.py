@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
+from lightning_compress.data.batches import EpochShuffle, TensorBatches, _BatchTensorDataset
 from lightning_compress.data.download import download_file, verify_checksum
 from lightning_compress.data.idx import read_idx
 from lightning_compress.data.specs import FASHION_MNIST, MNIST, IDXDatasetSpec
@@ -44,75 +44,6 @@ def _read_cached(path: Path) -> torch.Tensor:
             del _READ[old]
         _READ[key] = read_idx(path)
     return _READ[key]
-
-
-class _BatchTensorDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """In-memory tensors that a DataLoader fetches a whole batch at a time (``__getitems__``)."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.images = images
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[index], self.labels[index]
-
-    def __getitems__(self, indices: list[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        index = indices if isinstance(indices, torch.Tensor) else torch.as_tensor(indices)
-        return self.images[index], self.labels[index]
-
-
-class EpochShuffle(Sampler[int]):
-    """A random order that depends only on a seed and the epoch, so a resumed run sees the same batches.
-
-    Lightning calls :meth:`set_epoch` before every epoch. The seed defaults to the global torch seed when
-    the loader is made (``seed_everything`` sets it), so runs with the same seed shuffle alike.
-
-    Example:
-        >>> s = EpochShuffle(5, seed=0); s.set_epoch(3); a = list(s)
-        >>> t = EpochShuffle(5, seed=0); t.set_epoch(3); a == list(t), sorted(a)
-        (True, [0, 1, 2, 3, 4])
-    """
-
-    def __init__(self, size: int, seed: int | None = None) -> None:
-        self.size = size
-        self.seed = torch.initial_seed() if seed is None else seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.size
-
-    def order(self) -> torch.Tensor:
-        """This epoch's order as one tensor."""
-        generator = torch.Generator().manual_seed(self.seed + 7919 * self.epoch)
-        return torch.randperm(self.size, generator=generator)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order().tolist())
-
-
-class TensorBatches(BatchSampler):
-    """A batch sampler that yields each batch's indices as one tensor, for datasets that fetch a whole
-    batch at once (``__getitems__``): no per-sample Python work. Same batches as a ``BatchSampler`` over
-    the same sampler; under DDP Lightning rebuilds it over its distributed sampler.
-
-    Example:
-        >>> [b.tolist() for b in TensorBatches(range(5), batch_size=2, drop_last=False)]
-        [[0, 1], [2, 3], [4]]
-    """
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order_fn = getattr(self.sampler, "order", None)
-        order = order_fn() if callable(order_fn) else torch.as_tensor(list(self.sampler), dtype=torch.long)
-        batches = order.split(self.batch_size)
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
-            batches = batches[:-1]
-        return iter(batches)
 
 
 def _as_batch(batch: Any) -> Any:
