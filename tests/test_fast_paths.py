@@ -1,4 +1,4 @@
-"""The throughput paths: whole-batch indices, epoch-level metrics without per-step work, data read once."""
+"""The throughput paths: epoch-level metrics without per-step work, data read once."""
 
 from __future__ import annotations
 
@@ -9,25 +9,13 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from torch.utils.data import BatchSampler
 
 import lightning_compress.data.datamodule as datamodule
 from lightning_compress.data import FashionMNISTDataModule
-from lightning_compress.data.datamodule import EpochShuffle, TensorBatches
 from lightning_compress.models import Classifier
 from lightning_compress.sweep.schema import EarlyStopConfig
 from lightning_compress.sweep.trial import TrialGuard
 from tests.conftest import make_idx_set
-
-
-@pytest.mark.parametrize("drop_last", [False, True])
-def test_tensor_batches_are_the_batches_of_a_batch_sampler(drop_last: bool) -> None:
-    sampler = EpochShuffle(103, seed=5)
-    sampler.set_epoch(2)
-    ours = [b.tolist() for b in TensorBatches(sampler, batch_size=16, drop_last=drop_last)]
-    torch_batches = list(BatchSampler(sampler, batch_size=16, drop_last=drop_last))
-    assert ours == torch_batches
-    assert len(ours) == len(TensorBatches(sampler, batch_size=16, drop_last=drop_last))
 
 
 def _quiet_trainer(**kwargs: object) -> pl.Trainer:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import BatchSampler, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
-__all__ = ["EpochShuffle", "TensorBatches"]
+__all__ = ["EpochShuffle"]
 
 
 class _BatchTensorDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -58,22 +58,3 @@ class EpochShuffle(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.order().tolist())
-
-
-class TensorBatches(BatchSampler):
-    """A batch sampler that yields each batch's indices as one tensor, for datasets that fetch a whole
-    batch at once (``__getitems__``): no per-sample Python work. Same batches as a ``BatchSampler`` over
-    the same sampler; under DDP Lightning rebuilds it over its distributed sampler.
-
-    Example:
-        >>> [b.tolist() for b in TensorBatches(range(5), batch_size=2, drop_last=False)]
-        [[0, 1], [2, 3], [4]]
-    """
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order_fn = getattr(self.sampler, "order", None)
-        order = order_fn() if callable(order_fn) else torch.as_tensor(list(self.sampler), dtype=torch.long)
-        batches = order.split(self.batch_size)
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
-            batches = batches[:-1]
-        return iter(batches)

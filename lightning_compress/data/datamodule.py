@@ -10,14 +10,14 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
-from lightning_compress.data.batches import EpochShuffle, TensorBatches, _BatchTensorDataset
+from lightning_compress.data.batches import EpochShuffle, _BatchTensorDataset
 from lightning_compress.data.download import download_file, verify_checksum
 from lightning_compress.data.idx import read_idx
 from lightning_compress.data.specs import FASHION_MNIST, MNIST, IDXDatasetSpec
 
 NORMALIZATIONS = ("global", "per_pixel")
 
-__all__ = ["EpochShuffle", "FashionMNISTDataModule", "IDXImageDataModule", "MNISTDataModule", "TensorBatches"]
+__all__ = ["EpochShuffle", "FashionMNISTDataModule", "IDXImageDataModule", "MNISTDataModule"]
 
 
 def _cache_dir(spec: IDXDatasetSpec) -> Path:
@@ -208,7 +208,8 @@ class IDXImageDataModule(pl.LightningDataModule):
         sampler: Sampler[int] = EpochShuffle(len(dataset)) if shuffle else SequentialSampler(dataset)
         return DataLoader(
             dataset,
-            batch_sampler=TensorBatches(sampler, self.batch_size, drop_last=False),
+            batch_size=self.batch_size,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=_as_batch,
             persistent_workers=self.num_workers > 0,
