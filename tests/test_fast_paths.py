@@ -82,3 +82,57 @@ def test_files_are_read_once_per_process_and_again_when_they_change(
     dm = FashionMNISTDataModule(folder, batch_size=8, val_size=16)
     dm.setup("fit")
     assert reads.count("train-images-idx3-ubyte.gz") == 2
+
+
+def test_a_second_data_module_reuses_the_normalized_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_idx_set(tmp_path / "d")
+    calls: list[str] = []
+    real = datamodule.IDXImageDataModule._images
+    monkeypatch.setattr(
+        datamodule.IDXImageDataModule, "_images", lambda self, key: calls.append(key) or real(self, key)
+    )
+
+    def made(**kwargs: object) -> FashionMNISTDataModule:
+        dm = FashionMNISTDataModule(folder, batch_size=8, **{"val_size": 16, **kwargs})  # type: ignore[arg-type]
+        dm.setup("fit")
+        return dm
+
+    a, b = made(), made()
+    assert calls == ["train_images"]
+    assert a._train is not None and b._train is not None
+    assert torch.equal(a._train.images, b._train.images) and torch.equal(a.val_indices, b.val_indices)
+    c, d = made(val_size=24), made(normalize="per_pixel")  # another split, another normalization
+    assert calls == ["train_images"] * 3
+    assert c._val is not None and len(c._val) == 24
+    assert d._train is not None and not torch.equal(d._train.images, a._train.images)
+    datamodule._SPLITS.clear()  # the bytes behind the cache were not changed by normalizing them
+    e = made()
+    assert e._train is not None and torch.equal(e._train.images, a._train.images)
+
+
+def test_workers_started_early_end_quietly_when_the_sweep_is_cancelled() -> None:
+    from lightning_compress.sweep.launch import start_workers
+
+    launch = start_workers(2, threads_per_worker=1)
+    assert all(p.poll() is None for p in launch.procs)  # importing, then waiting for their order
+    launch.cancel()
+    assert [p.returncode for p in launch.procs] == [0, 0]
+
+
+def test_a_bad_sweep_file_is_one_line_and_leaves_no_worker_behind(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning_compress.cli.main import main
+    from lightning_compress.sweep import launch
+
+    started: list[launch.WorkerLaunch] = []
+    real = launch.start_workers
+    monkeypatch.setattr(launch, "start_workers", lambda *a, **k: started.append(real(*a, **k)) or started[-1])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nbase: nowhere.yaml\nmethods: {}\n")
+    assert main(["sweep", str(bad), "--workers", "2"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert len(started) == 1 and [p.returncode for p in started[0].procs] == [0, 0]

@@ -163,3 +163,43 @@ def test_group_lasso_and_low_rank_in_one_trainer(tmp_path: Path) -> None:
     # after the split the group lasso still acts: it found groups in the thin layers and zeroed some
     assert any(name.startswith("model.1.") for name in gs.zero_groups(module))
     assert sum(p.numel() for p in module.parameters()) < 266_610 // 8
+
+
+def test_input_pixels_and_a_split_of_the_same_layer_work_in_either_order() -> None:
+    from lightning_compress.models import LeNet300100
+    from lightning_compress.surgery import (
+        InputSelectLinear,
+        enable_history_restore,
+        input_groups,
+        remove_inputs,
+    )
+
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    for pixels_first in (True, False):
+        torch.manual_seed(0)
+        model = LeNet300100(hidden=(12, 6)).eval()
+        opt = torch.optim.Adam(model.parameters())
+        model(x).sum().backward()
+        opt.step()
+        with torch.no_grad():
+            model[1].weight[:, 100:300] = 0  # 200 dead pixels
+        before = model(x)
+        for step in ("pixels", "split") if pixels_first else ("split", "pixels"):
+            if step == "pixels":
+                remove_inputs(model, "1", list(range(100, 300)), optimizers=[opt])
+            else:
+                factorize_layer(model, "1", 12, optimizers=[opt])  # full rank: exact
+        first = model[1][0]
+        assert isinstance(first, InputSelectLinear) and first.in_features == 584 and first.out_features == 12
+        assert torch.allclose(model(x), before, atol=1e-5)
+        group = input_groups(model, "1")
+        assert group.name == "1:inputs" and group.num_groups == 584 and group.slices[0].module == "1.0"
+        loss = model(x).square().sum()
+        loss.backward()
+        opt.step()  # the optimizer holds the new layers' parameters
+        assert opt.state[first.weight]["exp_avg"].shape == (12, 584)
+        fresh = LeNet300100(hidden=(12, 6)).eval()
+        enable_history_restore(fresh, x[:1])
+        fresh.load_state_dict(model.state_dict())
+        assert [r["kind"] for r in get_history(fresh)] == [r["kind"] for r in get_history(model)]
+        assert torch.equal(fresh(x), model(x))

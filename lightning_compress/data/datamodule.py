@@ -46,6 +46,19 @@ def _read_cached(path: Path) -> torch.Tensor:
     return _READ[key]
 
 
+_SPLITS: dict[tuple[Any, ...], tuple[torch.Tensor, ...]] = {}
+
+
+def _cached_split(key: tuple[Any, ...], make: Any) -> tuple[torch.Tensor, ...]:
+    """``make()``'s normalized tensors, once per process for the same files and settings (a sweep worker's
+    trials share them; at most two sets are kept). Callers must not modify them in place."""
+    if key not in _SPLITS:
+        while len(_SPLITS) >= 2:
+            del _SPLITS[next(iter(_SPLITS))]
+        _SPLITS[key] = make()
+    return _SPLITS[key]
+
+
 def _as_batch(batch: Any) -> Any:
     """Collate function for batches already fetched whole by ``__getitems__``."""
     return batch
@@ -163,12 +176,12 @@ class IDXImageDataModule(pl.LightningDataModule):
         raw = self._load(key)
         if raw.ndim != 3:
             raise ValueError(f"{self.spec.files[key]!r} holds shape {tuple(raw.shape)}, expected N x H x W")
-        images = raw.float() / 255.0
+        images = raw.to(torch.float32, copy=True).div_(255.0)
         if self.normalize == "per_pixel":
             if self._pixel_mean is None:  # from the training images only
                 self._pixel_mean = self._load("train_images").float().div_(255.0).mean(0)
-            return ((images - self._pixel_mean) / self.spec.std).unsqueeze(1)
-        return ((images - self.spec.mean) / self.spec.std).unsqueeze(1)
+            return images.sub_(self._pixel_mean).div_(self.spec.std).unsqueeze(1)
+        return images.sub_(self.spec.mean).div_(self.spec.std).unsqueeze(1)
 
     def normalization(self) -> tuple[float | torch.Tensor, float | torch.Tensor]:
         """``(mean, std)`` the images are normalized with, on the 0-1 pixel scale (for an exported model)."""
@@ -187,20 +200,40 @@ class IDXImageDataModule(pl.LightningDataModule):
         return labels
 
     def setup(self, stage: str | None = None) -> None:
-        """Read the IDX files into memory and split train/validation with a fixed seed."""
+        """Read the IDX files into memory and split train/validation with a fixed seed.
+
+        The normalized tensors are kept for the process: a second data module with the same files and
+        settings (the next trial of a sweep worker) reuses them."""
         if stage in (None, "fit", "validate") and self._train is None:
-            images = self._images("train_images")
-            labels = self._labels("train_labels", len(images))
-            if self.val_size >= len(images):
-                raise ValueError(f"val_size={self.val_size} leaves no training images (of {len(images)})")
-            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
-            train_idx, val_idx = order[: len(images) - self.val_size], order[len(images) - self.val_size :]
+            key = self._key("train_images", "train_labels", self.val_size, self.split_seed)
+            images, labels, train_idx, val_idx = _cached_split(key, self._train_val_split)
             self.train_indices, self.val_indices = train_idx, val_idx
             self._train = _BatchTensorDataset(images[train_idx], labels[train_idx])
             self._val = _BatchTensorDataset(images[val_idx], labels[val_idx])
         if stage in (None, "test", "predict") and self._test is None:
-            images = self._images("test_images")
-            self._test = _BatchTensorDataset(images, self._labels("test_labels", len(images)))
+            key = self._key("test_images", "test_labels")
+            images, labels = _cached_split(key, lambda: self._pair("test_images", "test_labels"))
+            self._test = _BatchTensorDataset(images, labels)
+
+    def _key(self, *parts: Any) -> tuple[Any, ...]:
+        folder = self.resolve_dir()
+        files = []
+        for part in parts:
+            path = folder / self.spec.files[part] if part in self.spec.files else None
+            stat = path.stat() if path is not None and path.is_file() else None
+            files.append((str(path), stat.st_size, stat.st_mtime_ns) if stat else part)
+        return (self.spec.name, self.normalize, *files)
+
+    def _pair(self, images_key: str, labels_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+        images = self._images(images_key)
+        return images, self._labels(labels_key, len(images))
+
+    def _train_val_split(self) -> tuple[torch.Tensor, ...]:
+        images, labels = self._pair("train_images", "train_labels")
+        if self.val_size >= len(images):
+            raise ValueError(f"val_size={self.val_size} leaves no training images (of {len(images)})")
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
+        return images, labels, order[: len(images) - self.val_size], order[len(images) - self.val_size :]
 
     def _loader(self, dataset: _BatchTensorDataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:

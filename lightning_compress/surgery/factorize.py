@@ -16,6 +16,7 @@ from torch import nn
 
 from lightning_compress.functional.low_rank import truncated_svd
 from lightning_compress.surgery.history import append_history
+from lightning_compress.surgery.inputs import InputSelectLinear
 from lightning_compress.surgery.optimizer import StateFn, fresh_state, rebind_optimizer
 
 __all__ = ["factorize_layer", "factorized", "is_factorized", "replay_factorize"]
@@ -86,7 +87,11 @@ def factorized(
         first.weight.copy_(b.reshape(first.weight.shape))
         second.weight.copy_(a.reshape(second.weight.shape))
     else:
-        first = nn.Linear(layer.in_features, rank, bias=False)
+        first = (
+            InputSelectLinear(layer.in_features, rank, layer.get_buffer("input_index"), bias=False)
+            if isinstance(layer, InputSelectLinear)  # pixels removed earlier: keep selecting them
+            else nn.Linear(layer.in_features, rank, bias=False)
+        )
         second = nn.Linear(rank, layer.out_features, bias=has_bias)
         first.weight.copy_(b)
         second.weight.copy_(a)

@@ -9,7 +9,7 @@ input, so the model still takes the original input.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -64,16 +64,22 @@ def count_input_select_macs(module: nn.Module, inputs: tuple[Any, ...], output: 
     vars(module)["__flops__"] = int(getattr(module, "__flops__", 0)) + flops  # Torch-Pruning's protocol
 
 
-def _linear(model: nn.Module, name: str) -> nn.Linear:
+def _linear(model: nn.Module, name: str) -> tuple[str, nn.Linear]:
+    """The Linear layer whose input features ``name`` means, and its name: after a low-rank split of
+    ``name``, the first of its two thin layers."""
+    from lightning_compress.surgery.factorize import is_factorized  # factorize builds on this module
+
     try:
         layer = model.get_submodule(name)
     except AttributeError:
         raise ValueError(f"input_layers entry {name!r} is not a layer of the model") from None
+    if is_factorized(layer) and isinstance(first := cast(nn.Sequential, layer)[0], nn.Linear):
+        name, layer = f"{name}.0", first
     if not isinstance(layer, nn.Linear):
         raise ValueError(
             f"input features can be grouped for Linear layers only; {name!r} is {type(layer).__name__}"
         )
-    return layer
+    return name, layer
 
 
 def input_groups(model: nn.Module, name: str) -> NeuronGroups:
@@ -84,9 +90,9 @@ def input_groups(model: nn.Module, name: str) -> NeuronGroups:
         >>> g.name, g.num_groups
         ('1:inputs', 784)
     """
-    layer = _linear(model, name)
+    target, layer = _linear(model, name)
     return NeuronGroups(
-        f"{name}{INPUTS_SUFFIX}", layer.in_features, [Slice(name, "weight", 1, None, None, True)], [name]
+        f"{name}{INPUTS_SUFFIX}", layer.in_features, [Slice(target, "weight", 1, None, None, True)], [target]
     )
 
 
@@ -97,8 +103,8 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _select(model: nn.Module, name: str, remove: Sequence[int]) -> dict[int, torch.Tensor]:
-    layer = _linear(model, name)
+def _select(model: nn.Module, name: str, remove: Sequence[int]) -> tuple[str, dict[int, torch.Tensor]]:
+    name, layer = _linear(model, name)
     gone = set(int(i) for i in remove)
     keep = torch.tensor([i for i in range(layer.in_features) if i not in gone], dtype=torch.long)
     if len(keep) == 0:
@@ -113,7 +119,7 @@ def _select(model: nn.Module, name: str, remove: Sequence[int]) -> dict[int, tor
         new.bias.copy_(layer.bias)
     new.train(layer.training)
     _set_submodule(model, name, new)
-    return {1: keep}
+    return name, {1: keep}
 
 
 def replay_select_inputs(model: nn.Module, record: dict[str, Any], example_inputs: Any) -> None:
@@ -145,10 +151,10 @@ def remove_inputs(
     if not idxs:
         return []
     old_params = dict(model.named_parameters())
-    kept = _select(model, name, idxs)
+    target, kept = _select(model, name, idxs)
     new_params = dict(model.named_parameters())
     for optimizer in optimizers:
-        rebind_by_name(optimizer, old_params, new_params, {f"{name}.weight": kept})
+        rebind_by_name(optimizer, old_params, new_params, {f"{target}.weight": kept})
     record = {"kind": "select_inputs", "module": name, "idxs": idxs}
     append_history(model, [record])
     return [record]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
 import signal
-import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -16,22 +18,14 @@ import optuna
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
+from lightning_compress.sweep.launch import WorkerLaunch, start_workers
 from lightning_compress.sweep.load import load_sweep, make_sampler, sweep_paths
 from lightning_compress.sweep.report import format_table, pareto_rows, trial_rows, write_plots
 from lightning_compress.sweep.storage import create_or_load_study, default_storage_url, open_storage, redact
 from lightning_compress.sweep.tracking import log_summary
-from lightning_compress.sweep.worker import EXIT_INTERRUPTED, STORAGE_ENV, count_done
+from lightning_compress.sweep.worker import EXIT_INTERRUPTED, count_done
 
 __all__ = ["run_sweep", "summarize"]
-
-
-def _spawn(
-    sweep: str, overrides: list[str], url: str, n_trials: int, index: int, threads: int
-) -> subprocess.Popen:
-    env = {**os.environ, STORAGE_ENV: url, "OMP_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "lightning_compress.sweep.worker", sweep, *overrides]
-    cmd += ["--n-trials", str(n_trials), "--worker-index", str(index), "--threads", str(threads)]
-    return subprocess.Popen(cmd, env=env)
 
 
 class _Progress:
@@ -61,6 +55,27 @@ class _Progress:
             self.bar.close()
 
 
+class _Warm(threading.Thread):
+    """Imports the report's W&B and plotting modules in the background, once."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.started = False
+
+    def start(self) -> None:
+        if not self.started:
+            self.started = True
+            super().start()
+
+    def run(self) -> None:
+        with contextlib.suppress(Exception):
+            import matplotlib.pyplot  # noqa: F401
+
+            if importlib.util.find_spec("wandb") is not None:
+                import wandb
+                import wandb.sdk.launch.inputs.internal  # noqa: F401  (what every wandb.init imports)
+
+
 def run_sweep(
     sweep: str,
     overrides: list[str],
@@ -70,6 +85,7 @@ def run_sweep(
     n_trials: int | None = None,
     worker_offset: int = 0,
     threads_per_worker: int | None = None,
+    launch: WorkerLaunch | None = None,
 ) -> dict[str, Any]:
     """Run (or resume, or join) the sweep; returns the summary written to ``summary.json``.
 
@@ -83,21 +99,25 @@ def run_sweep(
         ...
         lightning_compress.config.errors.ConfigError: config: file not found: 'sweeps/no_such_sweep.yaml' (shipped...
     """
-    cfg = load_sweep(sweep, overrides)
-    _, sweep_dir = sweep_paths(cfg, sweep)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    url = storage or cfg.storage or default_storage_url(sweep_dir)
-    budget = n_trials or cfg.n_trials
-    study = create_or_load_study(open_storage(url), cfg.name, make_sampler(cfg))
-    with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what the dashboard shows
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([cfg.objectives.size.value, "val_acc"])
+    launch = launch or start_workers(workers, threads_per_worker, worker_offset)
+    try:
+        cfg = load_sweep(sweep, overrides)
+        _, sweep_dir = sweep_paths(cfg, sweep)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        url = storage or cfg.storage or default_storage_url(sweep_dir)
+        budget = n_trials or cfg.n_trials
+        study = create_or_load_study(open_storage(url), cfg.name, make_sampler(cfg))
+        with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what the dashboard shows
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([cfg.objectives.size.value, "val_acc"])
+    except BaseException:
+        launch.cancel()
+        raise
     print(
-        f"study {cfg.name!r} in {redact(url)}: {count_done(study)}/{budget} trials done, {workers} worker(s)"
+        f"study {cfg.name!r} in {redact(url)}: {count_done(study)}/{budget} trials done, "
+        f"{len(launch.procs)} worker(s)"
     )
-    cores = os.cpu_count() or 1
-    threads = threads_per_worker or max(1, cores // workers)
-    procs = [_spawn(sweep, overrides, url, budget, worker_offset + i, threads) for i in range(workers)]
+    procs = launch.go(sweep, overrides, url, n_trials=budget)
     interrupted = False
 
     def _interrupt(*_: Any) -> None:
@@ -108,14 +128,23 @@ def run_sweep(
                 p.send_signal(signal.SIGINT)
 
     previous = signal.signal(signal.SIGINT, _interrupt)
+    warm = _Warm()
     try:
         with _Progress(budget, min(count_done(study), budget), cfg.name) as bar:
             while any(p.poll() is None for p in procs):
-                time.sleep(1.0)
+                time.sleep(0.25)
+                done = min(count_done(study), budget)
                 failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
                 running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-                bar.show(min(count_done(study), budget), failed=failed, running=running)
+                bar.show(done, failed=failed, running=running)
+                if done + running >= budget and running < len(procs):
+                    warm.start()  # a core is free until the end: load what the report needs
+                if done >= budget and not running:
+                    break  # every trial is in: report while the workers shut down
             bar.show(min(count_done(study), budget))
+        summary = summarize(sweep, overrides, storage=url) if not interrupted else None
+        for p in procs:
+            p.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
     codes = [p.returncode for p in procs]
@@ -130,7 +159,11 @@ def run_sweep(
         "budget": budget,
         "budget_met": count_done(study) >= budget,
     }
-    summary = summarize(sweep, overrides, storage=url, outcome=outcome)
+    if summary is None:
+        summary = summarize(sweep, overrides, storage=url, outcome=outcome)
+    else:
+        summary.update(outcome)
+        _write_summary(sweep_paths(cfg, sweep)[1], summary)
     if outcome["interrupted"]:
         print(f"interrupted: {count_done(study)}/{budget} trials done; run the same command again to resume")
     elif not outcome["budget_met"]:

@@ -8,6 +8,7 @@ command with the same ``--storage`` joins the study. The storage URL is read fro
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -181,13 +182,24 @@ def work(sweep_path: str, overrides: list[str], storage_url: str, n_trials: int,
     return EXIT_INTERRUPTED
 
 
+def _wait_for_order() -> dict | None:
+    """The coordinator's JSON line on stdin (:class:`~lightning_compress.sweep.launch.WorkerLaunch`);
+    ``None`` when stdin closes first (the sweep was cancelled before it started)."""
+    try:
+        line = sys.stdin.readline()
+    except KeyboardInterrupt:
+        return None
+    return json.loads(line) if line.strip() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="one sweep worker (started by 'lightning-compress sweep')")
-    parser.add_argument("sweep")
+    parser.add_argument("sweep", nargs="?")
     parser.add_argument("overrides", nargs="*")
-    parser.add_argument("--n-trials", type=int, required=True)
+    parser.add_argument("--n-trials", type=int)
     parser.add_argument("--worker-index", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--wait", action="store_true", help="read what to run from one JSON line on stdin")
     args = parser.parse_args(argv)
     if args.threads:
         import torch
@@ -199,11 +211,21 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="lightning")
     hide_lightning_tips()
-    url = os.environ.get(STORAGE_ENV)
-    if not url:
-        print(f"set {STORAGE_ENV} to the storage URL", file=sys.stderr)
+    if args.wait:
+        order = _wait_for_order()
+        if order is None:
+            return 0
+        sweep, overrides, url = order["sweep"], order["overrides"], order["storage"]
+        n_trials, index = order["n_trials"], order["worker_index"]
+    else:
+        sweep, overrides, url = args.sweep, args.overrides, os.environ.get(STORAGE_ENV)
+        n_trials, index = args.n_trials, args.worker_index
+    if not url or not sweep or not n_trials:
+        print(
+            f"give the sweep file and --n-trials, and set {STORAGE_ENV} to the storage URL", file=sys.stderr
+        )
         return 2
-    return work(str(Path(args.sweep)), args.overrides, url, args.n_trials, args.worker_index)
+    return work(str(Path(sweep)), overrides, url, n_trials, index)
 
 
 if __name__ == "__main__":
