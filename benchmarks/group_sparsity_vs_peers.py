@@ -5,8 +5,9 @@ Every run trains ``--epochs`` epochs in total (SGD momentum 0.9, lr 0.05 cosine,
 
   <recipe>     a recipe file, ``benchmarks/recipes/<recipe>.yaml`` (or a path to any YAML file): the same
                ``compression`` section a run config holds, with ``${level}`` standing for LEVEL (the lasso
-               strength) and ``${budget.third}``, ``${budget.half}``, ``${budget.two_thirds}`` for that
-               share of the epoch budget; ``refit: true`` runs the peers' schedule (a first fit of half
+               strength; ``${kept}`` for 1 - LEVEL) and ``${budget.third}``, ``${budget.half}``,
+               ``${budget.two_thirds}`` for that share of the epoch budget (``${budget.last_of_first_half}``:
+               the 0-based index of the first half's last epoch); ``refit: true`` runs the peers' schedule (a first fit of half
                the budget with the recipe, then a second fit, with a new optimizer, fine-tunes)
   dense        the baseline (LEVEL ignored)
   tp_magnitude Torch-Pruning MagnitudePruner (L2 group importance): half the epochs dense, one-shot prune
@@ -107,6 +108,7 @@ class Budget:
     third: int = 10
     half: int = 15
     two_thirds: int = 20
+    last_of_first_half: int = 14
 
 
 @dataclass
@@ -116,6 +118,7 @@ class Recipe:
     description: str = ""
     refit: bool = False
     level: float = 0.0
+    kept: float = 1.0
     budget: Budget = field(default_factory=Budget)
     compression: Any = field(default_factory=CompressionConfig)
 
@@ -135,7 +138,9 @@ def load_recipe(path: Path, level: float, epochs: int) -> Recipe:
         (0.001, 20)
     """
     budget = {"epochs": epochs, "third": epochs // 3, "half": epochs // 2, "two_thirds": 2 * epochs // 3}
-    recipe: Recipe = load_config(path, schema=Recipe, extra=[{"level": level, "budget": budget}])
+    budget["last_of_first_half"] = budget["half"] - 1
+    extra = [{"level": level, "kept": round(1 - level, 12), "budget": budget}]
+    recipe: Recipe = load_config(path, schema=Recipe, extra=extra)
     return recipe
 
 

@@ -121,12 +121,16 @@ def test_workers_started_early_end_quietly_when_the_sweep_is_cancelled() -> None
     assert [p.returncode for p in launch.procs] == [0, 0]
 
 
+@pytest.mark.parametrize("start", ["spawn", "fork"])
 def test_a_bad_sweep_file_is_one_line_and_leaves_no_worker_behind(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    start: str, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import multiprocessing
+
     from lightning_compress.cli.main import main
     from lightning_compress.sweep import launch
 
+    monkeypatch.setenv(launch.START_ENV, start)
     started: list[launch.WorkerLaunch] = []
     real = launch.start_workers
     monkeypatch.setattr(launch, "start_workers", lambda *a, **k: started.append(real(*a, **k)) or started[-1])
@@ -135,4 +139,7 @@ def test_a_bad_sweep_file_is_one_line_and_leaves_no_worker_behind(
     assert main(["sweep", str(bad), "--workers", "2"]) == 2
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
-    assert len(started) == 1 and [p.returncode for p in started[0].procs] == [0, 0]
+    if start == "spawn":  # started before the file was read, ended quietly after
+        assert len(started) == 1 and [p.returncode for p in started[0].procs] == [0, 0]
+    else:  # forked only once the study exists: none was
+        assert not started and not multiprocessing.active_children()

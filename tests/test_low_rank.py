@@ -90,6 +90,8 @@ def test_a_full_rank_split_reproduces_the_layer(layer: nn.Module) -> None:
         (lambda: NuclearNorm(-1.0), "strength"),
         (lambda: LowRank(energy=0.0), "energy"),
         (lambda: LowRank(split_epochs=[-1]), "split_epochs"),
+        (lambda: LowRank(param_ratio=1.0), "param_ratio"),
+        (lambda: LowRank(energy=0.9, param_ratio=0.1), "at most one"),
     ],
 )
 def test_bad_input_is_one_clear_error(call, match: str) -> None:
@@ -150,6 +152,17 @@ def test_a_mid_fit_split_keeps_every_layer_training_and_replays(tmp_path: Path) 
     module.eval(), restored.eval()
     assert torch.allclose(restored(x), module(x), atol=1e-6)
     assert any(k.endswith("model.1.0.weight") for k in state["state_dict"])
+
+
+def test_a_parameter_budget_split_happens_once_at_its_rank(tmp_path: Path) -> None:
+    pl.seed_everything(0, verbose=False)
+    module = Classifier("lenet300_100", model_kwargs={"hidden": [32, 16]}, lr=0.05)
+    low = LowRank(0.0, param_ratio=0.25, split_epochs=[0], split_at_fit_end=True)
+    _trainer(tmp_path, [low], epochs=2).fit(module, _loader())
+    ranks = {r["module"]: r["rank"] for r in get_history(module) if r["kind"] == "factorize"}
+    assert ranks == {"model.1": int(0.25 * 32 * 784 / (32 + 784)), "model.3": int(0.25 * 32 * 16 / 48)}
+    thin = module.model[1]  # the thin layers hold at most a quarter of the layer, and fit end left them
+    assert sum(p.numel() for p in thin[0].parameters()) + thin[1].weight.numel() <= 0.25 * 32 * 784
 
 
 def test_group_lasso_and_low_rank_in_one_trainer(tmp_path: Path) -> None:

@@ -32,12 +32,13 @@ def _env() -> dict[str, str]:
     return {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)}
 
 
-def test_two_workers_exact_count_and_reports(tiny_idx_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("start", ["fork", "spawn"])  # workers forked from the sweep process, or fresh
+def test_two_workers_exact_count_and_reports(start: str, tiny_idx_dir: Path, tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path, tiny_idx_dir, n_trials=4, epochs=2, objectives={"accuracy_floor": 0.0})
     proc = subprocess.run(
         [*CLI, "sweep", str(sweep), "--workers", "2"],
         cwd=tmp_path,
-        env=_env(),
+        env={**_env(), "LIGHTNING_COMPRESS_WORKER_START": start},
         capture_output=True,
         text=True,
         timeout=600,

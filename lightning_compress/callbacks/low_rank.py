@@ -47,6 +47,9 @@ class LowRank(ProximalCallback):
         split_at_fit_end: Split when fit ends.
         energy: Rank rule at a split: the smallest rank holding this share of the squared singular
             values (default: the singular values above ``rel_tol`` of the largest, what SVT left).
+        param_ratio: Rank rule at a split instead: the largest rank at which the two thin layers hold at
+            most this share of the layer's weights (each layer is split once: a budget, as for a
+            post-hoc truncated SVD, with the nuclear norm's training before it).
         rel_tol: Singular values at most this fraction of the layer's largest count as zero.
         example_input: An input to trace the model with (a batch of one), when the module has no
             ``example_input_array``; without either, the first training batch's input is used.
@@ -74,6 +77,7 @@ class LowRank(ProximalCallback):
         split_every_n_epochs: int | None = None,
         split_at_fit_end: bool = True,
         energy: float | None = None,
+        param_ratio: float | None = None,
         rel_tol: float = 1e-5,
         example_input: Any = None,
     ) -> None:
@@ -101,12 +105,17 @@ class LowRank(ProximalCallback):
             )
         if energy is not None and not 0 < energy <= 1:
             raise ArgumentError("energy", f"energy must be in (0, 1], got {energy=}")
+        if param_ratio is not None and not 0 < param_ratio < 1:
+            raise ArgumentError("param_ratio", f"param_ratio must be in (0, 1), got {param_ratio=}")
+        if energy is not None and param_ratio is not None:
+            raise ArgumentError("param_ratio", "give at most one of energy and param_ratio")
         if not 0 <= rel_tol < 1:
             raise ArgumentError("rel_tol", f"rel_tol must be in [0, 1), got {rel_tol=}")
         self.split_epochs = sorted(set(split_epochs))
         self.split_every_n_epochs = split_every_n_epochs
         self.split_at_fit_end = split_at_fit_end
         self.energy = energy
+        self.param_ratio = param_ratio
         self.rel_tol = float(rel_tol)
 
     @property
@@ -130,7 +139,7 @@ class LowRank(ProximalCallback):
         for name in self.regularizer.layer_names():
             weight = pl_module.get_submodule(name).weight
             rank = (
-                split_rank(weight, energy=self.energy, rel_tol=self.rel_tol)
+                split_rank(weight, energy=self.energy, param_ratio=self.param_ratio, rel_tol=self.rel_tol)
                 if isinstance(weight, torch.Tensor)
                 else None
             )

@@ -35,6 +35,7 @@ class LowRankConfig:
     split_every_n_epochs: Optional[int] = None  # noqa: UP045
     split_at_fit_end: bool = True
     energy: Optional[float] = None  # noqa: UP045
+    param_ratio: Optional[float] = None  # noqa: UP045
     rel_tol: float = 1e-5
 
 

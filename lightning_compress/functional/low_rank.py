@@ -136,20 +136,31 @@ def choose_rank(
     return max(1, int((values > tol).sum()))
 
 
-def split_rank(weight: torch.Tensor, *, energy: float | None = None, rel_tol: float = 1e-5) -> int | None:
+def split_rank(
+    weight: torch.Tensor,
+    *,
+    energy: float | None = None,
+    param_ratio: float | None = None,
+    rel_tol: float = 1e-5,
+) -> int | None:
     """The rank to split ``weight`` at, or ``None`` when a split would not save parameters.
 
     The rank is the number of singular values above ``rel_tol`` times the largest (what a nuclear-norm
-    prox left), or the ``energy`` rule of :func:`choose_rank`; a split pays only below
+    prox left), or the ``energy`` or ``param_ratio`` rule of :func:`choose_rank`; a split pays only below
     :func:`break_even_rank`.
 
     Example:
         >>> w = torch.zeros(40, 60); w[0, 0] = 3.0; w[1, 1] = 1.0
-        >>> split_rank(w), split_rank(torch.eye(40, 60))
-        (2, None)
+        >>> split_rank(w), split_rank(torch.eye(40, 60)), split_rank(torch.eye(40, 60), param_ratio=0.25)
+        (2, None, 6)
     """
     matrix = as_matrix(weight).detach().float()
     s = torch.linalg.svdvals(matrix)
     tol = rel_tol * float(s.max()) if s.numel() else 0.0
-    rank = choose_rank(s, energy=energy) if energy is not None else choose_rank(s, tol=tol)
+    if param_ratio is not None:
+        rank = choose_rank(s, param_ratio=param_ratio, shape=(matrix.shape[0], matrix.shape[1]))
+    elif energy is not None:
+        rank = choose_rank(s, energy=energy)
+    else:
+        rank = choose_rank(s, tol=tol)
     return rank if rank < break_even_rank(*matrix.shape) else None

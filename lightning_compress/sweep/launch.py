@@ -15,7 +15,20 @@ import subprocess
 import sys
 from typing import Any
 
-__all__ = ["WorkerLaunch", "start_workers"]
+__all__ = ["START_ENV", "ForkedWorkers", "WorkerLaunch", "fork_available", "start_workers"]
+
+START_ENV = "LIGHTNING_COMPRESS_WORKER_START"
+"""``spawn`` starts every sweep worker as a fresh interpreter, also where forking is the default (Linux)."""
+
+
+def fork_available() -> bool:
+    """Whether sweep workers are forked from the coordinator: on Linux, unless ``START_ENV`` says ``spawn``.
+
+    Example:
+        >>> isinstance(fork_available(), bool)
+        True
+    """
+    return sys.platform.startswith("linux") and os.environ.get(START_ENV, "fork") != "spawn"
 
 
 class WorkerLaunch:
@@ -30,11 +43,12 @@ class WorkerLaunch:
     def __init__(self, count: int, *, threads: int, offset: int = 0) -> None:
         self.threads = threads
         self.offset = offset
+        self.count = count
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         cmd = [sys.executable, "-m", "lightning_compress.sweep.worker", "--wait", "--threads", str(threads)]
         self.procs = [subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, text=True) for _ in range(count)]
 
-    def go(self, sweep: str, overrides: list[str], url: str, *, n_trials: int) -> list[subprocess.Popen]:
+    def go(self, sweep: str, overrides: list[str], url: str, *, n_trials: int) -> list[Any]:
         """Tell every worker what to run; returns the running processes."""
         for index, proc in enumerate(self.procs):
             order: dict[str, Any] = {
@@ -74,5 +88,75 @@ def start_workers(workers: int, threads_per_worker: int | None = None, offset: i
         >>> start_workers(0).procs
         []
     """
-    threads = threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, workers))
-    return WorkerLaunch(workers, threads=threads, offset=offset)
+    return WorkerLaunch(workers, threads=threads_for(workers, threads_per_worker), offset=offset)
+
+
+class _Forked:
+    """A forked worker seen through the part of ``subprocess.Popen`` the coordinator uses."""
+
+    def __init__(self, process: Any) -> None:
+        self.process = process
+        self.pid = process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.exitcode
+
+    def poll(self) -> int | None:
+        return self.process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0.0)
+        return self.process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        if self.process.exitcode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+
+class ForkedWorkers:
+    """``count`` workers forked from the coordinator once it has imported everything and made the study:
+    they share its imports instead of each importing torch and Lightning again (Linux only)."""
+
+    def __init__(self, count: int, *, threads: int, offset: int = 0) -> None:
+        self.count, self.threads, self.offset = count, threads, offset
+        self.procs: list[Any] = []
+
+    def go(self, sweep: str, overrides: list[str], url: str, *, n_trials: int) -> list[Any]:
+        """Fork the workers; returns them."""
+        import multiprocessing
+
+        from lightning_compress.sweep.worker import run_forked
+
+        context = multiprocessing.get_context("fork")
+        for index in range(self.count):
+            order = {
+                "sweep": sweep,
+                "overrides": list(overrides),
+                "storage": url,
+                "n_trials": n_trials,
+                "worker_index": self.offset + index,
+            }
+            process = context.Process(target=run_forked, args=(order, self.threads), name=f"worker-{index}")
+            process.start()
+            self.procs.append(_Forked(process))
+        return self.procs
+
+    def cancel(self) -> None:
+        """Nothing to end: workers are forked only by :meth:`go`."""
+
+
+def threads_for(workers: int, threads_per_worker: int | None = None) -> int:
+    """Torch threads per worker: ``threads_per_worker``, or the cores shared out.
+
+    Example:
+        >>> threads_for(1, 3)
+        3
+    """
+    return threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, workers))

@@ -18,7 +18,13 @@ import optuna
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
-from lightning_compress.sweep.launch import WorkerLaunch, start_workers
+from lightning_compress.sweep.launch import (
+    ForkedWorkers,
+    WorkerLaunch,
+    fork_available,
+    start_workers,
+    threads_for,
+)
 from lightning_compress.sweep.load import load_sweep, make_sampler, sweep_paths
 from lightning_compress.sweep.report import format_table, pareto_rows, trial_rows, write_plots
 from lightning_compress.sweep.storage import create_or_load_study, default_storage_url, open_storage, redact
@@ -85,7 +91,7 @@ def run_sweep(
     n_trials: int | None = None,
     worker_offset: int = 0,
     threads_per_worker: int | None = None,
-    launch: WorkerLaunch | None = None,
+    launch: WorkerLaunch | ForkedWorkers | None = None,
 ) -> dict[str, Any]:
     """Run (or resume, or join) the sweep; returns the summary written to ``summary.json``.
 
@@ -99,7 +105,13 @@ def run_sweep(
         ...
         lightning_compress.config.errors.ConfigError: config: file not found: 'sweeps/no_such_sweep.yaml' (shipped...
     """
-    launch = launch or start_workers(workers, threads_per_worker, worker_offset)
+    if launch is None:
+        threads = threads_for(workers, threads_per_worker)
+        launch = (
+            ForkedWorkers(workers, threads=threads, offset=worker_offset)
+            if fork_available()
+            else start_workers(workers, threads_per_worker, worker_offset)
+        )
     try:
         cfg = load_sweep(sweep, overrides)
         _, sweep_dir = sweep_paths(cfg, sweep)
@@ -115,7 +127,7 @@ def run_sweep(
         raise
     print(
         f"study {cfg.name!r} in {redact(url)}: {count_done(study)}/{budget} trials done, "
-        f"{len(launch.procs)} worker(s)"
+        f"{launch.count} worker(s)"
     )
     procs = launch.go(sweep, overrides, url, n_trials=budget)
     interrupted = False

@@ -8,6 +8,7 @@ command with the same ``--storage`` joins the study. The storage URL is read fro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -28,7 +30,7 @@ from lightning_compress._logging import hide_lightning_tips
 from lightning_compress.sweep import STORAGE_ENV
 from lightning_compress.sweep.trial import Interrupted, run_trial
 
-__all__ = ["STORAGE_ENV", "count_done", "reclaim_stale_trials", "work"]
+__all__ = ["STORAGE_ENV", "count_done", "reclaim_stale_trials", "run_forked", "work"]
 
 EXIT_INTERRUPTED = 130
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -192,6 +194,35 @@ def _wait_for_order() -> dict | None:
     return json.loads(line) if line.strip() else None
 
 
+def _quiet(threads: int) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # the coordinator's progress bar and summary are the output; per-trial Lightning chatter is noise
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="lightning")
+    hide_lightning_tips()
+
+
+def run_forked(order: dict[str, Any], threads: int) -> None:
+    """A worker forked by the coordinator (Linux): the coordinator's imports are already here. Exits with
+    :func:`work`'s code."""
+    _quiet(threads)
+    code = work(
+        order["sweep"], order["overrides"], order["storage"], order["n_trials"], order["worker_index"]
+    )
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:  # a forked child skips atexit hooks: stop its W&B service here
+        with contextlib.suppress(Exception):
+            wandb.teardown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="one sweep worker (started by 'lightning-compress sweep')")
     parser.add_argument("sweep", nargs="?")
@@ -201,16 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--wait", action="store_true", help="read what to run from one JSON line on stdin")
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # the coordinator's progress bar and summary are the output; per-trial Lightning chatter is noise
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", module="lightning")
-    hide_lightning_tips()
+    _quiet(args.threads)
     if args.wait:
         order = _wait_for_order()
         if order is None:
