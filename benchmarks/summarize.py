@@ -278,6 +278,47 @@ def dalr_section() -> list[str]:
     return lines
 
 
+def throughput_section() -> list[str]:
+    """Epoch ratios to a plain PyTorch loop and the demo sweep's trials per hour (benchmarks/throughput.py)."""
+    path = RESULTS / "throughput.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    lines = [
+        "## Throughput (benchmarks/throughput.py)",
+        "",
+        f"Run {data['date']}, {data['threads']} threads, real Fashion-MNIST, batch 128; each of our epochs "
+        "(train + validation) is paired with a plain PyTorch epoch run just before it in the same process; "
+        "medians after a warm-up epoch.",
+        "",
+        "| model | variant | batches/epoch | plain epoch (s) | our epoch (s) | ratio of medians "
+        "| median pair ratio | pairs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["epochs"]:
+        lines.append(
+            f"| {r['model']} | {r['variant']} | {r['batches_per_epoch']} | {r['plain_s']} | {r['ours_s']} "
+            f"| {r['ratio_of_medians']} | {r['median_pair_ratio']} | {r['pairs']} |"
+        )
+    sweep = data.get("sweep")
+    if sweep:
+        lines += [
+            "",
+            f"Demo sweep (`sweeps/lenet300_fmnist.yaml`, 6 trials, W&B offline), this tree against "
+            f"`{sweep['baseline']}`, alternating runs:",
+            "",
+            "| tree | workers | wall seconds per run | median trials/hour | gain |",
+            "|---|---|---|---|---|",
+        ]
+        for key, runs in sweep["runs"].items():
+            tree, workers = key.split("/workers=")
+            gain = sweep["gain"][workers] if tree == "this_tree" else ""
+            seconds = ", ".join(str(r["seconds"]) for r in runs)
+            median = sweep["median_trials_per_hour"][key]
+            lines.append(f"| {tree} | {workers} | {seconds} | {median:.1f} | {gain} |")
+    return [*lines, ""]
+
+
 def latency_section() -> list[str]:
     """Layers split in two against their dense form on one CPU thread (benchmarks/low_rank_latency.py)."""
     path = RESULTS / "low_rank_latency.json"
@@ -336,6 +377,7 @@ def main() -> None:
         lines += section
     lines += dalr_section()
     lines += latency_section()
+    lines += throughput_section()
     lines += ["## Other measurements", ""]
     lines += json_section("baselines.json", "Dense baselines (benchmarks/baselines.py)")
     lines += json_section("prox_overhead.json", "Prox overhead (benchmarks/prox_overhead.py)")

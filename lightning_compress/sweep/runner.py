@@ -28,7 +28,7 @@ from lightning_compress.sweep.launch import (
 from lightning_compress.sweep.load import load_sweep, make_sampler, sweep_paths
 from lightning_compress.sweep.report import format_table, pareto_rows, trial_rows, write_plots
 from lightning_compress.sweep.storage import create_or_load_study, default_storage_url, open_storage, redact
-from lightning_compress.sweep.tracking import log_summary
+from lightning_compress.sweep.tracking import log_summary, wandb_enabled
 from lightning_compress.sweep.worker import EXIT_INTERRUPTED, count_done
 
 __all__ = ["run_sweep", "summarize"]
@@ -77,9 +77,14 @@ class _Warm(threading.Thread):
         with contextlib.suppress(Exception):
             import matplotlib.pyplot  # noqa: F401
 
-            if importlib.util.find_spec("wandb") is not None:
-                import wandb
-                import wandb.sdk.launch.inputs.internal  # noqa: F401  (what every wandb.init imports)
+            self.load_wandb()
+
+    @staticmethod
+    def load_wandb() -> None:
+        """Import W&B and what every ``wandb.init`` imports (starts no thread or process)."""
+        if importlib.util.find_spec("wandb") is not None:
+            import wandb
+            import wandb.sdk.launch.inputs.internal  # noqa: F401
 
 
 def run_sweep(
@@ -129,6 +134,8 @@ def run_sweep(
         f"study {cfg.name!r} in {redact(url)}: {count_done(study)}/{budget} trials done, "
         f"{launch.count} worker(s)"
     )
+    if isinstance(launch, ForkedWorkers) and wandb_enabled(cfg):
+        _Warm.load_wandb()  # once, shared by the forked workers and the report
     procs = launch.go(sweep, overrides, url, n_trials=budget)
     interrupted = False
 
