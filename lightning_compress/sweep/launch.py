@@ -1,9 +1,11 @@
-"""Start sweep workers early: they import torch and Lightning while the sweep file is checked.
+"""How sweep workers start: forked from the coordinator, or as fresh interpreters started early.
 
-Standard library only, so the command line can start the workers before it imports anything heavy. A
-worker started with ``--wait`` imports everything, then waits for one JSON line on its stdin saying what to
-run (the storage URL travels there, never in a process list); an empty stdin (the sweep file was bad, the
-coordinator died) ends it quietly.
+On Linux workers are forked from the coordinator once it has imported torch and Lightning and created
+the study, so the imports happen once. Elsewhere (or with ``LIGHTNING_COMPRESS_WORKER_START=spawn``) each
+worker is a fresh interpreter, started before the coordinator imports anything heavy: it imports
+everything, then waits for one JSON line on its stdin saying what to run (the storage URL travels there,
+never in a process list); an empty stdin (the sweep file was bad, the coordinator died) ends it quietly.
+This module uses the standard library only.
 """
 
 from __future__ import annotations
