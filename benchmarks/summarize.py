@@ -316,6 +316,16 @@ def throughput_section() -> list[str]:
             seconds = ", ".join(str(r["seconds"]) for r in runs)
             median = sweep["median_trials_per_hour"][key]
             lines.append(f"| {tree} | {workers} | {seconds} | {median:.1f} | {gain} |")
+    unchanged = data.get("results_unchanged")
+    if unchanged:
+        lines += ["", f"Results unchanged ({unchanged['measured']}):", ""]
+        for run, trees in unchanged.items():
+            if run == "measured" or run.startswith("earlier"):
+                continue
+            for tree, r in trees.items():
+                size = f", {r['params']:,} params" if "params" in r else ""
+                fit = f", fit {r['fit_seconds']} s" if "fit_seconds" in r else ""
+                lines.append(f"- {run}, {tree}: val {r['val_acc']}, test {r['test_acc']}{size}{fit}")
     return [*lines, ""]
 
 

@@ -188,7 +188,10 @@ def sliced_prox_(
     if alpha > 0:
         for piece in pieces:
             tau = step * alpha * (piece.per_position(lam_t) if isinstance(lam_t, torch.Tensor) else lam_t)
-            piece.apply_(soft_threshold(piece.selected(), tau))
+            if piece.index is None and not isinstance(tau, torch.Tensor):  # in place, one temporary
+                piece.tensor.sub_(piece.tensor.clamp(-tau, tau))
+            else:
+                piece.apply_(soft_threshold(piece.selected(), tau))
     if sqrt_sizes is None:
         sqrt_sizes = (sliced_group_sizes(pieces, num_groups) if sizes is None else sizes).sqrt()
     norms = sliced_group_sq_norms(pieces, num_groups).sqrt_()
