@@ -396,6 +396,9 @@ def main() -> None:
     )
     lines += json_section("sweep_scaling.json", "Sweeps: workers and storage (benchmarks/sweep_scaling.py)")
     lines += json_section(
+        "svt_speed.json", "Singular value thresholding: full against randomized SVD (benchmarks/svt_speed.py)"
+    )
+    lines += json_section(
         "lenet5_macs.json", "LeNet-5 MACs (benchmarks/group_sparsity_vs_peers.py --model lenet5)"
     )
     lines += unchanged_section(_load_jsonl(RESULTS / "unchanged_behaviour.jsonl"))

@@ -33,7 +33,11 @@ RECIPES = sorted((ROOT / "benchmarks" / "recipes").glob("*.yaml"))
 def test_every_recipe_builds_its_callbacks(peers: ModuleType, path: Path) -> None:
     recipe = peers.load_recipe(path, 0.002, 12)
     callbacks = peers.build_callbacks(recipe.compression)
-    assert any(getattr(cb, "strength", None) == 0.002 for cb in callbacks)
+    # the level is a strength, or the share of parameters a low-rank split removes (``${kept}`` = 1 - level)
+    assert any(
+        getattr(cb, "strength", None) == 0.002 or getattr(cb, "param_ratio", None) == pytest.approx(0.998)
+        for cb in callbacks
+    )
     assert recipe.description
 
 

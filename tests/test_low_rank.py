@@ -45,6 +45,34 @@ def test_svt_of_a_conv_acts_on_the_reshaped_matrix() -> None:
     assert torch.allclose(torch.linalg.svdvals(got.reshape(6, -1))[:rank], s[:rank] - 0.5, atol=1e-5)
 
 
+def test_randomized_svt_agrees_with_the_full_one_and_leaves_the_random_state_alone() -> None:
+    gen = torch.Generator().manual_seed(0)  # what a layer looks like after a prox and some steps
+    w = torch.randn(120, 12, generator=gen) @ torch.randn(12, 200, generator=gen) / 4
+    w += 0.01 * torch.randn(120, 200, generator=gen)
+    s = torch.linalg.svdvals(w)
+    tau = float(s[12] + s[11]) / 2  # leaves rank 12
+    full, rank = singular_value_threshold(w, tau)
+    state = torch.get_rng_state()
+    fast, fast_rank = singular_value_threshold(w, tau, rank_hint=rank)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert rank == 12 and abs(fast_rank - rank) <= 1  # values at the threshold may fall either side
+    assert float((fast - full).abs().max()) < 1e-3 * float(full.abs().max())
+    # a hint below the new rank: every value the randomized SVD finds survives, the full SVD decides
+    grown, grown_rank = singular_value_threshold(w, tau, rank_hint=1, oversample=2)
+    assert grown_rank == 12 and torch.equal(grown, full)
+
+
+def test_the_nuclear_norm_carries_its_rank_hints_through_a_checkpoint() -> None:
+    model = Classifier("lenet300_100", model_kwargs={"hidden": [64, 32]})
+    reg = NuclearNorm(0.5)
+    reg.attach(model, torch.zeros(1, 1, 28, 28))
+    reg.prox_(step=1.0)
+    assert set(reg.ranks) == {"model.1", "model.3"} and reg.ranks["model.3"] <= 32
+    fresh = NuclearNorm(0.5)
+    fresh.load_state_dict(reg.state_dict())
+    assert fresh.ranks == reg.ranks
+
+
 def test_truncated_svd_is_the_best_rank_r_approximation() -> None:
     w = torch.randn(9, 14, dtype=torch.float64)
     s = torch.linalg.svdvals(w)
@@ -91,6 +119,7 @@ def test_a_full_rank_split_reproduces_the_layer(layer: nn.Module) -> None:
         (lambda: LowRank(energy=0.0), "energy"),
         (lambda: LowRank(split_epochs=[-1]), "split_epochs"),
         (lambda: LowRank(param_ratio=1.0), "param_ratio"),
+        (lambda: LowRank(speed_batch=0), "speed_batch"),
         (lambda: LowRank(energy=0.9, param_ratio=0.1), "at most one"),
     ],
 )
@@ -216,3 +245,24 @@ def test_input_pixels_and_a_split_of_the_same_layer_work_in_either_order() -> No
         fresh.load_state_dict(model.state_dict())
         assert [r["kind"] for r in get_history(fresh)] == [r["kind"] for r in get_history(model)]
         assert torch.equal(fresh(x), model(x))
+
+
+def test_only_if_faster_keeps_the_dense_layer_where_the_split_is_slower() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 2048),
+        nn.ReLU(),
+        nn.Linear(2048, 16),
+        nn.ReLU(),
+        nn.Linear(16, 16),
+        nn.ReLU(),
+    )
+    module = Classifier(nn.Sequential(*net, nn.Linear(16, 10)))
+    module.example_input_array = torch.zeros(1, 1, 28, 28)
+    every = LowRank(0.0, param_ratio=0.01)
+    fast = LowRank(0.0, param_ratio=0.01, only_if_faster=True, speed_batch=256)
+    assert set(every.split_plan(module)) == {"model.1", "model.3", "model.5"}
+    plan = fast.split_plan(module)  # a 2048 x 784 layer at rank 5 is faster; a 16 x 16 one at rank 1 is not
+    assert "model.1" in plan and "model.5" not in plan
+    assert sum(p.numel() for p in module.parameters()) == sum(p.numel() for p in net.parameters()) + 170

@@ -7,13 +7,15 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_compress._checks import ArgumentError
+from lightning_compress.callbacks._common import example_inputs
 from lightning_compress.callbacks._proximal import ProximalCallback, ProxSchedule, ProxScheduleName
 from lightning_compress.callbacks._shape_change import change_shape
 from lightning_compress.functional import split_rank
 from lightning_compress.regularizers import NuclearNorm
-from lightning_compress.surgery import LayerSelector, factorize_layer
+from lightning_compress.surgery import LayerSelector, factorize_layer, split_speedups
 
 __all__ = ["LowRank"]
 
@@ -51,6 +53,11 @@ class LowRank(ProximalCallback):
             most this share of the layer's weights (each layer is split once: a budget, as for a
             post-hoc truncated SVD, with the nuclear norm's training before it).
         rel_tol: Singular values at most this fraction of the layer's largest count as zero.
+        randomized_svd: SVT by a randomized SVD of about the last rank where that is faster.
+        only_if_faster: Split a layer only where its two thin layers run faster than the dense one on
+            the current device (timed on the layer's input for the example, ``speed_batch`` samples);
+            slower splits keep the dense layer and are reported.
+        speed_batch: Batch size of that timing (1: latency of one sample).
         example_input: An input to trace the model with (a batch of one), when the module has no
             ``example_input_array``; without either, the first training batch's input is used.
 
@@ -79,6 +86,9 @@ class LowRank(ProximalCallback):
         energy: float | None = None,
         param_ratio: float | None = None,
         rel_tol: float = 1e-5,
+        randomized_svd: bool = True,
+        only_if_faster: bool = False,
+        speed_batch: int = 1,
         example_input: Any = None,
     ) -> None:
         super().__init__(
@@ -90,7 +100,11 @@ class LowRank(ProximalCallback):
             example_input=example_input,
         )
         self.regularizer: NuclearNorm = NuclearNorm(
-            strength, layer_strengths=layer_strengths, include=include, exclude=exclude
+            strength,
+            layer_strengths=layer_strengths,
+            include=include,
+            exclude=exclude,
+            randomized_svd=randomized_svd,
         )
         if any(isinstance(e, bool) or not isinstance(e, int) or e < 0 for e in split_epochs):
             raise ArgumentError("split_epochs", f"split_epochs must be ints >= 0, got {split_epochs=}")
@@ -116,6 +130,10 @@ class LowRank(ProximalCallback):
         self.split_at_fit_end = split_at_fit_end
         self.energy = energy
         self.param_ratio = param_ratio
+        if isinstance(speed_batch, bool) or not isinstance(speed_batch, int) or speed_batch < 1:
+            raise ArgumentError("speed_batch", f"speed_batch must be an int >= 1, got {speed_batch=}")
+        self.only_if_faster = only_if_faster
+        self.speed_batch = speed_batch
         self.rel_tol = float(rel_tol)
 
     @property
@@ -145,6 +163,15 @@ class LowRank(ProximalCallback):
             )
             if rank is not None:
                 plan[name] = rank
+        if self.only_if_faster and plan:
+            speed = split_speedups(pl_module, plan, example_inputs(pl_module), batch=self.speed_batch)
+            slower = sorted(name for name in plan if speed[name] <= 1.0)
+            if slower:
+                rank_zero_info(
+                    "LowRank: kept dense (the split is not faster here): "
+                    + ", ".join(f"{n} ({speed[n]:.2f}x)" for n in slower)
+                )
+            plan = {name: rank for name, rank in plan.items() if name not in slower}
         return plan
 
     def split(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[dict[str, Any]]:

@@ -37,6 +37,9 @@ class LowRankConfig:
     energy: Optional[float] = None  # noqa: UP045
     param_ratio: Optional[float] = None  # noqa: UP045
     rel_tol: float = 1e-5
+    randomized_svd: bool = True
+    only_if_faster: bool = False
+    speed_batch: int = 1
 
 
 def build_low_rank(cfg: LowRankConfig) -> list[Callback]:

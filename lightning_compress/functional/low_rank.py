@@ -42,8 +42,17 @@ def nuclear_norm(weight: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(as_matrix(weight), ord="nuc")
 
 
-def singular_value_threshold(weight: torch.Tensor, tau: float) -> tuple[torch.Tensor, int]:
+def singular_value_threshold(
+    weight: torch.Tensor, tau: float, *, rank_hint: int | None = None, oversample: int = 10
+) -> tuple[torch.Tensor, int]:
     """The prox of ``tau * ||W||_*``: ``U diag(max(s - tau, 0)) V^T``, shaped like ``weight``; and its rank.
+
+    With ``rank_hint`` (the rank the last prox left), a randomized SVD of rank ``rank_hint + oversample``
+    (Halko et al. 2011, ``torch.svd_lowrank``, four power iterations, a fixed seed, the global random
+    state untouched) replaces the full one when that rank is at most half the smaller side; when every
+    value it finds is above ``tau`` the rank may have grown, and the full SVD decides. The result
+    matches the full SVD's where the spectrum has a gap at ``tau`` (as after a prox and some steps);
+    without one it is an approximation. ``benchmarks/svt_speed.py`` measures both.
 
     Example:
         >>> w, rank = singular_value_threshold(torch.diag(torch.tensor([3.0, 0.5])), 1.0)
@@ -54,6 +63,15 @@ def singular_value_threshold(weight: torch.Tensor, tau: float) -> tuple[torch.Te
     if not math.isfinite(tau) or tau < 0:
         raise ValueError(f"the threshold must be finite and >= 0, got {tau=}")
     matrix = as_matrix(weight)
+    if rank_hint is not None and 0 < rank_hint + oversample <= min(matrix.shape) // 2:
+        devices = [matrix.device] if matrix.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(0)
+            u, s, v = torch.svd_lowrank(matrix, q=rank_hint + oversample, niter=4)
+        if s[-1] <= tau:
+            s = (s - tau).clamp_(min=0)
+            rank = int((s > 0).sum())
+            return ((u[:, :rank] * s[:rank]) @ v[:, :rank].T).reshape(weight.shape), rank
     u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
     s = (s - tau).clamp_(min=0)
     rank = int((s > 0).sum())

@@ -35,6 +35,9 @@ class NuclearNorm(AttachedRegularizer):
         layer_strengths: Name pattern -> strength, overriding ``strength`` for matching layers.
         include: Only layers matching these name patterns or module types.
         exclude: Never these layers.
+        randomized_svd: From the second prox on, a randomized SVD of about the rank the last prox left
+            where that is faster (see :func:`~lightning_compress.functional.singular_value_threshold`);
+            ``False``: the exact prox every time.
 
     Example:
         >>> from lightning_compress.models import LeNet300100
@@ -52,8 +55,10 @@ class NuclearNorm(AttachedRegularizer):
         layer_strengths: Mapping[str, float] | None = None,
         include: Sequence[LayerSelector] | None = None,
         exclude: Sequence[LayerSelector] = (),
+        randomized_svd: bool = True,
     ) -> None:
         super().__init__()
+        self.randomized_svd = randomized_svd
         self.strength = check_nonneg(strength, "strength")
         self.layer_strengths = {
             str(k): check_nonneg(v, f"layer_strengths[{k!r}]") for k, v in (layer_strengths or {}).items()
@@ -104,7 +109,8 @@ class NuclearNorm(AttachedRegularizer):
         self.refresh()
         for name, layer, tau in self._layers:
             if tau > 0:
-                shrunk, rank = singular_value_threshold(layer.weight, step * tau)
+                hint = self.ranks.get(name) if self.randomized_svd else None
+                shrunk, rank = singular_value_threshold(layer.weight, step * tau, rank_hint=hint)
                 layer.weight.copy_(shrunk)
                 self.ranks[name] = rank
 
@@ -140,7 +146,8 @@ class NuclearNorm(AttachedRegularizer):
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"ranks": dict(self.ranks)}  # a resumed run starts from the same rank hints
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ranks = {str(k): int(v) for k, v in state.get("ranks", {}).items()}
         self._version = -1

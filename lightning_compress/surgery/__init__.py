@@ -55,6 +55,7 @@ from lightning_compress.surgery.replay import apply_history, enable_history_rest
 from lightning_compress.surgery.report import format_neuron_report, layer_widths, neuron_report
 from lightning_compress.surgery.selectors import check_selectors
 from lightning_compress.surgery.size import count_params_and_macs
+from lightning_compress.surgery.speed import split_speedups
 
 __all__ = [
     "BATCH_INPUT_KEYS",
@@ -113,5 +114,6 @@ __all__ = [
     "remove_groups",
     "remove_inputs",
     "slice_state",
+    "split_speedups",
     "store_example",
 ]
