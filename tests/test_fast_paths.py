@@ -143,3 +143,22 @@ def test_a_bad_sweep_file_is_one_line_and_leaves_no_worker_behind(
         assert len(started) == 1 and [p.returncode for p in started[0].procs] == [0, 0]
     else:  # forked only once the study exists: none was
         assert not started and not multiprocessing.active_children()
+
+
+def test_workers_start_fresh_when_cuda_is_already_up_in_the_sweep_process(
+    tiny_idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    from lightning_compress.sweep.runner import run_sweep
+    from tests.sweep_helpers import write_sweep
+
+    contexts: list[str | None] = []
+    real = multiprocessing.get_context
+    monkeypatch.setattr(multiprocessing, "get_context", lambda m=None: contexts.append(m) or real(m))
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)  # a forked child could not use it
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.chdir(tmp_path)
+    sweep = write_sweep(tmp_path, tiny_idx_dir, n_trials=1)
+    summary = run_sweep(str(sweep), [], workers=1)
+    assert contexts == ["spawn"] and summary["budget_met"] and summary["worker_exit_codes"] == [0]

@@ -136,7 +136,10 @@ class ForkedWorkers:
 
         from lightning_compress.sweep.worker import run_forked
 
-        context = multiprocessing.get_context("fork")
+        torch = sys.modules.get("torch")
+        cuda_up = torch is not None and torch.cuda.is_initialized()
+        # CUDA cannot be used again in a child forked after it started: such children start fresh
+        context: Any = multiprocessing.get_context("spawn" if cuda_up else "fork")
         for index in range(self.count):
             order = {
                 "sweep": sweep,
