@@ -45,23 +45,11 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError("--threads-per-worker", f"must be >= 1, got {args.threads_per_worker}")
     if args.n_trials is not None and args.n_trials < 1:
         raise ConfigError("--n-trials", f"must be >= 1, got {args.n_trials}")
-    from lightning_compress.sweep.launch import fork_available, start_workers
+    from lightning_compress.sweep.runner import run_sweep
 
-    # where workers are not forked from this process, they import torch and Lightning while it reads and
-    # checks the sweep file
-    launch = (
-        None if fork_available() else start_workers(args.workers, args.threads_per_worker, args.worker_offset)
-    )
-    try:
-        from lightning_compress.sweep.runner import run_sweep
-    except BaseException:
-        if launch is not None:
-            launch.cancel()
-        raise
     summary = run_sweep(
         args.sweep,
         args.overrides,
-        launch=launch,
         workers=args.workers,
         storage=args.storage or os.environ.get(STORAGE_ENV) or None,
         n_trials=args.n_trials,

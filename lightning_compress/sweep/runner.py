@@ -18,13 +18,7 @@ import optuna
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
-from lightning_compress.sweep.launch import (
-    ForkedWorkers,
-    WorkerLaunch,
-    fork_available,
-    start_workers,
-    threads_for,
-)
+from lightning_compress.sweep.launch import Workers, threads_for
 from lightning_compress.sweep.load import load_sweep, make_sampler, sweep_paths
 from lightning_compress.sweep.report import format_table, pareto_rows, trial_rows, write_plots
 from lightning_compress.sweep.storage import create_or_load_study, default_storage_url, open_storage, redact
@@ -96,7 +90,6 @@ def run_sweep(
     n_trials: int | None = None,
     worker_offset: int = 0,
     threads_per_worker: int | None = None,
-    launch: WorkerLaunch | ForkedWorkers | None = None,
 ) -> dict[str, Any]:
     """Run (or resume, or join) the sweep; returns the summary written to ``summary.json``.
 
@@ -110,33 +103,23 @@ def run_sweep(
         ...
         lightning_compress.config.errors.ConfigError: config: file not found: 'sweeps/no_such_sweep.yaml' (shipped...
     """
-    if launch is None:
-        threads = threads_for(workers, threads_per_worker)
-        launch = (
-            ForkedWorkers(workers, threads=threads, offset=worker_offset)
-            if fork_available()
-            else start_workers(workers, threads_per_worker, worker_offset)
-        )
-    try:
-        cfg = load_sweep(sweep, overrides)
-        _, sweep_dir = sweep_paths(cfg, sweep)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        url = storage or cfg.storage or default_storage_url(sweep_dir)
-        budget = n_trials or cfg.n_trials
-        study = create_or_load_study(open_storage(url), cfg.name, make_sampler(cfg))
-        with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what the dashboard shows
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([cfg.objectives.size.value, "val_acc"])
-    except BaseException:
-        launch.cancel()
-        raise
+    cfg = load_sweep(sweep, overrides)
+    _, sweep_dir = sweep_paths(cfg, sweep)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    url = storage or cfg.storage or default_storage_url(sweep_dir)
+    budget = n_trials or cfg.n_trials
+    study = create_or_load_study(open_storage(url), cfg.name, make_sampler(cfg))
+    with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what the dashboard shows
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([cfg.objectives.size.value, "val_acc"])
+    launch = Workers(workers, threads=threads_for(workers, threads_per_worker), offset=worker_offset)
     print(
         f"study {cfg.name!r} in {redact(url)}: {count_done(study)}/{budget} trials done, "
         f"{launch.count} worker(s)"
     )
-    if isinstance(launch, ForkedWorkers) and wandb_enabled(cfg):
+    if launch.method == "fork" and wandb_enabled(cfg):
         _Warm.load_wandb()  # once, shared by the forked workers and the report
-    procs = launch.go(sweep, overrides, url, n_trials=budget)
+    procs = launch.start(sweep, overrides, url, n_trials=budget)
     interrupted = False
 
     def _interrupt(*_: Any) -> None:
@@ -166,7 +149,7 @@ def run_sweep(
             p.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
-    codes = [p.returncode for p in procs]
+    codes = [p.wait() for p in procs]
     for index, code in enumerate(codes):
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)

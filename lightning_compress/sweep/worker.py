@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -30,7 +29,7 @@ from lightning_compress._logging import hide_lightning_tips
 from lightning_compress.sweep import STORAGE_ENV
 from lightning_compress.sweep.trial import Interrupted, run_trial
 
-__all__ = ["STORAGE_ENV", "count_done", "reclaim_stale_trials", "run_forked", "work"]
+__all__ = ["STORAGE_ENV", "count_done", "reclaim_stale_trials", "run_worker", "work"]
 
 EXIT_INTERRUPTED = 130
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -184,16 +183,6 @@ def work(sweep_path: str, overrides: list[str], storage_url: str, n_trials: int,
     return EXIT_INTERRUPTED
 
 
-def _wait_for_order() -> dict | None:
-    """The coordinator's JSON line on stdin (:class:`~lightning_compress.sweep.launch.WorkerLaunch`);
-    ``None`` when stdin closes first (the sweep was cancelled before it started)."""
-    try:
-        line = sys.stdin.readline()
-    except KeyboardInterrupt:
-        return None
-    return json.loads(line) if line.strip() else None
-
-
 def _quiet(threads: int) -> None:
     if threads:
         import torch
@@ -207,15 +196,15 @@ def _quiet(threads: int) -> None:
     hide_lightning_tips()
 
 
-def run_forked(order: dict[str, Any], threads: int) -> None:
-    """A worker forked by the coordinator (Linux): the coordinator's imports are already here. Exits with
-    :func:`work`'s code."""
+def run_worker(order: dict[str, Any], threads: int) -> None:
+    """A worker started by the coordinator (:class:`~lightning_compress.sweep.launch.Workers`), forked or
+    spawned; exits with :func:`work`'s code."""
     _quiet(threads)
     code = work(
         order["sweep"], order["overrides"], order["storage"], order["n_trials"], order["worker_index"]
     )
     wandb = sys.modules.get("wandb")
-    if wandb is not None:  # a forked child skips atexit hooks: stop its W&B service here
+    if wandb is not None:  # a multiprocessing child skips atexit hooks: stop its W&B service here
         with contextlib.suppress(Exception):
             wandb.teardown()
     sys.stdout.flush()
@@ -225,29 +214,18 @@ def run_forked(order: dict[str, Any], threads: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="one sweep worker (started by 'lightning-compress sweep')")
-    parser.add_argument("sweep", nargs="?")
+    parser.add_argument("sweep")
     parser.add_argument("overrides", nargs="*")
-    parser.add_argument("--n-trials", type=int)
+    parser.add_argument("--n-trials", type=int, required=True)
     parser.add_argument("--worker-index", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--wait", action="store_true", help="read what to run from one JSON line on stdin")
     args = parser.parse_args(argv)
     _quiet(args.threads)
-    if args.wait:
-        order = _wait_for_order()
-        if order is None:
-            return 0
-        sweep, overrides, url = order["sweep"], order["overrides"], order["storage"]
-        n_trials, index = order["n_trials"], order["worker_index"]
-    else:
-        sweep, overrides, url = args.sweep, args.overrides, os.environ.get(STORAGE_ENV)
-        n_trials, index = args.n_trials, args.worker_index
-    if not url or not sweep or not n_trials:
-        print(
-            f"give the sweep file and --n-trials, and set {STORAGE_ENV} to the storage URL", file=sys.stderr
-        )
+    url = os.environ.get(STORAGE_ENV)
+    if not url:
+        print(f"set {STORAGE_ENV} to the storage URL", file=sys.stderr)
         return 2
-    return work(str(Path(sweep)), overrides, url, n_trials, index)
+    return work(str(Path(args.sweep)), args.overrides, url, args.n_trials, args.worker_index)
 
 
 if __name__ == "__main__":
