@@ -28,7 +28,7 @@ from lightning_compress.functional.low_rank import (
     truncated_svd,
 )
 from lightning_compress.functional.rank_budget import LayerSpectrum, allocate_ranks
-from lightning_compress.functional.selection import select_removable
+from lightning_compress.functional.selection import even_per_block, select_removable
 from lightning_compress.functional.sliced import (
     GroupPiece,
     batched_group_prox_,
@@ -50,6 +50,7 @@ __all__ = [
     "check_strength",
     "choose_rank",
     "dalr_factors",
+    "even_per_block",
     "group_lasso_penalty",
     "nuclear_norm",
     "output_error",

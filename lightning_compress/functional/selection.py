@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["select_removable"]
+__all__ = ["even_per_block", "select_removable"]
 
 
 def select_removable(
@@ -37,3 +37,25 @@ def select_removable(
         dead = torch.ones_like(dead)
         dead[order[: min(min_keep, norms.numel())]] = False
     return torch.nonzero(dead).flatten(), clamped
+
+
+def even_per_block(index: torch.Tensor, norms: torch.Tensor, blocks: int) -> torch.Tensor:
+    """The part of ``index`` that removes the same number of groups from each of ``blocks`` equal blocks.
+
+    Each block keeps its ``k`` smallest-norm candidates, ``k`` the fewest candidates any block has, so a
+    grouped convolution's width stays divisible by its number of groups.
+
+    Example:
+        >>> norms = torch.tensor([0.0, 0.1, 5.0, 0.0, 3.0, 4.0])   # blocks [0, 1, 2] and [3, 4, 5]
+        >>> even_per_block(torch.tensor([0, 1, 3]), norms, blocks=2)
+        tensor([0, 3])
+    """
+    if blocks <= 1 or not len(index):
+        return index
+    size = norms.numel() // blocks
+    if size * blocks != norms.numel():
+        raise ValueError(f"{norms.numel()} groups do not split into {blocks} equal blocks")
+    per_block = [index[index // size == b] for b in range(blocks)]
+    k = min(len(p) for p in per_block)
+    kept = [p[torch.argsort(norms[p], stable=True)[:k]] for p in per_block]
+    return torch.sort(torch.cat(kept)).values

@@ -45,8 +45,16 @@ from lightning_compress.surgery.groups import (
     find_groups,
     kept_modes,
 )
+from lightning_compress.surgery.heads import (
+    HEADS_SUFFIX,
+    PrunedMultiheadAttention,
+    count_attention_macs,
+    head_groups,
+    remove_heads,
+)
 from lightning_compress.surgery.history import append_history, get_history, history_version
 from lightning_compress.surgery.inputs import INPUTS_SUFFIX, InputSelectLinear, input_groups, remove_inputs
+from lightning_compress.surgery.layer_kinds import NotGroupable, channel_blocks, is_depthwise, param_specs
 from lightning_compress.surgery.optimizer import fresh_state, rebind_by_name, rebind_optimizer, slice_state
 from lightning_compress.surgery.prune import remove_groups
 from lightning_compress.surgery.rank_rules import check_rules
@@ -60,6 +68,7 @@ from lightning_compress.surgery.speed import split_speedups
 __all__ = [
     "BATCH_INPUT_KEYS",
     "GROUP_MODES",
+    "HEADS_SUFFIX",
     "INPUTS_ATTRIBUTE",
     "INPUTS_SUFFIX",
     "MAC_COUNTERS",
@@ -73,16 +82,20 @@ __all__ = [
     "LowRankMethod",
     "NeuronGroups",
     "Normalize",
+    "NotGroupable",
+    "PrunedMultiheadAttention",
     "append_history",
     "apply_history",
     "apply_removals",
     "batch_input",
     "build_dependency_graph",
     "capture_inputs",
+    "channel_blocks",
     "check_rules",
     "check_selectors",
     "compress_low_rank",
     "compress_zero_groups",
+    "count_attention_macs",
     "count_params_and_macs",
     "effective_size",
     "enable_history_restore",
@@ -97,9 +110,11 @@ __all__ = [
     "group_cost_weights",
     "group_costs",
     "group_norms",
+    "head_groups",
     "history_version",
     "input_groups",
     "input_statistics",
+    "is_depthwise",
     "is_factorized",
     "kept_modes",
     "layer_input_rows",
@@ -107,11 +122,13 @@ __all__ = [
     "load_compressed",
     "low_rank_layers",
     "neuron_report",
+    "param_specs",
     "plan_removals",
     "rebind_by_name",
     "rebind_optimizer",
     "removable_groups",
     "remove_groups",
+    "remove_heads",
     "remove_inputs",
     "slice_state",
     "split_speedups",

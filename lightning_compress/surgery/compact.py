@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lightning_compress._checks import check_choice
-from lightning_compress.functional.selection import select_removable
+from lightning_compress.functional.selection import even_per_block, select_removable
 from lightning_compress.functional.sliced import sliced_group_sq_norms
 from lightning_compress.surgery.groups import GroupMode, LayerSelector, NeuronGroups, find_groups
 from lightning_compress.surgery.inputs import INPUTS_SUFFIX, input_groups, remove_inputs
@@ -67,10 +67,12 @@ def removable_groups(
     """
     out: dict[str, torch.Tensor] = {}
     clamped: list[str] = []
+    blocks = {f.name: f.blocks for f in families}
     for name, norms in group_norms(model, families, mode).items():
         idx, hit = select_removable(
             norms.cpu(), threshold=threshold, relative_threshold=relative_threshold, min_keep=min_width
         )
+        idx = even_per_block(idx, norms.cpu(), blocks[name])
         if hit:
             clamped.append(name)
         if len(idx):

@@ -13,6 +13,7 @@ pre-activation layout, where a BatchNorm follows a residual add, is not told apa
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,13 @@ import torch_pruning as tp
 from torch import nn
 
 from lightning_compress.functional.sliced import GroupPiece
+from lightning_compress.surgery.layer_kinds import (
+    NORMS,
+    NotGroupable,
+    channel_blocks,
+    is_depthwise,
+    param_specs,
+)
 from lightning_compress.surgery.norms import layers_feeding_feature_norms
 from lightning_compress.surgery.selectors import LayerSelector, matches, validate_selectors
 
@@ -58,7 +66,7 @@ GroupModeName = Literal["incoming", "coupled", "bn"]
 
 GROUP_MODES = tuple(m.value for m in GroupMode)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
+_NORMS = NORMS
 
 
 @dataclass
@@ -82,6 +90,7 @@ class NeuronGroups:
         num_groups: Number of neurons/channels.
         slices: Where each group's parameters live.
         layers: Names of all layers whose outputs are these neurons (several for a residual add).
+        blocks: Removals are made evenly from this many equal blocks of the groups (a grouped conv's).
 
     Example:
         >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
@@ -94,6 +103,7 @@ class NeuronGroups:
     num_groups: int
     slices: list[Slice]
     layers: list[str]
+    blocks: int = 1
 
     def pieces(self, model: nn.Module, mode: str = "incoming") -> list[GroupPiece]:
         """The groups' pieces over the live parameters' data (``mode``: one of :data:`GROUP_MODES`)."""
@@ -174,24 +184,8 @@ def _as_index(
 def _slices_of(
     layer: nn.Module, name: str, outgoing: bool, idxs: Sequence[int], roots: Sequence[int]
 ) -> list[Slice]:
-    if isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        if isinstance(layer, nn.modules.conv._ConvNd) and (layer.transposed or layer.groups != 1):
-            raise ValueError(f"layer {name!r}: transposed and grouped convolutions are not supported yet")
-        specs = [("weight", 1)] if outgoing else [("weight", 0), ("bias", 0)]
-    elif isinstance(layer, _NORMS):
-        if outgoing:
-            return []
-        if isinstance(layer, nn.LayerNorm) and len(layer.normalized_shape) != 1:
-            raise ValueError(f"layer {name!r}: only 1-d LayerNorm is supported")
-        specs = [("weight", 0), ("bias", 0)]
-    elif not any(True for _ in layer.parameters(recurse=False)):
-        return []
-    else:
-        raise ValueError(
-            f"layer {name!r} ({type(layer).__name__}) holds parameters this library cannot group yet"
-        )
     out = []
-    for param, dim in specs:
+    for param, dim in param_specs(layer, name, outgoing):
         tensor = getattr(layer, param, None)
         if not isinstance(tensor, torch.Tensor):
             continue
@@ -208,10 +202,12 @@ def find_groups(
     exclude: Sequence[LayerSelector] = (),
     graph: tp.DependencyGraph | None = None,
 ) -> list[NeuronGroups]:
-    """The neuron/channel groups of every prunable Linear and Conv layer, output layers left out.
+    """The neuron/channel groups of every prunable layer, output layers left out, and attention heads.
 
     A layer whose outputs feed no other prunable layer (the classifier's output layer) is never a group.
     Channels tied by a residual add come as one :class:`NeuronGroups` listing all the layers that feed it.
+    Each ``nn.MultiheadAttention`` gives a family of heads named ``"<layer>:heads"``. Which layer kinds
+    are grouped, and how, is in :mod:`lightning_compress.surgery.layer_kinds`.
 
     Args:
         model: The network.
@@ -235,17 +231,22 @@ def find_groups(
         slices: list[Slice] = []
         producers: list[str] = []
         has_consumer = False
-        for item in group:
-            layer, fn = item.dep.layer, item.dep.pruning_fn
-            if not isinstance(layer, nn.Module) or layer not in names:
-                continue
-            # Normalization layers have one function for both directions: they always go with the producer.
-            outgoing = not isinstance(layer, _NORMS) and not dg.is_out_channel_pruning_fn(fn)
-            has_consumer |= outgoing
-            name = names[layer]
-            if not outgoing and isinstance(layer, (nn.Linear, nn.modules.conv._ConvNd)):
-                producers.append(name)
-            slices.extend(_slices_of(layer, name, outgoing, list(item.idxs), list(item.root_idxs)))
+        try:
+            for item in group:
+                layer, fn = item.dep.layer, item.dep.pruning_fn
+                if not isinstance(layer, nn.Module) or layer not in names:
+                    continue
+                # Norms and depthwise convs have one function for both directions: they go with the producer.
+                outgoing = not isinstance(layer, _NORMS) and not is_depthwise(layer)
+                outgoing &= not dg.is_out_channel_pruning_fn(fn)
+                has_consumer |= outgoing
+                name = names[layer]
+                if not outgoing and isinstance(layer, (nn.Linear, nn.modules.conv._ConvNd)):
+                    producers.append(name)
+                slices.extend(_slices_of(layer, name, outgoing, list(item.idxs), list(item.root_idxs)))
+        except NotGroupable as why:
+            warnings.warn(f"{why}: the channels of {names[group[0].dep.target.module]!r} stay", stacklevel=2)
+            continue
         if not has_consumer or not producers:
             continue  # an output layer: its neurons are the model's outputs
         layers = [model.get_submodule(n) for n in producers]
@@ -254,7 +255,8 @@ def find_groups(
         if any(matches(n, m, exclude) for n, m in zip(producers, layers, strict=True)):
             continue
         root = names[group[0].dep.target.module]
-        families.append(NeuronGroups(root, len(group[0].idxs), slices, sorted(set(producers))))
+        blocks = math.lcm(*(channel_blocks(m) for m in layers))
+        families.append(NeuronGroups(root, len(group[0].idxs), slices, sorted(set(producers)), blocks))
     inexact = layers_feeding_feature_norms(model, {p for f in families for p in f.layers}, example_inputs)
     for family in [f for f in families if any(p in inexact for p in f.layers)]:
         feeding = next(p for p in family.layers if p in inexact)
@@ -264,5 +266,14 @@ def find_groups(
             stacklevel=2,
         )
         families.remove(family)
+    from lightning_compress.surgery.heads import head_groups  # heads builds on this module
+
+    for family in head_groups(model):
+        attn = model.get_submodule(family.layers[0])
+        if (include and not matches(family.layers[0], attn, include)) or matches(
+            family.layers[0], attn, exclude
+        ):
+            continue
+        families.append(family)
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
-    return sorted(families, key=lambda f: order[f.name])
+    return sorted(families, key=lambda f: order[f.layers[0] if f.name not in order else f.name])

@@ -19,6 +19,11 @@ __all__ = ["is_feature_norm", "layers_feeding_feature_norms"]
 _FEATURE_NORMS: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm) + (
     (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
 )
+_MIXING = (
+    nn.Linear,
+    nn.modules.conv._ConvNd,
+    nn.MultiheadAttention,
+)  # outputs that mix their inputs' features
 _PER_CHANNEL = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
 
@@ -45,7 +50,7 @@ def layers_feeding_feature_norms(
 
     Follows the autograd graph of one forward pass back from every normalization's input through
     element-wise operations, reshapes and residual adds, stopping at the named layers (whose outputs
-    are the features in question).
+    are the features in question) and at any other Linear, Conv or attention layer (which mixes them).
 
     Example:
         >>> model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.GELU(), nn.Linear(4, 2))
@@ -56,14 +61,18 @@ def layers_feeding_feature_norms(
     norms = {n: m for n, m in model.named_modules() if n and is_feature_norm(m)}
     if not norms or not names:
         return {}
-    produced: dict[Any, str] = {}  # grad_fn of a layer's output -> layer name
+    produced: dict[Any, str | None] = {}  # grad_fn of a layer's output -> layer name (None: another layer)
     entering: dict[str, Any] = {}  # norm name -> grad_fn of its input
     handles = []
-    for name, layer in names.items():
+    mixing = {n: m for n, m in model.named_modules() if isinstance(m, _MIXING) and n not in names}
+    for name, layer in [*names.items(), *mixing.items()]:
 
-        def out_hook(_: nn.Module, __: Any, output: Any, name: str = name) -> None:
-            if isinstance(output, torch.Tensor) and output.grad_fn is not None:
-                produced[output.grad_fn] = name
+        def out_hook(
+            _: nn.Module, __: Any, output: Any, name: str | None = name if name in names else None
+        ) -> None:
+            out = output[0] if isinstance(output, tuple) and output else output
+            if isinstance(out, torch.Tensor) and out.grad_fn is not None:
+                produced[out.grad_fn] = name
 
         handles.append(layer.register_forward_hook(out_hook))
     for name, norm in norms.items():
@@ -92,7 +101,8 @@ def layers_feeding_feature_norms(
                 continue
             seen.add(fn)
             if fn in produced:
-                found.setdefault(produced[fn], norm_name)
-                continue  # the features start here: do not look further back
+                if (start_layer := produced[fn]) is not None:
+                    found.setdefault(start_layer, norm_name)
+                continue  # the features start here (or are mixed by another layer): do not look further back
             stack.extend(next_fn for next_fn, _ in fn.next_functions)
     return found

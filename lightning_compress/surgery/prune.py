@@ -11,6 +11,7 @@ from torch import nn
 
 from lightning_compress.surgery.activations import capture_inputs
 from lightning_compress.surgery.groups import _NORMS, NeuronGroups, build_dependency_graph
+from lightning_compress.surgery.heads import HEADS_SUFFIX, remove_heads
 from lightning_compress.surgery.history import append_history
 from lightning_compress.surgery.optimizer import rebind_by_name
 
@@ -45,7 +46,10 @@ def _fold_constants(
         mask = torch.isin(roots, removed)
         pos = positions[mask]
         x = inputs[sl.module][:1]
-        const = x[0, pos].reshape(len(pos), -1).mean(1) if x.ndim > 2 else x[0, pos]
+        if isinstance(layer, nn.Linear):  # features last, whatever the leading (batch, token) dimensions
+            const = x.reshape(-1, x.shape[-1])[0, pos]
+        else:  # channels first: the mean over positions (exact away from a padded border)
+            const = x[0, pos].reshape(len(pos), -1).mean(1)
         if const.abs().max() == 0:
             continue
         weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
@@ -109,6 +113,23 @@ def remove_groups(
         index = torch.as_tensor(list(idxs) if not isinstance(idxs, torch.Tensor) else idxs, dtype=torch.long)
         if len(index):
             todo[name] = torch.unique(index)
+    heads = {name: todo.pop(name) for name in [n for n in todo if n.endswith(HEADS_SUFFIX)]}
+    records = _remove_channels(model, families, todo, example_inputs, optimizers, fold_constants)
+    for name, index in heads.items():
+        records += remove_heads(
+            model, by_name[name].layers[0], index, optimizers=optimizers, fold_constants=fold_constants
+        )
+    return records
+
+
+def _remove_channels(
+    model: nn.Module,
+    families: Sequence[NeuronGroups],
+    todo: dict[str, torch.Tensor],
+    example_inputs: Any,
+    optimizers: Sequence[torch.optim.Optimizer],
+    fold_constants: bool,
+) -> list[dict[str, Any]]:
     if not todo:
         return []
     if fold_constants:

@@ -13,6 +13,11 @@ from typing import Any
 from torch import nn
 
 from lightning_compress.surgery.factorize import replay_factorize
+from lightning_compress.surgery.heads import (
+    PrunedMultiheadAttention,
+    count_attention_macs,
+    replay_prune_heads,
+)
 from lightning_compress.surgery.inputs import (
     InputSelectLinear,
     count_input_select_macs,
@@ -33,11 +38,13 @@ RECORD_KINDS: Mapping[str, Replay] = MappingProxyType(
         "prune": replay_prune,
         "select_inputs": replay_select_inputs,
         "factorize": replay_factorize,
+        "prune_heads": replay_prune_heads,
     }
 )
 
 MAC_COUNTERS: Mapping[type[nn.Module], MacCounter] = MappingProxyType(
     {
         InputSelectLinear: count_input_select_macs,
+        PrunedMultiheadAttention: count_attention_macs,
     }
 )

@@ -1,0 +1,102 @@
+"""Which parameter slices of each layer kind belong to a neuron (channel) family.
+
+A family holds, for each layer it touches, the dimension its channels index:
+
+* ``Linear`` and ``Conv`` with ``groups=1``: output channels are ``weight`` rows (dim 0) and ``bias``;
+  a consumer's input channels are ``weight`` columns (dim 1).
+* ``ConvTranspose``: output channels are ``weight`` dim 1 and ``bias``; input channels ``weight`` dim 0.
+* Depthwise conv (``groups == in_channels == out_channels``): channel ``c`` in is channel ``c`` out, so it
+  passes the family through; its filter and bias are part of the channel's incoming group.
+* Grouped conv (``1 < groups``, not depthwise): its output channels are a family whose removals are made
+  evenly, the same number in each of its ``groups`` blocks, so ``groups`` still divides the width. The
+  channels that *feed* a grouped conv are not grouped (removing input ``c`` of one block only is not a
+  slice of its weight): such a family is left out, with a warning.
+* ``nn.MultiheadAttention``: its unit is the head (see :mod:`lightning_compress.surgery.heads`); the width
+  of the embedding it reads and writes (a transformer's residual stream) is not grouped.
+* Normalizations (``BatchNorm``, 1-d ``LayerNorm``, ``GroupNorm``): ``weight`` and ``bias`` go with the
+  producer. Layers without parameters are transparent; any other layer with parameters stops with an
+  error naming it.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["NORMS", "NotGroupable", "channel_blocks", "is_depthwise", "param_specs"]
+
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
+
+
+class NotGroupable(ValueError):
+    """A family touches a layer that makes its channels impossible to remove one by one: it is skipped.
+
+    Example:
+        >>> try:
+        ...     param_specs(nn.Conv2d(8, 8, 3, groups=2), "g", outgoing=True)
+        ... except NotGroupable as why:
+        ...     print(why)
+        the channels feeding (or of) the grouped convolution 'g' are not grouped
+    """
+
+
+def is_depthwise(layer: nn.Module) -> bool:
+    """A convolution whose every output channel reads only the input channel of the same index.
+
+    Example:
+        >>> is_depthwise(nn.Conv2d(8, 8, 3, groups=8)), is_depthwise(nn.Conv2d(8, 16, 3, groups=8))
+        (True, False)
+    """
+    return (
+        isinstance(layer, nn.modules.conv._ConvNd)
+        and layer.groups > 1
+        and layer.groups == layer.in_channels == layer.out_channels
+    )
+
+
+def channel_blocks(layer: nn.Module) -> int:
+    """How many equal blocks a layer's output channels must be removed evenly from (1: no constraint).
+
+    Example:
+        >>> channel_blocks(nn.Conv2d(8, 12, 3, groups=4)), channel_blocks(nn.Conv2d(8, 8, 3, groups=8))
+        (4, 1)
+    """
+    if isinstance(layer, nn.modules.conv._ConvNd) and layer.groups > 1 and not is_depthwise(layer):
+        return layer.groups
+    return 1
+
+
+def param_specs(layer: nn.Module, name: str, outgoing: bool) -> list[tuple[str, int]]:
+    """``(parameter, dim)`` pairs of ``layer`` that a family of its output (or input, ``outgoing``) channels holds.
+
+    Raises :class:`NotGroupable` for a family that cannot be removed channel by channel, and
+    ``ValueError`` for a layer kind this library does not know.
+
+    Example:
+        >>> param_specs(nn.ConvTranspose2d(4, 6, 2), "up", outgoing=False)
+        [('weight', 1), ('bias', 0)]
+        >>> param_specs(nn.Conv2d(6, 6, 3, groups=6), "dw", outgoing=True)
+        [('weight', 0), ('bias', 0)]
+    """
+    if isinstance(layer, nn.MultiheadAttention):
+        raise NotGroupable(f"the embedding width of attention {name!r} is not grouped (its heads are)")
+    if isinstance(layer, nn.modules.conv._ConvNd):
+        if is_depthwise(layer):
+            return [("weight", 0), ("bias", 0)]  # channel c in is channel c out: always the incoming side
+        if layer.groups > 1 and (outgoing or layer.transposed):
+            raise NotGroupable(
+                f"the channels feeding (or of) the grouped convolution {name!r} are not grouped"
+            )
+        if layer.transposed:
+            return [("weight", 0)] if outgoing else [("weight", 1), ("bias", 0)]
+        return [("weight", 1)] if outgoing else [("weight", 0), ("bias", 0)]
+    if isinstance(layer, nn.Linear):
+        return [("weight", 1)] if outgoing else [("weight", 0), ("bias", 0)]
+    if isinstance(layer, NORMS):
+        if isinstance(layer, nn.LayerNorm) and len(layer.normalized_shape) != 1:
+            raise ValueError(f"layer {name!r}: only 1-d LayerNorm is supported")
+        return [] if outgoing else [("weight", 0), ("bias", 0)]
+    if not any(True for _ in layer.parameters(recurse=False)):
+        return []
+    raise ValueError(
+        f"layer {name!r} ({type(layer).__name__}) holds parameters this library cannot group yet"
+    )
