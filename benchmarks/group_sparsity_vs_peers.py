@@ -1,7 +1,7 @@
 """Our recipes against the peers: parameters (or MACs) physically removed vs test accuracy, same budget.
 
 Every run trains ``--epochs`` epochs in total (SGD momentum 0.9, lr 0.05 cosine, wd 1e-4 for LeNet-300-100,
-5e-4 otherwise). A job is ``NAME:LEVEL``:
+5e-4 otherwise; the transformer: AdamW lr 2e-3 cosine, wd 0.05). A job is ``NAME:LEVEL``:
 
   <recipe>     a recipe file, ``benchmarks/recipes/<recipe>.yaml`` (or a path to any YAML file): the same
                ``compression`` section a run config holds, with ``${level}`` standing for LEVEL (the lasso
@@ -11,7 +11,8 @@ Every run trains ``--epochs`` epochs in total (SGD momentum 0.9, lr 0.05 cosine,
                the budget with the recipe, then a second fit, with a new optimizer, fine-tunes)
   dense        the baseline (LEVEL ignored)
   tp_magnitude Torch-Pruning MagnitudePruner (L2 group importance): half the epochs dense, one-shot prune
-               to the channel ratio LEVEL, fine-tune the other half
+               to the channel ratio LEVEL, fine-tune the other half (the transformer: its residual width,
+               attention head dims and MLP units, rounded to multiples of the head count)
   tp_groupnorm Torch-Pruning GroupNormPruner: half the epochs sparse training (pruner.regularize), prune,
                fine-tune the other half
   scratch      the small architecture of --widths (LeNet-300-100 hidden widths), trained from scratch for
@@ -59,6 +60,8 @@ DEFAULT_JOBS = [
 
 def _module(seed: int, model: str, widths: list[int] | None = None) -> Classifier:
     pl.seed_everything(seed, verbose=False)
+    if model == "transformer_small":
+        return Classifier(model, optimizer="adamw", lr=2e-3, weight_decay=0.05, scheduler="cosine")
     wd = 1e-4 if model == "lenet300_100" else 5e-4
     kwargs = {"hidden": widths} if widths else {}
     return Classifier(model, model_kwargs=kwargs, lr=0.05, momentum=0.9, weight_decay=wd, scheduler="cosine")
@@ -183,10 +186,16 @@ def run(
             _fit(module, dm, epochs, callbacks)
     elif method in ("tp_magnitude", "tp_groupnorm"):
         net = module.model
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             pruning_ratio=level,
             ignored_layers=[m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1:],
         )
+        attention = [m for m in net.modules() if isinstance(m, torch.nn.MultiheadAttention)]
+        if attention:  # embed_dim must stay a multiple of the head count
+            kwargs["round_to"] = attention[0].num_heads
+            kwargs["unwrapped_parameters"] = [
+                (p, p.dim() - 1) for n, p in net.named_parameters(recurse=False)
+            ]
         with kept_modes(net):  # Torch-Pruning traces in eval mode and leaves BatchNorm there
             if method == "tp_magnitude":
                 pruner = tp.pruner.MagnitudePruner(
@@ -199,6 +208,8 @@ def run(
         _fit(module, dm, half, [_Regularize(pruner)] if method == "tp_groupnorm" else [])
         with kept_modes(net):
             pruner.step()
+        for mha in attention:
+            mha.head_dim = mha.embed_dim // mha.num_heads
         _fit(module, dm, epochs - half, [])
     elif method == "svd":
         _fit(module, dm, half, [])
@@ -244,6 +255,7 @@ def run(
         "removed_params": round(1 - size["params"] / dense["params"], 4),
         "removed_macs": round(1 - size["macs"] / dense["macs"], 4),
         "widths": list(layer_widths(module.model).values())[:-1],
+        "heads": [m.num_heads for m in module.model.modules() if isinstance(m, torch.nn.MultiheadAttention)],
         "inputs": getattr(module.model.get_submodule(_first_name(module.model)), "in_features", None),
         "fit_seconds": round(seconds, 1),
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -261,7 +273,11 @@ def main() -> None:
     parser.add_argument("--normalize", default="global", choices=["global", "per_pixel"])
     parser.add_argument("--widths", type=lambda v: [int(w) for w in v.split(",")], help="scratch: e.g. 30,55")
     parser.add_argument("--out", type=Path, default=OUT, help="JSON-lines file the rows are appended to")
-    parser.add_argument("--model", default="lenet300_100", choices=["lenet300_100", "lenet5", "resnet_small"])
+    parser.add_argument(
+        "--model",
+        default="lenet300_100",
+        choices=["lenet300_100", "lenet5", "resnet_small", "transformer_small"],
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dm = FashionMNISTDataModule(batch_size=128, normalize=args.normalize)

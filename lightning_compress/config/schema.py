@@ -49,6 +49,8 @@ class ModelName(str, Enum):
     lenet5 = "lenet5"
     vgg_small = "vgg_small"
     resnet_small = "resnet_small"
+    mobilenet_small = "mobilenet_small"
+    transformer_small = "transformer_small"
 
 
 class OptimizerName(str, Enum):

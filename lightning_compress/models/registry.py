@@ -8,7 +8,9 @@ from typing import Any
 from torch import nn
 
 from lightning_compress.models.lenet import LeNet5, LeNet300100
+from lightning_compress.models.mobilenet import SmallMobileNet
 from lightning_compress.models.resnet import SmallResNet
+from lightning_compress.models.transformer import PatchTransformer
 from lightning_compress.models.vgg import SmallVGG
 
 __all__ = ["MODELS", "build_model"]
@@ -18,6 +20,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": LeNet5,
     "vgg_small": SmallVGG,
     "resnet_small": SmallResNet,
+    "mobilenet_small": SmallMobileNet,
+    "transformer_small": PatchTransformer,
 }
 
 
