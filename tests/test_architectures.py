@@ -16,12 +16,14 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_compress.callbacks import GroupSparsity, StructuredPruning
 from lightning_compress.models import Classifier, PatchTransformer, SmallMobileNet
 from lightning_compress.surgery import (
+    PrunedLayerNorm,
     PrunedMultiheadAttention,
     compress_zero_groups,
     count_params_and_macs,
     enable_history_restore,
     find_groups,
     get_history,
+    is_width_family,
 )
 
 X = torch.randn(4, 1, 12, 12, generator=torch.Generator().manual_seed(0))
@@ -91,7 +93,7 @@ def _zero(model: nn.Module, family, idxs: list[int]) -> None:
 
 def _groups(model: nn.Module, x: torch.Tensor) -> list:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the residual width of attention is not grouped: said once
+        warnings.simplefilter("ignore")  # channels feeding a grouped conv are not grouped: said once
         return find_groups(model, x[:1])
 
 
@@ -124,6 +126,23 @@ def test_zero_groups_are_removed_exactly_exported_and_replayed(case: str) -> Non
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     assert get_history(fresh) == get_history(model)
     assert torch.allclose(fresh(x), before, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_the_residual_width_is_one_family_removed_from_every_block(batch_first: bool) -> None:
+    torch.manual_seed(0)
+    model = _Encoder(batch_first=batch_first).eval() if not batch_first else PatchTransformer(dim=16, depth=2)
+    x = TOKENS if not batch_first else torch.randn(2, 1, 28, 28)
+    (width,) = [f for f in _groups(model, x) if is_width_family(model, f)]
+    attention = [n for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
+    assert {f"{n}.out_proj" for n in attention} <= {s.module for s in width.slices if s.incoming}
+    _zero(model, width, [2, 5])
+    before = model(x)
+    assert compress_zero_groups(model, x[:1])[0]["kind"] == "prune_width"
+    assert all(model.get_submodule(n).embed_dim == width.num_groups - 2 for n in attention)
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    assert norms and all(isinstance(m, PrunedLayerNorm) and m.full_width == width.num_groups for m in norms)
+    assert torch.allclose(model(x), before, atol=1e-5)
 
 
 def test_grouped_conv_channels_are_removed_evenly_per_group() -> None:

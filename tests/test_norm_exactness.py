@@ -23,7 +23,7 @@ class UserRMSNorm(nn.Module):
 
 
 NORMS = {
-    "layernorm": lambda n: nn.LayerNorm(n),
+    "layernorm-no-affine": lambda n: nn.LayerNorm(n, elementwise_affine=False),
     "groupnorm": lambda n: nn.GroupNorm(4, n),
     "rmsnorm": lambda n: nn.RMSNorm(n),
     "user-rmsnorm": UserRMSNorm,
@@ -85,20 +85,46 @@ def test_a_layer_feeding_a_feature_norm_is_left_out_and_the_rest_is_removed_exac
     assert torch.allclose(model(x), before, atol=1e-6)
 
 
-def test_transformer_style_block_removes_only_what_is_exact() -> None:
+def test_an_affine_layernorm_over_the_family_is_removed_exactly_through() -> None:
+    torch.manual_seed(0)
+    model = UserMLP(nn.LayerNorm(16)).eval()
+    _zero_rows(model.mid, slice(0, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no feature-norm warning: the LayerNorm's features are the family
+        (family,) = [f for f in find_groups(model, torch.zeros(1, 8)) if f.name == "mid"]
+    assert {s.module for s in family.slices if s.incoming} == {"mid", "norm"}
+    x = torch.randn(7, 8)
+    before = model(x).detach()
+    assert compress_zero_groups(model, x[:1]) == []  # the LayerNorm's scale and shift are not zero yet
+    with torch.no_grad():
+        model.norm.weight[:8] = 0
+        model.norm.bias[:8] = 0
+    before = model(x).detach()
+    records = compress_zero_groups(model, x[:1])
+    assert records == [{"kind": "prune_width", "module": "mid", "idxs": list(range(8))}]
+    assert model.mid.out_features == 8 and model.norm.normalized_shape == (8,) and model.norm.full_width == 16
+    assert torch.allclose(model(x), before, atol=1e-6)
+
+
+def test_transformer_style_block_removes_mlp_units_and_residual_features_exactly() -> None:
     torch.manual_seed(0)
     model = PreNormBlock().eval()
     _zero_rows(model.fc1, slice(0, 10))  # MLP neurons: gelu(0) = 0, removable exactly
-    _zero_rows(model.fc2, slice(0, 4))  # residual-stream features: they reach ln2
+    for layer in (model.fc2, model.embed):  # residual-stream features 0-3, with the LayerNorms' entries
+        _zero_rows(layer, slice(0, 4))
+    with torch.no_grad():
+        for norm in (model.ln1, model.ln2):
+            norm.weight[:4] = 0
+            norm.bias[:4] = 0
     x = torch.randn(5, 6)
     before = model(x).detach()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        names = [f.name for f in find_groups(model, x[:1])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        families = find_groups(model, x[:1])
         compress_zero_groups(model, x[:1])
-    assert names == ["fc1"]
-    assert any("reach the feature normalization" in str(w.message) for w in caught)
-    assert model.fc1.out_features == 14 and model.fc2.out_features == 12
+    assert sorted(f.num_groups for f in families) == [12, 24]
+    assert model.fc1.out_features == 14 and model.fc2.out_features == 8 and model.embed.out_features == 8
+    assert model.head.in_features == 8 and model.ln1.full_width == model.ln2.full_width == 12
     assert torch.allclose(model(x), before, atol=1e-6)
 
 

@@ -11,8 +11,8 @@ __all__ = ["PatchTransformer"]
 class PatchTransformer(nn.Module):
     """Patch embedding, learned positions, ``nn.TransformerEncoderLayer`` blocks, mean pooling, a classifier.
 
-    Its attention heads and MLP hidden units are groups; the residual width is not (see
-    :mod:`lightning_compress.surgery.layer_kinds`).
+    Its attention heads, MLP hidden units and residual width (one family across every block) are groups
+    (see :mod:`lightning_compress.surgery.layer_kinds`).
 
     Args:
         dim: Width of the residual stream.

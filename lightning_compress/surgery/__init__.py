@@ -64,6 +64,7 @@ from lightning_compress.surgery.report import format_neuron_report, layer_widths
 from lightning_compress.surgery.selectors import check_selectors
 from lightning_compress.surgery.size import count_params_and_macs
 from lightning_compress.surgery.speed import split_speedups
+from lightning_compress.surgery.width import PrunedLayerNorm, is_width_family, remove_width
 
 __all__ = [
     "BATCH_INPUT_KEYS",
@@ -83,6 +84,7 @@ __all__ = [
     "NeuronGroups",
     "Normalize",
     "NotGroupable",
+    "PrunedLayerNorm",
     "PrunedMultiheadAttention",
     "append_history",
     "apply_history",
@@ -116,6 +118,7 @@ __all__ = [
     "input_statistics",
     "is_depthwise",
     "is_factorized",
+    "is_width_family",
     "kept_modes",
     "layer_input_rows",
     "layer_widths",
@@ -130,6 +133,7 @@ __all__ = [
     "remove_groups",
     "remove_heads",
     "remove_inputs",
+    "remove_width",
     "slice_state",
     "split_speedups",
     "store_example",

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
@@ -35,6 +34,7 @@ from lightning_compress.surgery.layer_kinds import (
 )
 from lightning_compress.surgery.norms import layers_feeding_feature_norms
 from lightning_compress.surgery.selectors import LayerSelector, matches, validate_selectors
+from lightning_compress.surgery.tracing import build_dependency_graph, kept_modes
 
 __all__ = [
     "GROUP_MODES",
@@ -130,47 +130,6 @@ class NeuronGroups:
         return incoming
 
 
-@contextmanager
-def kept_modes(model: nn.Module) -> Iterator[None]:
-    """Restore the train/eval mode of every module of ``model`` on exit (``model.train(m)`` would set them all).
-
-    Example:
-        >>> model = nn.Sequential(nn.Linear(2, 2), nn.Dropout()); _ = model[1].eval()
-        >>> with kept_modes(model):
-        ...     _ = model.train()
-        >>> model[0].training, model[1].training
-        (True, False)
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-def build_dependency_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
-    """Trace ``model`` with Torch-Pruning; a model it cannot trace gives a ``ValueError`` saying so.
-
-    Torch-Pruning traces in eval mode; every module's train/eval mode is restored afterwards, so a
-    trace in the middle of fit (groups, pruning) does not leave BatchNorm and dropout in eval mode.
-
-    Example:
-        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-        >>> graph = build_dependency_graph(model, torch.zeros(1, 3))
-        >>> len(list(graph.get_all_groups(root_module_types=(nn.Linear,))))
-        2
-    """
-    try:
-        with torch.enable_grad(), kept_modes(model):
-            return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs, verbose=False)
-    except Exception as err:  # tracing runs arbitrary user forward code
-        raise ValueError(
-            f"Torch-Pruning could not trace {type(model).__name__} with the example input: "
-            f"{type(err).__name__}: {err}"
-        ) from err
-
-
 def _as_index(
     idxs: Sequence[int], roots: Sequence[int], size: int
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -192,6 +151,36 @@ def _slices_of(
         index, root = _as_index(idxs, roots, tensor.shape[dim])
         out.append(Slice(name, param, dim, index, root, incoming=not outgoing))
     return out
+
+
+def _attention_slices(
+    layer: nn.MultiheadAttention, name: str, idxs: Sequence[int], roots: Sequence[int]
+) -> list[Slice]:
+    """An attention layer in a width family: its input projection's columns, its output's rows."""
+    if layer.in_proj_weight is None or layer.bias_k is not None:
+        raise NotGroupable(
+            f"the embedding width of attention {name!r} (separate q/k/v, or bias_kv) is not grouped"
+        )
+    out = []
+    for module, param, dim, incoming in (
+        (name, "in_proj_weight", 1, False),
+        (f"{name}.out_proj", "weight", 0, True),
+        (f"{name}.out_proj", "bias", 0, True),
+    ):
+        tensor = getattr(layer if module == name else layer.out_proj, param)
+        if isinstance(tensor, torch.Tensor):
+            index, root = _as_index(idxs, roots, tensor.shape[dim])
+            out.append(Slice(module, param, dim, index, root, incoming))
+    return out
+
+
+def _own_layer_norms(model: nn.Module, family: NeuronGroups) -> set[str]:
+    """The affine LayerNorms over exactly the family's features: its removal is exact through them."""
+    return {
+        s.module
+        for s in family.slices
+        if isinstance(norm := model.get_submodule(s.module), nn.LayerNorm) and norm.weight is not None
+    }
 
 
 def find_groups(
@@ -226,6 +215,9 @@ def find_groups(
     validate_selectors(model, exclude, "exclude")
     dg = graph if graph is not None else build_dependency_graph(model, example_inputs)
     names = {m: n for n, m in model.named_modules()}
+    unwrapped = {
+        p: (dg._param_to_name[p], dim) for p, dim in dg.unwrapped_parameters if p in dg._param_to_name
+    }
     families: list[NeuronGroups] = []
     for group in dg.get_all_groups(root_module_types=(nn.Linear, nn.modules.conv._ConvNd)):
         slices: list[Slice] = []
@@ -234,7 +226,21 @@ def find_groups(
         try:
             for item in group:
                 layer, fn = item.dep.layer, item.dep.pruning_fn
+                if isinstance(layer, nn.Parameter) and layer in unwrapped:  # a raw parameter (position table)
+                    owner, _, attr = unwrapped[layer][0].rpartition(".")
+                    index, root = _as_index(
+                        list(item.idxs), list(item.root_idxs), layer.shape[unwrapped[layer][1]]
+                    )
+                    slices.append(Slice(owner, attr, unwrapped[layer][1], index, root, incoming=True))
+                    continue
                 if not isinstance(layer, nn.Module) or layer not in names:
+                    continue
+                if isinstance(layer, nn.MultiheadAttention):  # reads and writes the family's width
+                    has_consumer = True
+                    producers.append(names[layer])
+                    slices.extend(
+                        _attention_slices(layer, names[layer], list(item.idxs), list(item.root_idxs))
+                    )
                     continue
                 # Norms and depthwise convs have one function for both directions: they go with the producer.
                 outgoing = not isinstance(layer, _NORMS) and not is_depthwise(layer)
@@ -257,7 +263,8 @@ def find_groups(
         root = names[group[0].dep.target.module]
         blocks = math.lcm(*(channel_blocks(m) for m in layers))
         families.append(NeuronGroups(root, len(group[0].idxs), slices, sorted(set(producers)), blocks))
-    inexact = layers_feeding_feature_norms(model, {p for f in families for p in f.layers}, example_inputs)
+    exact = {p: _own_layer_norms(model, f) for f in families for p in f.layers}
+    inexact = layers_feeding_feature_norms(model, set(exact), example_inputs, exact=exact)
     for family in [f for f in families if any(p in inexact for p in f.layers)]:
         feeding = next(p for p in family.layers if p in inexact)
         warnings.warn(

@@ -12,10 +12,13 @@ A family holds, for each layer it touches, the dimension its channels index:
   channels that *feed* a grouped conv are not grouped (removing input ``c`` of one block only is not a
   slice of its weight): such a family is left out, with a warning.
 * ``nn.MultiheadAttention``: its unit is the head (see :mod:`lightning_compress.surgery.heads`); the width
-  of the embedding it reads and writes (a transformer's residual stream) is not grouped.
+  it reads and writes (a transformer's residual stream) is one family across every block, with the
+  input projection's columns and the output projection's rows (see :mod:`lightning_compress.surgery.width`).
 * Normalizations (``BatchNorm``, 1-d ``LayerNorm``, ``GroupNorm``): ``weight`` and ``bias`` go with the
-  producer. Layers without parameters are transparent; any other layer with parameters stops with an
-  error naming it.
+  producer. A family reaching a feature normalization other than an affine LayerNorm over exactly its
+  channels is left out (:mod:`lightning_compress.surgery.norms`).
+* Layers without parameters are transparent; any other layer with parameters stops with an error
+  naming it.
 """
 
 from __future__ import annotations

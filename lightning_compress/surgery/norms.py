@@ -3,12 +3,15 @@
 A LayerNorm, GroupNorm or RMSNorm computes its statistics over the features it is given: a feature that
 is exactly zero still counts in the mean and the variance, so removing it changes every other feature's
 output. Groups whose outputs reach such a normalization are left out of the groups (with a warning):
-neither regularized nor removed. BatchNorm and other per-channel normalizations are not affected.
+neither regularized nor removed. The exception is an affine LayerNorm over exactly a family's features:
+it is part of the family and is replaced, when features are removed, by one that still divides by the
+original width (:mod:`lightning_compress.surgery.width`). BatchNorm and other per-channel normalizations
+are not affected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -44,9 +47,16 @@ def _forward(model: nn.Module, inputs: Any) -> Any:
 
 
 def layers_feeding_feature_norms(
-    model: nn.Module, layers: Iterable[str], example_inputs: Any
+    model: nn.Module,
+    layers: Iterable[str],
+    example_inputs: Any,
+    *,
+    exact: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, str]:
     """Layer name -> the feature normalization its outputs reach, for each of ``layers`` that has one.
+
+    ``exact`` maps a layer to the normalizations it may reach without being reported (those whose
+    features are exactly the layer's family, removed exactly by :mod:`lightning_compress.surgery.width`).
 
     Follows the autograd graph of one forward pass back from every normalization's input through
     element-wise operations, reshapes and residual adds, stopping at the named layers (whose outputs
@@ -101,7 +111,8 @@ def layers_feeding_feature_norms(
                 continue
             seen.add(fn)
             if fn in produced:
-                if (start_layer := produced[fn]) is not None:
+                start_layer = produced[fn]
+                if start_layer is not None and norm_name not in (exact or {}).get(start_layer, ()):
                     found.setdefault(start_layer, norm_name)
                 continue  # the features start here (or are mixed by another layer): do not look further back
             stack.extend(next_fn for next_fn, _ in fn.next_functions)

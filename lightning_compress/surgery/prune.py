@@ -14,6 +14,7 @@ from lightning_compress.surgery.groups import _NORMS, NeuronGroups, build_depend
 from lightning_compress.surgery.heads import HEADS_SUFFIX, remove_heads
 from lightning_compress.surgery.history import append_history
 from lightning_compress.surgery.optimizer import rebind_by_name
+from lightning_compress.surgery.width import is_width_family, remove_width
 
 __all__ = ["remove_groups", "replay_prune"]
 
@@ -114,7 +115,10 @@ def remove_groups(
         if len(index):
             todo[name] = torch.unique(index)
     heads = {name: todo.pop(name) for name in [n for n in todo if n.endswith(HEADS_SUFFIX)]}
+    width = {name: todo.pop(name) for name in [n for n in todo if is_width_family(model, by_name[n])]}
     records = _remove_channels(model, families, todo, example_inputs, optimizers, fold_constants)
+    for name, index in width.items():  # slices only: the families stay valid through it
+        records += remove_width(model, by_name[name], index, optimizers=optimizers)
     for name, index in heads.items():
         records += remove_heads(
             model, by_name[name].layers[0], index, optimizers=optimizers, fold_constants=fold_constants

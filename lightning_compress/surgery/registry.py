@@ -24,6 +24,7 @@ from lightning_compress.surgery.inputs import (
     replay_select_inputs,
 )
 from lightning_compress.surgery.prune import replay_prune
+from lightning_compress.surgery.width import replay_prune_width
 
 __all__ = ["MAC_COUNTERS", "RECORD_KINDS", "MacCounter", "Replay"]
 
@@ -39,6 +40,7 @@ RECORD_KINDS: Mapping[str, Replay] = MappingProxyType(
         "select_inputs": replay_select_inputs,
         "factorize": replay_factorize,
         "prune_heads": replay_prune_heads,
+        "prune_width": replay_prune_width,
     }
 )
 

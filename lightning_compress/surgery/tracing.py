@@ -1,0 +1,54 @@
+"""Tracing a model with Torch-Pruning's dependency graph, leaving every module's train/eval mode as it was."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+__all__ = ["build_dependency_graph", "kept_modes"]
+
+
+@contextmanager
+def kept_modes(model: nn.Module) -> Iterator[None]:
+    """Restore the train/eval mode of every module of ``model`` on exit (``model.train(m)`` would set them all).
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.Dropout()); _ = model[1].eval()
+        >>> with kept_modes(model):
+        ...     _ = model.train()
+        >>> model[0].training, model[1].training
+        (True, False)
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def build_dependency_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
+    """Trace ``model`` with Torch-Pruning; a model it cannot trace gives a ``ValueError`` saying so.
+
+    Torch-Pruning traces in eval mode; every module's train/eval mode is restored afterwards, so a
+    trace in the middle of fit (groups, pruning) does not leave BatchNorm and dropout in eval mode.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> graph = build_dependency_graph(model, torch.zeros(1, 3))
+        >>> len(list(graph.get_all_groups(root_module_types=(nn.Linear,))))
+        2
+    """
+    try:
+        with torch.enable_grad(), kept_modes(model):
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs, verbose=False)
+    except Exception as err:  # tracing runs arbitrary user forward code
+        raise ValueError(
+            f"Torch-Pruning could not trace {type(model).__name__} with the example input: "
+            f"{type(err).__name__}: {err}"
+        ) from err

@@ -1,0 +1,200 @@
+"""A transformer's residual width as one family, removed exactly through its LayerNorms and attention.
+
+A channel of the residual stream is written by the embedding (and a learned position table), by every
+block's attention output projection and MLP output layer, and read by every LayerNorm, attention input
+projection and MLP input layer: one coupled family, removed from every block at once. Its incoming group
+holds everything that writes the channel and the LayerNorms' scale and shift; when all of it is zero the
+channel is zero everywhere and every LayerNorm outputs zero there.
+
+Removing a feature that a LayerNorm normalizes over changes its mean and variance, even an all-zero one.
+Each LayerNorm of the family is therefore replaced by :class:`PrunedLayerNorm`, which keeps dividing by
+the original width (the removed features count as the zeros they were), and each attention layer by
+:class:`~lightning_compress.surgery.heads.PrunedMultiheadAttention`, whose embedding width is free of its
+inner width: removal is exact. Families without a LayerNorm or an attention layer do not come here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_compress.surgery.groups import NeuronGroups, find_groups
+from lightning_compress.surgery.heads import HEADS_SUFFIX, PrunedMultiheadAttention, _prune
+from lightning_compress.surgery.history import append_history
+from lightning_compress.surgery.inputs import _set_submodule
+from lightning_compress.surgery.optimizer import rebind_by_name
+
+__all__ = ["PrunedLayerNorm", "is_width_family", "remove_width", "replay_prune_width"]
+
+
+class PrunedLayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` over the features left of ``full_width``: removed features count as zeros.
+
+    Its output equals the original LayerNorm's on the kept features whenever the removed ones were zero.
+
+    Example:
+        >>> x = torch.randn(3, 5); x[:, 1] = 0
+        >>> full, pruned = nn.LayerNorm(5), PrunedLayerNorm(4, full_width=5)
+        >>> torch.allclose(full(x)[:, [0, 2, 3, 4]], pruned(x[:, [0, 2, 3, 4]]), atol=1e-6)
+        True
+    """
+
+    def __init__(
+        self,
+        normalized_shape: int,
+        full_width: int,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(normalized_shape, eps, elementwise_affine, bias=bias, device=device, dtype=dtype)
+        if full_width < normalized_shape:
+            raise ValueError(f"full_width {full_width} is below the width {normalized_shape}")
+        self.full_width = full_width
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, full_width={self.full_width}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.full_width
+        mean = x.sum(-1, keepdim=True) / n
+        missing = n - x.shape[-1]
+        var = (((x - mean) ** 2).sum(-1, keepdim=True) + missing * mean**2) / n
+        y = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            y = y * self.weight
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+
+def is_width_family(model: nn.Module, family: NeuronGroups) -> bool:
+    """A family that holds a LayerNorm or an attention layer: removed by :func:`remove_width`.
+
+    Example:
+        >>> from lightning_compress.models import PatchTransformer
+        >>> model = PatchTransformer(depth=1); x = torch.zeros(1, 1, 28, 28)
+        >>> [f.name for f in find_groups(model, x) if is_width_family(model, f)]
+        ['blocks.0.linear2']
+    """
+    return not family.name.endswith(HEADS_SUFFIX) and any(
+        isinstance(model.get_submodule(s.module), (nn.LayerNorm, nn.MultiheadAttention))
+        for s in family.slices
+    )
+
+
+def _convert(model: nn.Module, family: NeuronGroups) -> None:
+    """Replace the family's LayerNorms and attention layers by their width-free subclasses."""
+    for name in dict.fromkeys(s.module for s in family.slices):
+        layer = model.get_submodule(name)
+        if isinstance(layer, nn.LayerNorm) and not isinstance(layer, PrunedLayerNorm):
+            (width,) = layer.normalized_shape
+            ref = layer.weight if layer.weight is not None else None
+            new = PrunedLayerNorm(
+                width,
+                width,
+                layer.eps,
+                layer.elementwise_affine,
+                bias=layer.bias is not None,
+                device=None if ref is None else ref.device,
+                dtype=None if ref is None else ref.dtype,
+            )
+            new.load_state_dict(layer.state_dict())
+            new.train(layer.training)
+            _set_submodule(model, name, new)
+        elif isinstance(layer, nn.MultiheadAttention) and not isinstance(layer, PrunedMultiheadAttention):
+            _prune(model, name, [], fold=False)
+
+
+def _gone(family: NeuronGroups, sl: Any, removed: torch.Tensor) -> torch.Tensor:
+    roots = sl.root if sl.root is not None else torch.arange(family.num_groups)
+    positions = sl.index if sl.index is not None else torch.arange(len(roots))
+    return positions[torch.isin(roots, removed)]
+
+
+def _fix_attributes(layer: nn.Module) -> None:
+    """Set a layer's size attributes from its (sliced) parameters."""
+    weight = getattr(layer, "weight", None)
+    if isinstance(layer, nn.Linear) and isinstance(weight, torch.Tensor):
+        layer.out_features, layer.in_features = int(weight.shape[0]), int(weight.shape[1])
+    elif isinstance(layer, nn.LayerNorm):
+        layer.normalized_shape = (int(weight.shape[0]),) if weight is not None else layer.normalized_shape
+    elif isinstance(layer, PrunedMultiheadAttention):
+        layer.embed_dim = layer.kdim = layer.vdim = int(layer.in_proj_weight.shape[1])
+    elif isinstance(layer, nn.modules.conv._ConvNd) and isinstance(weight, torch.Tensor):
+        outs, ins = (1, 0) if layer.transposed else (0, 1)
+        layer.out_channels = int(weight.shape[outs]) * (layer.groups if layer.transposed else 1)
+        layer.in_channels = int(weight.shape[ins]) * (1 if layer.transposed else layer.groups)
+    elif isinstance(layer, nn.modules.batchnorm._BatchNorm) and isinstance(weight, torch.Tensor):
+        layer.num_features = int(weight.shape[0])
+
+
+@torch.no_grad()
+def _slice(
+    model: nn.Module, family: NeuronGroups, removed: torch.Tensor
+) -> dict[str, dict[int, torch.Tensor]]:
+    _convert(model, family)
+    kept: dict[str, dict[int, torch.Tensor]] = {}
+    touched: dict[str, nn.Module] = {}
+    for sl in family.slices:
+        layer = model.get_submodule(sl.module)
+        tensor = getattr(layer, sl.param)
+        gone = set(_gone(family, sl, removed).tolist())
+        keep = torch.tensor([i for i in range(tensor.shape[sl.dim]) if i not in gone], dtype=torch.long)
+        setattr(layer, sl.param, nn.Parameter(tensor.data.index_select(sl.dim, keep.to(tensor.device))))
+        full = f"{sl.module}.{sl.param}" if sl.module else sl.param
+        kept.setdefault(full, {})[sl.dim] = keep
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and sl.param == "weight":
+            for buf in ("running_mean", "running_var"):
+                if isinstance(value := getattr(layer, buf, None), torch.Tensor):
+                    setattr(layer, buf, value.index_select(0, keep.to(value.device)))
+        touched[sl.module] = layer
+    for layer in touched.values():
+        _fix_attributes(layer)
+    return kept
+
+
+def remove_width(
+    model: nn.Module,
+    family: NeuronGroups,
+    remove: Sequence[int] | torch.Tensor,
+    *,
+    optimizers: Sequence[torch.optim.Optimizer] = (),
+) -> list[dict[str, Any]]:
+    """Remove channels ``remove`` of a family that holds LayerNorms or attention layers; record it.
+
+    Example:
+        >>> from lightning_compress.models import PatchTransformer
+        >>> model = PatchTransformer(depth=1); x = torch.zeros(1, 1, 28, 28)
+        >>> width = next(f for f in find_groups(model, x) if is_width_family(model, f))
+        >>> remove_width(model, width, [0, 5])
+        [{'kind': 'prune_width', 'module': 'blocks.0.linear2', 'idxs': [0, 5]}]
+        >>> model.pos.shape, model.blocks[0].self_attn.embed_dim, model.blocks[0].norm1
+        (torch.Size([1, 16, 30]), 30, PrunedLayerNorm((30,), eps=1e-05, elementwise_affine=True, full_width=32))
+    """
+    idxs = sorted({int(i) for i in (remove.tolist() if isinstance(remove, torch.Tensor) else remove)})
+    if not idxs:
+        return []
+    if len(idxs) >= family.num_groups:
+        raise ValueError(f"removing every channel of {family.name!r} is not possible")
+    old_params = dict(model.named_parameters())
+    kept = _slice(model, family, torch.tensor(idxs, dtype=torch.long))
+    new_params = dict(model.named_parameters())
+    for optimizer in optimizers:
+        rebind_by_name(optimizer, old_params, new_params, kept)
+    record = {"kind": "prune_width", "module": family.name, "idxs": idxs}
+    append_history(model, [record])
+    return [record]
+
+
+def replay_prune_width(model: nn.Module, record: dict[str, Any], example_inputs: Any) -> None:
+    """Replay a ``{"kind": "prune_width", "module": NAME, "idxs": [...]}`` record (shapes only)."""
+    families = [f for f in find_groups(model, example_inputs) if f.name == record["module"]]
+    if not families:
+        raise ValueError(f"no family rooted at {record['module']!r} to replay a width removal on")
+    _slice(model, families[0], torch.tensor(record["idxs"], dtype=torch.long))
