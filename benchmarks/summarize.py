@@ -378,6 +378,7 @@ def main() -> None:
         ("per_pixel", "lenet300_100", "removed_params"),
         ("global", "lenet5", "removed_macs"),
         ("global", "resnet_small", "removed_macs"),
+        ("global", "transformer_small", "removed_params"),
     ]
     for normalize, model, key in sections:
         section = peers_section(peers, normalize, model=model, key=key)

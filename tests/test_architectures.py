@@ -200,7 +200,72 @@ def test_pruned_attention_with_every_head_matches_pytorch(batch_first: bool) -> 
     assert torch.allclose(attn(single, single, single)[0], ref(single, single, single)[0], atol=1e-5)
 
 
-def test_fit_with_lasso_and_pruning_shrinks_heads_and_every_layer_keeps_training(tmp_path: Path) -> None:
+class _Snapshot(pl.Callback):
+    """The parameters at the start of the epoch after the prune."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 2:
+            self.after_prune = {k: v.detach().clone() for k, v in pl_module.named_parameters()}
+
+
+class _Regression(pl.LightningModule):
+    """A user's plain LightningModule: any model, mean squared error to a fixed random target."""
+
+    def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.example_input_array = model, example[:1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return nn.functional.mse_loss(self.model(batch[0]), batch[1])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=3e-3)
+
+
+def _fit(
+    module: pl.LightningModule, data: TensorDataset, tmp_path: Path, strength: float, keep: float
+) -> _Snapshot:
+    snap = _Snapshot()
+    callbacks = [
+        GroupSparsity(strength, stop_epoch=2, keep_ratio=keep, log_effective_size=False),
+        StructuredPruning(epochs=[1], at_fit_end=False),
+        snap,
+    ]
+    trainer = pl.Trainer(
+        max_epochs=3, callbacks=callbacks, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, DataLoader(data, batch_size=16))
+    return snap
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fit_with_trimmed_lasso_and_pruning_shrinks_every_family_and_every_layer_keeps_training(
+    case: str, tmp_path: Path
+) -> None:
+    make, x = CASES[case]
+    pl.seed_everything(0, verbose=False)
+    model = make()
+    families = _groups(model, x)
+    widths = {f.name: f.num_groups for f in families}
+    gen = torch.Generator().manual_seed(0)
+    inputs = torch.randn(32, *x.shape[1:], generator=gen)
+    data = TensorDataset(inputs, torch.randn(model.eval()(inputs).shape, generator=gen))
+    module = _Regression(model.train(), x)
+    snap = _fit(module, data, tmp_path, strength=50.0, keep=0.5)  # all but the floor go to zero
+    after = {f.name: f.num_groups for f in _groups(module.model, x)}
+    shrunk = [n for n in widths if after[n] < widths[n]]
+    assert shrunk == [n for n in widths if widths[n] > 1], (widths, after)
+    for name, param in module.named_parameters():
+        assert not torch.equal(param, snap.after_prune[name]), f"{name} did not update after the prune"
+
+
+def test_fit_of_the_example_transformer_removes_heads_units_and_width(tmp_path: Path) -> None:
     pl.seed_everything(0, verbose=False)
     module = Classifier(
         "transformer_small",
@@ -212,28 +277,9 @@ def test_fit_with_lasso_and_pruning_shrinks_heads_and_every_layer_keeps_training
     data = TensorDataset(
         torch.randn(64, 1, 28, 28, generator=gen), torch.randint(0, 10, (64,), generator=gen)
     )
-    before = {k: v.detach().clone() for k, v in module.named_parameters()}
-
-    class Snapshot(pl.Callback):
-        def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            if trainer.current_epoch == 2:
-                self.after_prune = {k: v.detach().clone() for k, v in pl_module.named_parameters()}
-
-    snap = Snapshot()
-    callbacks = [
-        GroupSparsity(8.0, stop_epoch=2, log_effective_size=False),
-        StructuredPruning(epochs=[1], at_fit_end=False),
-        snap,
-    ]
-    trainer = pl.Trainer(
-        max_epochs=3, callbacks=callbacks, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(module, DataLoader(data, batch_size=16))
-    kinds = {r["kind"] for r in get_history(module)}
-    assert "prune_heads" in kinds and "prune" in kinds
-    assert sum(p.numel() for p in module.parameters()) < sum(p.numel() for p in before.values())
+    snap = _fit(module, data, tmp_path, strength=50.0, keep=0.4)
+    kinds = [r["kind"] for r in get_history(module)]
+    assert {"prune_heads", "prune", "prune_width"} <= set(kinds)
+    assert module.model.pos.shape[-1] == module.model.embed.out_features == 7  # ceil(0.4 * 16)
     for name, param in module.named_parameters():
         assert not torch.equal(param, snap.after_prune[name]), f"{name} did not update after the prune"

@@ -13,6 +13,7 @@ from lightning_compress.surgery.activations import capture_inputs
 from lightning_compress.surgery.groups import _NORMS, NeuronGroups, build_dependency_graph
 from lightning_compress.surgery.heads import HEADS_SUFFIX, remove_heads
 from lightning_compress.surgery.history import append_history
+from lightning_compress.surgery.layer_kinds import is_depthwise
 from lightning_compress.surgery.optimizer import rebind_by_name
 from lightning_compress.surgery.width import is_width_family, remove_width
 
@@ -59,6 +60,16 @@ def _fold_constants(
             continue
         kept_w = weight.index_select(1, pos.to(weight.device))
         bias.add_(kept_w.reshape(kept_w.shape[0], len(pos), -1).sum(2) @ const.to(weight.dtype))
+
+
+def _state_dim(layer: nn.Module, param: str, out_fn: bool) -> int | None:
+    """The dimension of ``layer.param`` that a pruning of its output (``out_fn``) or input channels slices."""
+    if isinstance(layer, _NORMS) or is_depthwise(layer):
+        return 0
+    transposed = isinstance(layer, nn.modules.conv._ConvNd) and layer.transposed
+    if param == "bias":
+        return 0 if out_fn else None
+    return int(out_fn == transposed)
 
 
 def _prune_with_graph(model: nn.Module, graph: Any, name: str, idxs: Sequence[int]) -> Any:
@@ -154,9 +165,9 @@ def _remove_channels(
             if lname is None:
                 continue
             out_fn = graph.is_out_channel_pruning_fn(item.dep.pruning_fn)
-            dim = 0 if out_fn or isinstance(layer, _NORMS) else 1
             for pname, _ in layer.named_parameters(recurse=False):
-                if pname == "bias" and dim == 1:
+                dim = _state_dim(layer, pname, out_fn)
+                if dim is None:
                     continue
                 removed.setdefault(f"{lname}.{pname}" if lname else pname, {}).setdefault(dim, set()).update(
                     int(i) for i in item.idxs
