@@ -64,7 +64,12 @@ from lightning_compress.surgery.report import format_neuron_report, layer_widths
 from lightning_compress.surgery.selectors import check_selectors
 from lightning_compress.surgery.size import count_params_and_macs
 from lightning_compress.surgery.speed import split_speedups
-from lightning_compress.surgery.width import PrunedLayerNorm, is_width_family, remove_width
+from lightning_compress.surgery.width import (
+    PrunedLayerNorm,
+    count_layer_norm_macs,
+    is_width_family,
+    remove_width,
+)
 
 __all__ = [
     "BATCH_INPUT_KEYS",
@@ -98,6 +103,7 @@ __all__ = [
     "compress_low_rank",
     "compress_zero_groups",
     "count_attention_macs",
+    "count_layer_norm_macs",
     "count_params_and_macs",
     "effective_size",
     "enable_history_restore",

@@ -24,7 +24,11 @@ from lightning_compress.surgery.inputs import (
     replay_select_inputs,
 )
 from lightning_compress.surgery.prune import replay_prune
-from lightning_compress.surgery.width import replay_prune_width
+from lightning_compress.surgery.width import (
+    PrunedLayerNorm,
+    count_layer_norm_macs,
+    replay_prune_width,
+)
 
 __all__ = ["MAC_COUNTERS", "RECORD_KINDS", "MacCounter", "Replay"]
 
@@ -48,5 +52,6 @@ MAC_COUNTERS: Mapping[type[nn.Module], MacCounter] = MappingProxyType(
     {
         InputSelectLinear: count_input_select_macs,
         PrunedMultiheadAttention: count_attention_macs,
+        PrunedLayerNorm: count_layer_norm_macs,
     }
 )

@@ -27,7 +27,13 @@ from lightning_compress.surgery.history import append_history
 from lightning_compress.surgery.inputs import _set_submodule
 from lightning_compress.surgery.optimizer import rebind_by_name
 
-__all__ = ["PrunedLayerNorm", "is_width_family", "remove_width", "replay_prune_width"]
+__all__ = [
+    "PrunedLayerNorm",
+    "count_layer_norm_macs",
+    "is_width_family",
+    "remove_width",
+    "replay_prune_width",
+]
 
 
 class PrunedLayerNorm(nn.LayerNorm):
@@ -71,6 +77,21 @@ class PrunedLayerNorm(nn.LayerNorm):
         if self.bias is not None:
             y = y + self.bias
         return y
+
+
+def count_layer_norm_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+    """MACs of :class:`PrunedLayerNorm`, counted as Torch-Pruning counts ``nn.LayerNorm``.
+
+    Example:
+        >>> from lightning_compress.surgery import count_params_and_macs
+        >>> x = torch.zeros(2, 16, 32)
+        >>> count_params_and_macs(nn.LayerNorm(32), x) == count_params_and_macs(PrunedLayerNorm(32, 32), x)
+        True
+    """
+    if not isinstance(module, nn.LayerNorm):
+        raise TypeError(f"expected a LayerNorm, got {type(module).__name__}")
+    flops = inputs[0].numel() * (2 if module.elementwise_affine else 1)
+    vars(module)["__flops__"] = int(getattr(module, "__flops__", 0)) + int(flops)
 
 
 def is_width_family(model: nn.Module, family: NeuronGroups) -> bool:
