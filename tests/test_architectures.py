@@ -65,7 +65,52 @@ class _Encoder(nn.Module):
         return self.head(h.mean(1 if self.batch_first else 0))
 
 
+class _HandAttention(nn.Module):
+    """Attention as users write it: separate q/k/v Linears, or one packed qkv Linear (timm's layout)."""
+
+    def __init__(self, dim: int = 16, num_heads: int = 4, packed: bool = False) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim, self.packed = num_heads, dim // num_heads, packed
+        if packed:
+            self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        else:
+            self.q_proj, self.k_proj, self.v_proj = (
+                nn.Linear(dim, dim),
+                nn.Linear(dim, dim),
+                nn.Linear(dim, dim),
+            )
+            self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        h, d = self.num_heads, self.head_dim
+        if self.packed:
+            q, k, v = self.qkv(x).view(b, t, 3, h, d).permute(2, 0, 3, 1, 4)
+        else:
+            q, k, v = (p(x).view(b, t, h, d).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        out = nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, h * d)
+        return self.proj(out) if self.packed else self.out_proj(out)
+
+
+class _HandBlock(nn.Module):
+    """A pre-norm transformer block around :class:`_HandAttention`, with an MLP and a head."""
+
+    def __init__(self, packed: bool = False, dim: int = 16) -> None:
+        super().__init__()
+        self.embed, self.ln1, self.ln2 = nn.Linear(16, dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = _HandAttention(dim, packed=packed)
+        self.fc1, self.fc2, self.head = nn.Linear(dim, 24), nn.Linear(24, dim), nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        h = h + self.attn(self.ln1(h))
+        h = h + self.fc2(nn.functional.gelu(self.fc1(self.ln2(h))))
+        return self.head(h.mean(1))
+
+
 CASES: dict[str, tuple[Callable[[], nn.Module], torch.Tensor]] = {
+    "attention_by_hand": (_HandBlock, TOKENS),
+    "attention_packed_qkv": (lambda: _HandBlock(packed=True), TOKENS),
     "depthwise": (_mobile, X),
     "grouped": (_grouped, X),
     "transposed": (_decoder, X),
@@ -143,6 +188,44 @@ def test_the_residual_width_is_one_family_removed_from_every_block(batch_first: 
     norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
     assert norms and all(isinstance(m, PrunedLayerNorm) and m.full_width == width.num_groups for m in norms)
     assert torch.allclose(model(x), before, atol=1e-5)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_hand_written_attention_loses_whole_heads(packed: bool) -> None:
+    torch.manual_seed(0)
+    model = _HandBlock(packed=packed).eval()
+    families = {f.name: f for f in _groups(model, TOKENS)}
+    assert families["attn:heads"].num_groups == 4
+    assert not any(
+        {"attn.q_proj", "attn.qkv"} & set(f.layers) for f in families.values()
+    )  # no q/k/v channels
+    _zero(model, families["attn:heads"], [1, 2])
+    before = model(TOKENS)
+    assert compress_zero_groups(model, TOKENS[:1]) == [
+        {"kind": "prune_heads", "module": "attn", "idxs": [1, 2]}
+    ]
+    assert model.attn.num_heads == 2
+    assert torch.allclose(model(TOKENS), before, atol=1e-5)
+
+
+def test_hand_written_attention_reshaping_with_its_input_width_is_left_out_with_a_warning() -> None:
+    class Fixed(_HandAttention):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            b, t, c = x.shape
+            q, k, v = (
+                p(x).view(b, t, 4, c // 4).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj)
+            )
+            out = nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, c)
+            return self.out_proj(out)
+
+    model = nn.Sequential(nn.Linear(16, 16), Fixed(), nn.Linear(16, 3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        families = find_groups(model, TOKENS[:1])
+    said = " ".join(str(w.message) for w in caught)
+    assert "the heads of attention '1' are not grouped" in said
+    assert "the input width of attention '1' is not grouped" in said
+    assert [f.name for f in families] == ["1.out_proj"]  # what it writes is free; what it reads is not
 
 
 def test_grouped_conv_channels_are_removed_evenly_per_group() -> None:

@@ -178,7 +178,9 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tiny_idx_dir: Path, tmp_pa
 
 
 def test_ctrl_c_stops_cleanly_and_resumes(tiny_idx_dir: Path, tmp_path: Path) -> None:
-    sweep = write_sweep(tmp_path, tiny_idx_dir, n_trials=2, epochs=30)
+    sweep = write_sweep(
+        tmp_path, tiny_idx_dir, n_trials=2, epochs=200
+    )  # a trial outlasts the second before the interrupt, even on a fast machine
     cmd = [*CLI, "sweep", str(sweep)]
     proc = subprocess.Popen(
         cmd,

@@ -10,6 +10,7 @@ from lightning_compress.surgery.activations import (
     input_statistics,
     layer_input_rows,
 )
+from lightning_compress.surgery.attention import find_hand_attention
 from lightning_compress.surgery.calibrated import (
     CalibrationOrder,
     LayerResult,
@@ -112,6 +113,7 @@ __all__ = [
     "factorize_layer",
     "factorized",
     "find_groups",
+    "find_hand_attention",
     "format_neuron_report",
     "fresh_state",
     "get_history",

@@ -273,9 +273,12 @@ def find_groups(
             stacklevel=2,
         )
         families.remove(family)
-    from lightning_compress.surgery.heads import head_groups  # heads builds on this module
+    from lightning_compress.surgery.attention import hand_head_groups  # both build on this module
+    from lightning_compress.surgery.heads import head_groups
 
-    for family in head_groups(model):
+    hand, left_out = hand_head_groups(model, example_inputs)
+    families = [f for f in families if not any(s.module in left_out for s in f.slices)]
+    for family in [*head_groups(model), *hand]:
         attn = model.get_submodule(family.layers[0])
         if (include and not matches(family.layers[0], attn, include)) or matches(
             family.layers[0], attn, exclude

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_compress.surgery.attention import prune_hand_heads
 from lightning_compress.surgery.groups import NeuronGroups, Slice
 from lightning_compress.surgery.history import append_history
 from lightning_compress.surgery.inputs import _set_submodule
@@ -185,7 +186,9 @@ def _prune(
     model: nn.Module, name: str, remove: Sequence[int], fold: bool
 ) -> dict[str, dict[int, torch.Tensor]]:
     attn = model.get_submodule(name)
-    if not isinstance(attn, nn.MultiheadAttention) or attn.in_proj_weight is None:
+    if not isinstance(attn, nn.MultiheadAttention):
+        return prune_hand_heads(model, name, remove, fold)
+    if attn.in_proj_weight is None:
         raise ValueError(f"{name!r} is not an nn.MultiheadAttention with a packed in_proj_weight")
     heads, d = _shape(attn)
     keep = [i for i in range(heads) if i not in set(remove)]

@@ -14,6 +14,8 @@ A family holds, for each layer it touches, the dimension its channels index:
 * ``nn.MultiheadAttention``: its unit is the head (see :mod:`lightning_compress.surgery.heads`); the width
   it reads and writes (a transformer's residual stream) is one family across every block, with the
   input projection's columns and the output projection's rows (see :mod:`lightning_compress.surgery.width`).
+  Attention written by hand (separate q/k/v Linears or a packed ``qkv``) loses whole heads too
+  (:mod:`lightning_compress.surgery.attention`); its q/k/v channels are never grouped one by one.
 * Normalizations (``BatchNorm``, 1-d ``LayerNorm``, ``GroupNorm``): ``weight`` and ``bias`` go with the
   producer. A family reaching a feature normalization other than an affine LayerNorm over exactly its
   channels is left out (:mod:`lightning_compress.surgery.norms`).

@@ -196,7 +196,7 @@ def remove_width(
         >>> remove_width(model, width, [0, 5])
         [{'kind': 'prune_width', 'module': 'blocks.0.linear2', 'idxs': [0, 5]}]
         >>> model.pos.shape, model.blocks[0].self_attn.embed_dim, model.blocks[0].norm1
-        (torch.Size([1, 16, 30]), 30, PrunedLayerNorm((30,), eps=1e-05, elementwise_affine=True, full_width=32))
+        (torch.Size([1, 16, 30]), 30, PrunedLayerNorm((30,), eps=1e-05, elementwise_affine=True, bias=True, full_width=32))
     """
     idxs = sorted({int(i) for i in (remove.tolist() if isinstance(remove, torch.Tensor) else remove)})
     if not idxs:
