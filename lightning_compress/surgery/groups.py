@@ -144,33 +144,15 @@ def _slices_of(
     layer: nn.Module, name: str, outgoing: bool, idxs: Sequence[int], roots: Sequence[int]
 ) -> list[Slice]:
     out = []
-    for param, dim in param_specs(layer, name, outgoing):
-        tensor = getattr(layer, param, None)
+    for path, dim in param_specs(layer, name, outgoing):
+        child, _, param = path.rpartition(".")  # "out_proj.weight": a child's parameter
+        tensor = getattr(layer.get_submodule(child), param, None)
         if not isinstance(tensor, torch.Tensor):
             continue
         index, root = _as_index(idxs, roots, tensor.shape[dim])
-        out.append(Slice(name, param, dim, index, root, incoming=not outgoing))
-    return out
-
-
-def _attention_slices(
-    layer: nn.MultiheadAttention, name: str, idxs: Sequence[int], roots: Sequence[int]
-) -> list[Slice]:
-    """An attention layer in a width family: its input projection's columns, its output's rows."""
-    if layer.in_proj_weight is None or layer.bias_k is not None:
-        raise NotGroupable(
-            f"the embedding width of attention {name!r} (separate q/k/v, or bias_kv) is not grouped"
+        out.append(
+            Slice(f"{name}.{child}" if child else name, param, dim, index, root, incoming=not outgoing)
         )
-    out = []
-    for module, param, dim, incoming in (
-        (name, "in_proj_weight", 1, False),
-        (f"{name}.out_proj", "weight", 0, True),
-        (f"{name}.out_proj", "bias", 0, True),
-    ):
-        tensor = getattr(layer if module == name else layer.out_proj, param)
-        if isinstance(tensor, torch.Tensor):
-            index, root = _as_index(idxs, roots, tensor.shape[dim])
-            out.append(Slice(module, param, dim, index, root, incoming))
     return out
 
 
@@ -238,9 +220,10 @@ def find_groups(
                 if isinstance(layer, nn.MultiheadAttention):  # reads and writes the family's width
                     has_consumer = True
                     producers.append(names[layer])
-                    slices.extend(
-                        _attention_slices(layer, names[layer], list(item.idxs), list(item.root_idxs))
-                    )
+                    for side in (False, True):  # one item for both: it writes the width and reads it
+                        slices.extend(
+                            _slices_of(layer, names[layer], side, list(item.idxs), list(item.root_idxs))
+                        )
                     continue
                 # Norms and depthwise convs have one function for both directions: they go with the producer.
                 outgoing = not isinstance(layer, _NORMS) and not is_depthwise(layer)

@@ -71,7 +71,8 @@ def channel_blocks(layer: nn.Module) -> int:
 
 
 def param_specs(layer: nn.Module, name: str, outgoing: bool) -> list[tuple[str, int]]:
-    """``(parameter, dim)`` pairs of ``layer`` that a family of its output (or input, ``outgoing``) channels holds.
+    """``(parameter, dim)`` pairs of ``layer`` that a family of its output (or input, ``outgoing``) channels holds
+    (a child's parameter as ``"child.param"``).
 
     Raises :class:`NotGroupable` for a family that cannot be removed channel by channel, and
     ``ValueError`` for a layer kind this library does not know.
@@ -81,9 +82,15 @@ def param_specs(layer: nn.Module, name: str, outgoing: bool) -> list[tuple[str, 
         [('weight', 1), ('bias', 0)]
         >>> param_specs(nn.Conv2d(6, 6, 3, groups=6), "dw", outgoing=True)
         [('weight', 0), ('bias', 0)]
+        >>> param_specs(nn.MultiheadAttention(8, 2), "attn", outgoing=False)
+        [('out_proj.weight', 0), ('out_proj.bias', 0)]
     """
     if isinstance(layer, nn.MultiheadAttention):
-        raise NotGroupable(f"the embedding width of attention {name!r} is not grouped (its heads are)")
+        if layer.in_proj_weight is None or layer.bias_k is not None:
+            raise NotGroupable(
+                f"the embedding width of attention {name!r} (separate q/k/v, or bias_kv) is not grouped"
+            )
+        return [("in_proj_weight", 1)] if outgoing else [("out_proj.weight", 0), ("out_proj.bias", 0)]
     if isinstance(layer, nn.modules.conv._ConvNd):
         if is_depthwise(layer):
             return [("weight", 0), ("bias", 0)]  # channel c in is channel c out: always the incoming side
