@@ -24,7 +24,14 @@ def main(out: str, method: str = "group_sparsity") -> None:
         torch.randn(128, 1, 28, 28, generator=gen), torch.randint(0, 10, (128,), generator=gen)
     )
     module = Classifier("lenet300_100", model_kwargs={"hidden": [32, 16]}, lr=0.1)
+    if method == "transformer":  # heads, MLP units and the residual width, removed under DDP
+        small = {"dim": 16, "depth": 2, "heads": 4, "mlp": 32}
+        module = Classifier("transformer_small", model_kwargs=small, optimizer="adamw", lr=3e-3)
     callbacks: dict[str, list[pl.Callback]] = {
+        "transformer": [
+            GroupSparsity(50.0, keep_ratio=0.5, log_effective_size=False),
+            StructuredPruning(epochs=[0, 1]),
+        ],
         "group_sparsity": [
             GroupSparsity(0.05, log_effective_size=False),
             StructuredPruning(epochs=[0, 1], min_width=4),
@@ -53,6 +60,10 @@ def main(out: str, method: str = "group_sparsity") -> None:
     )
     trainer.fit(module, DataLoader(data, batch_size=16))
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    if method == "transformer":
+        torch.save({"state": state, "history": get_history(module)}, f"{out}/rank{trainer.global_rank}.pt")
+        close_process_group(trainer)
+        return
     # activation statistics over each rank's own shard: reduced, every rank must hold the sum of both
     shard = data.tensors[0][trainer.global_rank :: 2]
     # split layers: their first half

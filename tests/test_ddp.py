@@ -55,3 +55,24 @@ def test_two_process_ddp_low_rank_split_agrees(tmp_path: Path, method: str) -> N
     assert rank0["state"].keys() == rank1["state"].keys() and "model.1.0.weight" in rank0["state"]
     for key, value in rank0["state"].items():
         assert torch.equal(value, rank1["state"][key]), key
+
+
+def test_two_process_ddp_removes_heads_units_and_residual_width_alike(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPT.parents[1])}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path), "transformer"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    start = max(proc.stderr.find("Traceback"), proc.stderr.find("Fatal Python error"))
+    assert proc.returncode == 0, proc.stderr[start : start + 4000] if start >= 0 else proc.stderr[-4000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert rank0["history"] == rank1["history"]
+    assert {"prune", "prune_heads", "prune_width"} <= {r["kind"] for r in rank0["history"]}
+    assert rank0["state"]["model.pos"].shape[-1] == 8  # half of the width of 16
+    assert rank0["state"].keys() == rank1["state"].keys()
+    for key, value in rank0["state"].items():
+        assert torch.equal(value, rank1["state"][key]), key
