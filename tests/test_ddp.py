@@ -11,15 +11,25 @@ import torch
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 
 
-def test_two_process_ddp_prox_and_prune_agree(tmp_path: Path) -> None:
+def _run_ranks(tmp_path: Path, *args: str) -> tuple[dict, dict]:
+    """Run the two-rank script with ``args``; what rank 0 and rank 1 saved."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPT.parents[1])}
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, str(SCRIPT), str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     start = max(proc.stderr.find("Traceback"), proc.stderr.find("Fatal Python error"))
     assert proc.returncode == 0, proc.stderr[start : start + 4000] if start >= 0 else proc.stderr[-4000:]
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    return rank0, rank1
+
+
+def test_two_process_ddp_prox_and_prune_agree(tmp_path: Path) -> None:
+    rank0, rank1 = _run_ranks(tmp_path)
     assert rank0["history"] == rank1["history"] and rank0["history"], "both ranks pruned the same groups"
     assert rank0["state"]["model.1.weight"].shape[0] < 32
     assert rank0["state"].keys() == rank1["state"].keys()
@@ -36,18 +46,7 @@ def test_two_process_ddp_prox_and_prune_agree(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("method", ["low_rank", "dalr"])
 def test_two_process_ddp_low_rank_split_agrees(tmp_path: Path, method: str) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPT.parents[1])}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path), method],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    start = max(proc.stderr.find("Traceback"), proc.stderr.find("Fatal Python error"))
-    assert proc.returncode == 0, proc.stderr[start : start + 4000] if start >= 0 else proc.stderr[-4000:]
-    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    rank0, rank1 = _run_ranks(tmp_path, method)
     factorized = [r for r in rank0["history"] if r["kind"] == "factorize"]
     assert factorized and rank0["history"] == rank1["history"], (
         "both ranks split the same layers at the same ranks"
@@ -58,18 +57,7 @@ def test_two_process_ddp_low_rank_split_agrees(tmp_path: Path, method: str) -> N
 
 
 def test_two_process_ddp_removes_heads_units_and_residual_width_alike(tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPT.parents[1])}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path), "transformer"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    start = max(proc.stderr.find("Traceback"), proc.stderr.find("Fatal Python error"))
-    assert proc.returncode == 0, proc.stderr[start : start + 4000] if start >= 0 else proc.stderr[-4000:]
-    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    rank0, rank1 = _run_ranks(tmp_path, "transformer")
     assert rank0["history"] == rank1["history"]
     assert {"prune", "prune_heads", "prune_width"} <= {r["kind"] for r in rank0["history"]}
     assert rank0["state"]["model.pos"].shape[-1] == 8  # half of the width of 16

@@ -116,6 +116,12 @@ class NeuronGroups:
         """The live parameters behind :meth:`pieces`, in the same order."""
         return [getattr(model.get_submodule(s.module), s.param) for s in self.selected(model, mode)]
 
+    def positions(self, sl: Slice, groups: torch.Tensor) -> torch.Tensor:
+        """Where groups ``groups`` lie along ``sl.dim`` of the slice's parameter."""
+        roots = sl.root if sl.root is not None else torch.arange(self.num_groups)
+        positions = sl.index if sl.index is not None else torch.arange(len(roots))
+        return positions[torch.isin(roots, groups)]
+
     def selected(self, model: nn.Module, mode: str = "incoming") -> list[Slice]:
         """The slices of ``mode``'s groups; ``"bn"`` falls back to ``"incoming"`` where a producer has no BatchNorm."""
         mode = GroupMode(mode)

@@ -10,10 +10,9 @@ import torch
 from torch import nn
 
 from lightning_compress.surgery.activations import capture_inputs
-from lightning_compress.surgery.groups import _NORMS, NeuronGroups, build_dependency_graph
+from lightning_compress.surgery.groups import NeuronGroups, build_dependency_graph
 from lightning_compress.surgery.heads import HEADS_SUFFIX, remove_heads
 from lightning_compress.surgery.history import append_history
-from lightning_compress.surgery.layer_kinds import is_depthwise
 from lightning_compress.surgery.optimizer import rebind_by_name
 from lightning_compress.surgery.width import is_width_family, remove_width
 
@@ -42,11 +41,7 @@ def _fold_constants(
     inputs = capture_inputs(model, [s.module for _, s in outgoing], example_inputs)
     for family, sl in outgoing:
         layer = model.get_submodule(sl.module)
-        removed = remove[family.name]
-        roots = sl.root if sl.root is not None else torch.arange(family.num_groups)
-        positions = sl.index if sl.index is not None else torch.arange(len(roots))
-        mask = torch.isin(roots, removed)
-        pos = positions[mask]
+        pos = family.positions(sl, remove[family.name])
         x = inputs[sl.module][:1]
         if isinstance(layer, nn.Linear):  # features last, whatever the leading (batch, token) dimensions
             const = x.reshape(-1, x.shape[-1])[0, pos]
@@ -60,16 +55,6 @@ def _fold_constants(
             continue
         kept_w = weight.index_select(1, pos.to(weight.device))
         bias.add_(kept_w.reshape(kept_w.shape[0], len(pos), -1).sum(2) @ const.to(weight.dtype))
-
-
-def _state_dim(layer: nn.Module, param: str, out_fn: bool) -> int | None:
-    """The dimension of ``layer.param`` that a pruning of its output (``out_fn``) or input channels slices."""
-    if isinstance(layer, _NORMS) or is_depthwise(layer):
-        return 0
-    transposed = isinstance(layer, nn.modules.conv._ConvNd) and layer.transposed
-    if param == "bias":
-        return 0 if out_fn else None
-    return int(out_fn == transposed)
 
 
 def _prune_with_graph(model: nn.Module, graph: Any, name: str, idxs: Sequence[int]) -> Any:
@@ -152,35 +137,18 @@ def _remove_channels(
     old_params = dict(model.named_parameters())
     shapes = {n: p.shape for n, p in old_params.items()}
     graph = build_dependency_graph(model, example_inputs)
-    removed: dict[str, dict[int, set[int]]] = {}
+    by_name = {f.name: f for f in families}
+    kept: dict[str, dict[int, torch.Tensor]] = {}  # the optimizer state to keep, from the families' slices
     records = []
-    module_names = {m: n for n, m in model.named_modules()}
     for name, index in todo.items():
-        group = _prune_with_graph(model, graph, name, index.tolist())
-        for item in group:
-            layer = item.dep.layer
-            if not isinstance(layer, nn.Module):
-                continue
-            lname = module_names.get(layer)
-            if lname is None:
-                continue
-            out_fn = graph.is_out_channel_pruning_fn(item.dep.pruning_fn)
-            for pname, _ in layer.named_parameters(recurse=False):
-                dim = _state_dim(layer, pname, out_fn)
-                if dim is None:
-                    continue
-                removed.setdefault(f"{lname}.{pname}" if lname else pname, {}).setdefault(dim, set()).update(
-                    int(i) for i in item.idxs
-                )
+        family = by_name[name]
+        for sl in family.slices:
+            full = f"{sl.module}.{sl.param}" if sl.module else sl.param
+            gone = set(family.positions(sl, index).tolist())
+            size = shapes[full][sl.dim]
+            kept.setdefault(full, {})[sl.dim] = torch.tensor([i for i in range(size) if i not in gone])
+        _prune_with_graph(model, graph, name, index.tolist())
         records.append({"kind": "prune", "module": name, "idxs": index.tolist()})
-    kept = {
-        pname: {
-            dim: torch.tensor([i for i in range(shapes[pname][dim]) if i not in gone], dtype=torch.long)
-            for dim, gone in dims.items()
-        }
-        for pname, dims in removed.items()
-        if pname in shapes
-    }
     new_params = dict(model.named_parameters())
     for optimizer in optimizers:
         rebind_by_name(optimizer, old_params, new_params, kept)

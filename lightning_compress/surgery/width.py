@@ -132,12 +132,6 @@ def _convert(model: nn.Module, family: NeuronGroups) -> None:
             _prune(model, name, [], fold=False)
 
 
-def _gone(family: NeuronGroups, sl: Any, removed: torch.Tensor) -> torch.Tensor:
-    roots = sl.root if sl.root is not None else torch.arange(family.num_groups)
-    positions = sl.index if sl.index is not None else torch.arange(len(roots))
-    return positions[torch.isin(roots, removed)]
-
-
 def _fix_attributes(layer: nn.Module) -> None:
     """Set a layer's size attributes from its (sliced) parameters."""
     weight = getattr(layer, "weight", None)
@@ -165,7 +159,7 @@ def _slice(
     for sl in family.slices:
         layer = model.get_submodule(sl.module)
         tensor = getattr(layer, sl.param)
-        gone = set(_gone(family, sl, removed).tolist())
+        gone = set(family.positions(sl, removed).tolist())
         keep = torch.tensor([i for i in range(tensor.shape[sl.dim]) if i not in gone], dtype=torch.long)
         setattr(layer, sl.param, nn.Parameter(tensor.data.index_select(sl.dim, keep.to(tensor.device))))
         full = f"{sl.module}.{sl.param}" if sl.module else sl.param
