@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -14,7 +13,7 @@ import lightning_compress.data.datamodule as datamodule
 from lightning_compress.data import FashionMNISTDataModule
 from lightning_compress.models import Classifier
 from lightning_compress.sweep.schema import EarlyStopConfig
-from lightning_compress.sweep.trial import TrialGuard
+from lightning_compress.sweep.trial import StopFlag, TrialGuard
 from tests.conftest import make_idx_set
 
 
@@ -58,7 +57,7 @@ def test_no_step_values_unless_asked(tiny_idx_dir: Path) -> None:
 
 
 def test_trial_guard_stops_a_diverged_loss_from_the_step_output() -> None:
-    guard = TrialGuard(EarlyStopConfig(), threading.Event(), check_every=1)
+    guard = TrialGuard(EarlyStopConfig(), StopFlag(), check_every=1)
     trainer = pl.Trainer(logger=False, enable_checkpointing=False)
     module = pl.LightningModule()
     guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(0.5)}, None, 0)

@@ -177,6 +177,37 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tiny_idx_dir: Path, tmp_pa
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
 
 
+_STOP_CHILD = """
+import time
+from lightning_compress.sweep.worker import stop_on_signals
+stop = stop_on_signals()
+print("ready", flush=True)
+end = time.monotonic() + 1.5
+while time.monotonic() < end:
+    stop.set()  # what the handler does: a burst of SIGINTs lands inside it
+print("stopped" if stop.is_set() else "not set", flush=True)
+"""
+
+
+def test_stop_flag_survives_a_burst_of_ctrl_c() -> None:
+    # SIGINT reaches a worker twice (the terminal's process group, then the coordinator forwarding it);
+    # with a lock in the handler a second signal inside the first handler hung the worker for good
+    for _ in range(3):
+        child = subprocess.Popen(
+            [sys.executable, "-c", _STOP_CHILD], env=_env(), stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        for _ in range(200):
+            os.kill(child.pid, signal.SIGINT)
+        try:
+            out, _ = child.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            pytest.fail("the worker's stop handler deadlocked under repeated SIGINT")
+        assert child.returncode == 0 and out.strip() == "stopped"
+
+
 def test_ctrl_c_stops_cleanly_and_resumes(tiny_idx_dir: Path, tmp_path: Path) -> None:
     sweep = write_sweep(
         tmp_path, tiny_idx_dir, n_trials=2, epochs=200

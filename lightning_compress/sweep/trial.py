@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,48 @@ from lightning_compress.sweep.schema import EarlyStopConfig, SweepConfig
 from lightning_compress.sweep.space import suggest_overrides
 from lightning_compress.sweep.tracking import finish_trial_logger, trial_logger
 
-__all__ = ["Interrupted", "run_trial"]
+__all__ = ["Interrupted", "StopFlag", "run_trial"]
 
 
 class Interrupted(Exception):
     """The worker was asked to stop (Ctrl-C) while this trial trained."""
+
+
+class StopFlag:
+    """A stop request that signal handlers may raise at any moment, also twice in a row.
+
+    :meth:`set` takes no lock (``threading.Event.set`` does: a second Ctrl-C arriving while the handler of
+    the first is inside it would wait forever on the lock its own thread holds). :meth:`wait` polls
+    every ``poll`` seconds.
+
+    Example:
+        >>> stop = StopFlag()
+        >>> stop.wait(0.01), stop.is_set()
+        (False, False)
+        >>> stop.set(); stop.set()
+        >>> stop.is_set(), stop.wait(10.0)
+        (True, True)
+    """
+
+    def __init__(self, poll: float = 0.05) -> None:
+        self._flag = False
+        self.poll = poll
+
+    def set(self) -> None:
+        self._flag = True
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until the flag is set or ``timeout`` seconds pass; returns whether it is set."""
+        deadline = time.monotonic() + timeout
+        while not self._flag:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(self.poll, left))
+        return True
 
 
 class TrialGuard(Callback):
@@ -31,7 +68,7 @@ class TrialGuard(Callback):
     def __init__(
         self,
         rule: EarlyStopConfig,
-        stop: threading.Event,
+        stop: StopFlag,
         check_every: int = 50,
         report: Callable[[int, float], None] | None = None,
     ) -> None:
@@ -88,7 +125,7 @@ def set_floor_constraint(trial: optuna.Trial, value: float) -> None:
 
 
 def run_trial(
-    trial: optuna.Trial, cfg: SweepConfig, base: Path, sweep_dir: Path, stop: threading.Event
+    trial: optuna.Trial, cfg: SweepConfig, base: Path, sweep_dir: Path, stop: StopFlag
 ) -> tuple[float, float]:
     """Train one point of the space; returns ``(size, val_acc)`` and records everything as user attributes.
 

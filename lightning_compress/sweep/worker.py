@@ -27,9 +27,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lightning_compress._logging import hide_lightning_tips
 from lightning_compress.sweep import STORAGE_ENV
-from lightning_compress.sweep.trial import Interrupted, run_trial
+from lightning_compress.sweep.trial import Interrupted, StopFlag, run_trial
 
-__all__ = ["STORAGE_ENV", "count_done", "reclaim_stale_trials", "run_worker", "work"]
+__all__ = ["STORAGE_ENV", "count_done", "reclaim_stale_trials", "run_worker", "stop_on_signals", "work"]
 
 EXIT_INTERRUPTED = 130
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -99,7 +99,25 @@ def _slot_free(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
     return len(ahead) < n_trials
 
 
-def _stop_with_parent(stop: threading.Event, interval: float = 1.0) -> None:
+def stop_on_signals() -> StopFlag:
+    """A :class:`StopFlag` set by Ctrl-C (SIGINT, once or many times), SIGTERM and the parent-death SIGUSR2.
+
+    Example:
+        >>> import os, signal
+        >>> previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
+        >>> stop = stop_on_signals()
+        >>> os.kill(os.getpid(), signal.SIGINT); stop.wait(5.0)
+        True
+        >>> for s, handler in previous.items():
+        ...     _ = signal.signal(s, handler)
+    """
+    stop = StopFlag()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _stop_with_parent(stop: StopFlag, interval: float = 1.0) -> None:
     """Stop this worker (its trial ends cleanly, failed and queued again) when the process that started
     it dies: a parent-death signal on Linux, and a watchdog on the parent's pid everywhere."""
     parent = os.getppid()
@@ -136,10 +154,7 @@ def work(sweep_path: str, overrides: list[str], storage_url: str, n_trials: int,
     started = len(optuna.load_study(study_name=cfg.name, storage=storage).get_trials(deepcopy=False))
     sampler = make_sampler(cfg, worker_index, started)
     study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGUSR2, lambda *_: stop.set())
+    stop = stop_on_signals()
     _stop_with_parent(stop)
     failures = 0
     while not stop.is_set():
