@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.hooks import RemovableHandle
 
-from lightning_compress._checks import ArgumentError, check_choice
+from lightning_compress._checks import ArgumentError, check_choice, check_int
 from lightning_compress.callbacks._common import TracingCallback, example_inputs, has_example
 from lightning_compress.regularizers import Regularizer
 
@@ -36,12 +36,6 @@ class ProxSchedule(str, Enum):
 
 ProxScheduleName = Literal["step", "epoch", "subgradient"]
 """The values of :class:`ProxSchedule`, for signatures that command-line parsers read (``Literal`` choices)."""
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ArgumentError(name, f"{name} must be an int >= {minimum}, got {name}={value!r}")
-    return value
 
 
 class ProximalCallback(TracingCallback):
@@ -68,9 +62,9 @@ class ProximalCallback(TracingCallback):
     ) -> None:
         self.example_input = example_input
         self.schedule = check_choice(ProxSchedule, schedule, "schedule")
-        self.every_n_steps = _check_int(every_n_steps, "every_n_steps", 1)
-        self.warmup_epochs = _check_int(warmup_epochs, "warmup_epochs", 0)
-        self.ramp_epochs = _check_int(ramp_epochs, "ramp_epochs", 0)
+        self.every_n_steps = check_int(every_n_steps, "every_n_steps", 1)
+        self.warmup_epochs = check_int(warmup_epochs, "warmup_epochs", 0)
+        self.ramp_epochs = check_int(ramp_epochs, "ramp_epochs", 0)
         if stop_epoch is not None and (
             isinstance(stop_epoch, bool) or not isinstance(stop_epoch, int) or stop_epoch <= warmup_epochs
         ):

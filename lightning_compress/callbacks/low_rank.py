@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_compress._checks import ArgumentError
+from lightning_compress._checks import ArgumentError, check_int, check_ints
 from lightning_compress.callbacks._common import example_inputs
 from lightning_compress.callbacks._proximal import ProximalCallback, ProxSchedule, ProxScheduleName
 from lightning_compress.callbacks._shape_change import change_shape
@@ -106,17 +106,8 @@ class LowRank(ProximalCallback):
             exclude=exclude,
             randomized_svd=randomized_svd,
         )
-        if any(isinstance(e, bool) or not isinstance(e, int) or e < 0 for e in split_epochs):
-            raise ArgumentError("split_epochs", f"split_epochs must be ints >= 0, got {split_epochs=}")
-        if split_every_n_epochs is not None and (
-            isinstance(split_every_n_epochs, bool)
-            or not isinstance(split_every_n_epochs, int)
-            or split_every_n_epochs < 1
-        ):
-            raise ArgumentError(
-                "split_every_n_epochs",
-                f"split_every_n_epochs must be an int >= 1, got {split_every_n_epochs=}",
-            )
+        self.split_epochs = check_ints(split_epochs, "split_epochs", 0)
+        self.split_every_n_epochs = check_int(split_every_n_epochs, "split_every_n_epochs", 1, optional=True)
         if energy is not None and not 0 < energy <= 1:
             raise ArgumentError("energy", f"energy must be in (0, 1], got {energy=}")
         if param_ratio is not None and not 0 < param_ratio < 1:
@@ -125,15 +116,11 @@ class LowRank(ProximalCallback):
             raise ArgumentError("param_ratio", "give at most one of energy and param_ratio")
         if not 0 <= rel_tol < 1:
             raise ArgumentError("rel_tol", f"rel_tol must be in [0, 1), got {rel_tol=}")
-        self.split_epochs = sorted(set(split_epochs))
-        self.split_every_n_epochs = split_every_n_epochs
         self.split_at_fit_end = split_at_fit_end
         self.energy = energy
         self.param_ratio = param_ratio
-        if isinstance(speed_batch, bool) or not isinstance(speed_batch, int) or speed_batch < 1:
-            raise ArgumentError("speed_batch", f"speed_batch must be an int >= 1, got {speed_batch=}")
         self.only_if_faster = only_if_faster
-        self.speed_batch = speed_batch
+        self.speed_batch = check_int(speed_batch, "speed_batch", 1)
         self.rel_tol = float(rel_tol)
 
     @property

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_compress._checks import ArgumentError, check_choice
+from lightning_compress._checks import ArgumentError, check_choice, check_int
 from lightning_compress._compat import rewrap_ddp
 from lightning_compress.callbacks._common import TracingCallback, remember_example
 from lightning_compress.surgery import (
@@ -18,14 +18,15 @@ from lightning_compress.surgery import (
     LayerResult,
     LayerSelector,
     LowRankMethod,
-    check_rules,
+    RankRule,
+    check_ridge,
     compress_low_rank,
 )
 from lightning_compress.surgery.rank_rules import CalibrationOrderName, LowRankMethodName
 
 __all__ = ["LowRankCompression"]
 
-DataSource = str | Callable[[pl.Trainer], Iterable[Any]]
+DataSource = Literal["train", "val"] | Callable[[pl.Trainer], Iterable[Any]]
 
 
 class LowRankCompression(TracingCallback):
@@ -84,19 +85,16 @@ class LowRankCompression(TracingCallback):
         self.example_input = example_input
         self.method = check_choice(LowRankMethod, method, "method")
         self.order = check_choice(CalibrationOrder, order, "order")
-        rules = {"params": params, "macs": macs, "rank": rank, "energy": energy, "param_ratio": param_ratio}
-        check_rules(**rules, ridge=ridge)  # the same checks as compress_low_rank, before any training
-        self.rules: dict[str, Any] = {k: v for k, v in rules.items() if v is not None}
-        if at_epoch is not None and (
-            isinstance(at_epoch, bool) or not isinstance(at_epoch, int) or at_epoch < 0
-        ):
-            raise ArgumentError("at_epoch", f"at_epoch must be an int >= 0 or None, got {at_epoch!r}")
+        # the same checks as compress_low_rank, before any training
+        self.rule = RankRule(params=params, macs=macs, rank=rank, energy=energy, param_ratio=param_ratio)
+        check_ridge(ridge)
+        self.rules: dict[str, Any] = self.rule.given
+        check_int(at_epoch, "at_epoch", 0, optional=True)
         if not callable(data) and data not in ("train", "val"):
             raise ArgumentError(
                 "data", f"data must be 'train', 'val' or a function of the trainer, got {data!r}"
             )
-        if max_batches is not None and max_batches < 1:
-            raise ArgumentError("max_batches", f"max_batches must be >= 1, got {max_batches!r}")
+        check_int(max_batches, "max_batches", 1, optional=True)
         self.include, self.exclude, self.ridge = include, exclude, ridge
         self.at_epoch, self.data, self.max_batches = at_epoch, data, max_batches
         self.done = False

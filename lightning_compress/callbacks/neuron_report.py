@@ -7,7 +7,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_compress._checks import ArgumentError, check_nonneg
+from lightning_compress._checks import check_int, check_nonneg
 from lightning_compress.callbacks._common import TracingCallback, example_inputs
 from lightning_compress.surgery.report import format_neuron_report, neuron_report
 
@@ -20,8 +20,12 @@ class NeuronReport(TracingCallback):
 
     A neuron is near zero when the norm of its incoming group is at most ``relative_threshold`` times the
     largest in its layer. Yaguchi et al. (2018) observe many such neurons after Adam with L2 on ReLU nets;
-    :class:`StructuredPruning` with the same ``relative_threshold`` removes them. ``example_input``: as
-    for :class:`StructuredPruning`.
+    :class:`StructuredPruning` with the same ``relative_threshold`` removes them.
+
+    Args:
+        relative_threshold: Near zero: a group norm at most this times the largest of its layer.
+        every_n_epochs: Report every N epochs (and at fit end).
+        example_input: As for :class:`StructuredPruning`.
 
     Example:
         >>> NeuronReport(relative_threshold=1e-3).relative_threshold
@@ -33,10 +37,7 @@ class NeuronReport(TracingCallback):
     ) -> None:
         self.example_input = example_input
         check_nonneg(relative_threshold, "relative_threshold")
-        if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
-            raise ArgumentError(
-                "every_n_epochs", f"every_n_epochs must be an int >= 1, got {every_n_epochs=}"
-            )
+        check_int(every_n_epochs, "every_n_epochs", 1)
         self.relative_threshold = relative_threshold
         self.every_n_epochs = every_n_epochs
 

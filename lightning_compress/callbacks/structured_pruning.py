@@ -8,7 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from lightning_compress._checks import ArgumentError, check_choice, check_nonneg
+from lightning_compress._checks import ArgumentError, check_choice, check_int, check_ints, check_nonneg
 from lightning_compress.callbacks._common import TracingCallback, example_inputs
 from lightning_compress.callbacks._shape_change import change_shape
 from lightning_compress.callbacks.group_sparsity import GroupSparsity
@@ -78,20 +78,15 @@ class StructuredPruning(TracingCallback):
         example_input: Any = None,
     ) -> None:
         self.example_input = example_input
-        if any(not isinstance(e, int) or e < 0 for e in epochs):
-            raise ArgumentError("epochs", f"epochs must be ints >= 0, got {epochs=}")
-        if every_n_epochs is not None and (not isinstance(every_n_epochs, int) or every_n_epochs < 1):
-            raise ArgumentError(
-                "every_n_epochs", f"every_n_epochs must be an int >= 1, got {every_n_epochs=}"
-            )
+        epochs = check_ints(epochs, "epochs", 0)
+        every_n_epochs = check_int(every_n_epochs, "every_n_epochs", 1, optional=True)
         check_nonneg(threshold, "threshold")
         check_nonneg(relative_threshold, "relative_threshold")
         if relative_threshold >= 1:
             raise ArgumentError(
                 "relative_threshold", f"relative_threshold must be < 1, got {relative_threshold=}"
             )
-        if not isinstance(min_width, int) or min_width < 1:
-            raise ArgumentError("min_width", f"min_width must be an int >= 1, got {min_width=}")
+        check_int(min_width, "min_width", 1)
         check_selectors(include, exclude)
         if isinstance(input_layers, str):
             raise ArgumentError(

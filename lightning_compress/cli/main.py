@@ -69,23 +69,18 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compress(args: argparse.Namespace) -> int:
+    from lightning_compress.cli.parser import COMPRESS_OPTIONS
     from lightning_compress.run import compress_checkpoint
+    from lightning_compress.surgery import RANK_RULES
 
-    rules = {k: getattr(args, k) for k in ("params", "macs", "rank", "energy", "param_ratio")}
+    options = {k: getattr(args, k) for k in (*COMPRESS_OPTIONS, *RANK_RULES)}
     summary = compress_checkpoint(
         args.checkpoint,
         args.out,
         config=args.config,
         finetune_epochs=args.finetune_epochs,
         finetune_lr=args.finetune_lr,
-        calibration=args.calibration,
-        method=args.method,
-        include=args.include,
-        exclude=args.exclude,
-        ridge=args.ridge,
-        order=args.order,
-        max_batches=args.max_batches,
-        **{k: v for k, v in rules.items() if v is not None},
+        **options,
     )
     print(json.dumps({k: v for k, v in summary.items() if k != "layers"}, indent=2))
     return 0
@@ -124,7 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["train", "configs/no_such_config.yaml"])  # prints the error line on stderr
         2
     """
-    args = build_parser().parse_args(argv)  # --help and --version answer before the heavy imports
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(derived=command == "compress").parse_args(
+        argv
+    )  # --help and --version answer before the heavy imports
     hide_lightning_tips()
     from lightning_compress.config import ConfigError
 

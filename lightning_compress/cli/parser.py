@@ -27,8 +27,27 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMPRESS_OPTIONS = ("method", "include", "exclude", "ridge", "order", "data", "max_batches")
+"""The ``LowRankCompression`` arguments that ``compress`` takes as flags, beside the rank rule's."""
+
+
+def _compress_flags(compress: argparse.ArgumentParser) -> None:
+    """``compress``'s flags: the ``LowRankCompression`` callback's arguments (names, types, choices,
+    defaults and help from its signature and docstring), one rank rule of them required."""
+    from lightning_compress.callbacks import LowRankCompression
+    from lightning_compress.config.sections import add_flags
+    from lightning_compress.surgery import RANK_RULES
+
+    compress.add_argument("--out", required=True, help="the compressed checkpoint to write")
+    add_flags(compress, LowRankCompression, RANK_RULES, defaults=False, exclusive_required=True)
+    add_flags(compress, LowRankCompression, COMPRESS_OPTIONS)
+
+
+def build_parser(derived: bool = True) -> argparse.ArgumentParser:
     """The ``lightning-compress`` argument parser: one subcommand per entry point.
+
+    ``derived=False`` leaves out the flags derived from the callbacks (no torch import), for commands
+    that do not read them.
 
     Example:
         >>> build_parser().parse_args(["neurons", "final.ckpt"]).relative_threshold
@@ -95,37 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compress.add_argument("checkpoint", help="a checkpoint written by 'train' (final.ckpt or last.ckpt)")
     compress.add_argument(
-        "--method",
-        default="dalr",
-        choices=["dalr", "dalr_bias", "svd", "svd_bias"],
-        help="dalr: on the calibration data; svd: the weights alone; _bias: the bias absorbs the mean error",
-    )
-    rule = compress.add_mutually_exclusive_group(required=True)
-    rule.add_argument("--params", type=float, help="budget: share (<= 1) of the layers' weights, or a count")
-    rule.add_argument("--macs", type=float, help="budget: share (<= 1) of the layers' MACs, or a count")
-    rule.add_argument("--rank", type=int, help="one rank for every layer")
-    rule.add_argument("--energy", type=float, help="per layer: share of the output energy kept")
-    rule.add_argument("--param-ratio", type=float, help="per layer: share of its weights kept")
-    compress.add_argument("--out", required=True, help="the compressed checkpoint to write")
-    compress.add_argument(
         "--config", default=None, help="the run config (default: the run folder's config.yaml)"
     )
-    compress.add_argument("--include", nargs="+", default=None, help="layer name patterns to compress")
-    compress.add_argument("--exclude", nargs="+", default=[], help="layer name patterns never compressed")
-    compress.add_argument("--ridge", type=float, default=0.0, help="DALR ridge, relative to the input energy")
-    compress.add_argument(
-        "--order",
-        default="original",
-        choices=["original", "sequential", "corrected"],
-        help="which inputs calibrate each layer",
-    )
-    compress.add_argument(
-        "--calibration",
-        default="val",
-        choices=["val", "train"],
-        help="the split that calibrates (val: held apart from test)",
-    )
-    compress.add_argument("--max-batches", type=int, default=None, help="calibration batches per pass")
+    if derived:
+        _compress_flags(compress)
+    else:  # the callback's flags need torch and Lightning: left out when another command runs
+        compress.add_argument("--out", required=True)
     compress.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune after compressing")
     compress.add_argument("--finetune-lr", type=float, default=None, help="learning rate of the fine-tune")
     export = sub.add_parser(

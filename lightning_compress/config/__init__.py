@@ -2,12 +2,18 @@
 
 from lightning_compress.config.build import build_datamodule, build_module, trainer_kwargs
 from lightning_compress.config.errors import ConfigError
-from lightning_compress.config.group_sparsity import GroupSparsityConfig
 from lightning_compress.config.load import find_config, load_config, to_yaml, validate_config
-from lightning_compress.config.low_rank import LowRankConfig
-from lightning_compress.config.methods import METHODS, CompressionConfig, Method, build_callbacks
-from lightning_compress.config.neuron_report import NeuronReportConfig
-from lightning_compress.config.pruning import PruningConfig
+from lightning_compress.config.methods import (
+    METHODS,
+    CompressionConfig,
+    GroupSparsityConfig,
+    LowRankCompressionConfig,
+    LowRankConfig,
+    Method,
+    NeuronReportConfig,
+    PruningConfig,
+    build_callbacks,
+)
 from lightning_compress.config.schema import (
     DataConfig,
     DatasetName,
@@ -29,6 +35,7 @@ __all__ = [
     "DataConfig",
     "DatasetName",
     "GroupSparsityConfig",
+    "LowRankCompressionConfig",
     "LowRankConfig",
     "Method",
     "ModelConfig",

@@ -1,65 +1,88 @@
-"""The compression methods a config can name: one entry each, mapping a section to its schema and builder.
+"""The compression methods a config can name: one entry each, mapping a section to its callback.
 
-A new method is a new file in this package (a dataclass for its section and a function building its
-callbacks from it) plus one entry in :data:`METHODS`. The ``compression`` section's schema is made from
-this table, and a bad value is reported under ``compression.<section>.<argument>``.
+A section's schema is derived from its callback's signature (:func:`~lightning_compress.config.sections.section_schema`):
+a new method is its callback plus one entry in :data:`METHODS`, and a new callback argument is a new key
+with no other edit. The ``compression`` section's schema is made from this table, and a bad value is
+reported under ``compression.<section>.<argument>``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, make_dataclass
+from enum import Enum
 from types import MappingProxyType
 from typing import Any, Optional
 
 from lightning.pytorch.callbacks import Callback
 
 from lightning_compress._checks import ArgumentError
-from lightning_compress.config.errors import ConfigError
-from lightning_compress.config.group_sparsity import GroupSparsityConfig, build_group_sparsity
-from lightning_compress.config.low_rank import LowRankConfig, build_low_rank
-from lightning_compress.config.low_rank_compression import (
-    LowRankCompressionConfig,
-    build_low_rank_compression,
+from lightning_compress.callbacks import (
+    GroupSparsity,
+    LowRank,
+    LowRankCompression,
+    NeuronReport,
+    StructuredPruning,
 )
-from lightning_compress.config.neuron_report import NeuronReportConfig, build_neuron_report
-from lightning_compress.config.pruning import PruningConfig, build_pruning
+from lightning_compress.config.errors import ConfigError
+from lightning_compress.config.sections import section_schema
 
-__all__ = ["METHODS", "CompressionConfig", "Method", "build_callbacks"]
+__all__ = [
+    "METHODS",
+    "CompressionConfig",
+    "GroupSparsityConfig",
+    "LowRankCompressionConfig",
+    "LowRankConfig",
+    "Method",
+    "NeuronReportConfig",
+    "PruningConfig",
+    "build_callbacks",
+]
 
 
 @dataclass(frozen=True)
 class Method:
-    """A compression method's config section: its schema and the callbacks it builds.
+    """A compression method's config section: the callback it builds, its schema derived from the callback.
 
     Example:
         >>> METHODS['pruning'].schema.__name__
         'PruningConfig'
+        >>> METHODS['pruning'].build(METHODS['pruning'].schema(min_width=2))[0].min_width
+        2
     """
 
-    schema: type
-    build: Callable[[Any], list[Callback]]
+    callback: Callable[..., Callback]
     help: str = ""
+    name: str | None = None  # the schema's class name (default: <Callback>Config)
+    schema: type = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schema", section_schema(self.callback, self.name))
+
+    def build(self, section: Any) -> list[Callback]:
+        """The section's callback, from its fields (enums passed as their values)."""
+        kwargs = {k: (v.value if isinstance(v, Enum) else v) for k, v in vars(section).items()}
+        return [self.callback(**kwargs)]
 
 
 # In the order the callbacks must run in (a regularizer before the pruning that removes its zeros).
 METHODS = MappingProxyType(
     {
-        "group_sparsity": Method(
-            GroupSparsityConfig, build_group_sparsity, "zero whole neurons (group lasso)"
-        ),
-        "low_rank": Method(LowRankConfig, build_low_rank, "low-rank weights, layers split in two"),
-        "pruning": Method(PruningConfig, build_pruning, "remove (near-)zero neurons physically"),
+        "group_sparsity": Method(GroupSparsity, "zero whole neurons (group lasso)"),
+        "low_rank": Method(LowRank, "low-rank weights, layers split in two"),
+        "pruning": Method(StructuredPruning, "remove (near-)zero neurons physically", "PruningConfig"),
         "low_rank_compression": Method(
-            LowRankCompressionConfig,
-            build_low_rank_compression,
-            "split trained layers in two on data (DALR, SVD, SVD with bias compensation)",
+            LowRankCompression, "split trained layers in two on data (DALR, SVD, SVD with bias compensation)"
         ),
-        "neuron_report": Method(
-            NeuronReportConfig, build_neuron_report, "log how many neurons are near zero"
-        ),
+        "neuron_report": Method(NeuronReport, "log how many neurons are near zero"),
     }
 )
+
+GroupSparsityConfig: Any = METHODS["group_sparsity"].schema
+LowRankConfig: Any = METHODS["low_rank"].schema
+PruningConfig: Any = METHODS["pruning"].schema
+LowRankCompressionConfig: Any = METHODS["low_rank_compression"].schema
+NeuronReportConfig: Any = METHODS["neuron_report"].schema
 
 CompressionConfig: Any = make_dataclass(
     "CompressionConfig",

@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import torch
 
 from lightning_compress._checks import ArgumentError
-from lightning_compress.callbacks import AtomicCheckpointIO
+from lightning_compress.callbacks import AtomicCheckpointIO, LowRankCompression
 from lightning_compress.config import ConfigError, RunConfig, build_datamodule, load_config
 from lightning_compress.models import Classifier
 from lightning_compress.surgery import compress_low_rank, layer_widths
@@ -71,14 +71,14 @@ def compress_checkpoint(
     overrides: tuple[str, ...] = (),
     finetune_epochs: int = 0,
     finetune_lr: float | None = None,
-    calibration: str = "val",
-    **compress: Any,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Load ``checkpoint``, compress it with :func:`~lightning_compress.surgery.compress_low_rank` on the
-    run's ``calibration`` split (``"val"``: held apart from the test set, or ``"train"``), fine-tune for
-    ``finetune_epochs``, test before and after, and write the compressed checkpoint to ``out``.
+    """Load ``checkpoint``, compress it as :class:`~lightning_compress.callbacks.LowRankCompression` would
+    at fit end, fine-tune for ``finetune_epochs``, test before and after, and write the compressed
+    checkpoint to ``out``.
 
-    ``compress`` holds ``compress_low_rank``'s keyword arguments (``method``, ``params``, ``rank``, ...).
+    ``options`` are the callback's arguments (``method``, a rank rule such as ``params`` or ``rank``,
+    ``data``: the run's ``"train"`` or ``"val"`` split, ...), checked before any work.
     Returns the summary (also written beside ``out`` as ``<out>.json``).
 
     Raises:
@@ -101,8 +101,12 @@ def compress_checkpoint(
     cfg: RunConfig = load_config(config or find_run_config(checkpoint), list(overrides))
     if finetune_epochs < 0:
         raise ConfigError("--finetune-epochs", f"must be >= 0, got {finetune_epochs}")
-    if calibration not in ("val", "train"):
-        raise ConfigError("--calibration", f"must be 'val' or 'train', got {calibration!r}")
+    try:
+        callback = LowRankCompression(**{k: v for k, v in options.items() if v is not None})
+    except ArgumentError as err:
+        raise ConfigError(f"--{err.argument.replace('_', '-')}", str(err)) from None
+    if callable(callback.data):
+        raise ConfigError("--data", "must be 'train' or 'val' here")
     target = Path(out)
     if not target.parent.is_dir():
         raise ConfigError("--out", f"folder not found: {str(target.parent)!r}")
@@ -122,10 +126,21 @@ def compress_checkpoint(
     )
     before = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     size_before = module.size()
-    loader = datamodule.val_dataloader() if calibration == "val" else datamodule.train_dataloader()
+    loader = datamodule.val_dataloader() if callback.data == "val" else datamodule.train_dataloader()
     start = time.perf_counter()
     try:
-        results = compress_low_rank(module, loader, progress=cfg.trainer.enable_progress_bar, **compress)
+        results = compress_low_rank(
+            module,
+            loader,
+            method=callback.method,
+            include=callback.include,
+            exclude=callback.exclude,
+            ridge=callback.ridge,
+            order=callback.order,
+            max_batches=callback.max_batches,
+            progress=cfg.trainer.enable_progress_bar,
+            **callback.rule.given,
+        )
     except ArgumentError as err:
         raise ConfigError(f"--{err.argument.replace('_', '-')}", str(err)) from None
     seconds = time.perf_counter() - start
@@ -145,7 +160,12 @@ def compress_checkpoint(
     summary = {
         "checkpoint": str(checkpoint),
         "out": str(target),
-        "compress": {k: (v.value if hasattr(v, "value") else v) for k, v in compress.items()},
+        "compress": {
+            "method": callback.method.value,
+            **callback.rule.given,
+            "data": callback.data,
+            "order": callback.order.value,
+        },
         "finetune_epochs": finetune_epochs,
         "compress_seconds": round(seconds, 3),
         "test_acc_before": float(before["test/acc"]),

@@ -58,7 +58,7 @@ from lightning_compress.surgery.inputs import INPUTS_SUFFIX, InputSelectLinear, 
 from lightning_compress.surgery.layer_kinds import NotGroupable, channel_blocks, is_depthwise, param_specs
 from lightning_compress.surgery.optimizer import fresh_state, rebind_by_name, rebind_optimizer, slice_state
 from lightning_compress.surgery.prune import remove_groups
-from lightning_compress.surgery.rank_rules import check_rules
+from lightning_compress.surgery.rank_rules import RANK_RULES, RankRule, check_ridge
 from lightning_compress.surgery.registry import MAC_COUNTERS, RECORD_KINDS
 from lightning_compress.surgery.replay import apply_history, enable_history_restore, load_compressed
 from lightning_compress.surgery.report import format_neuron_report, layer_widths, neuron_report
@@ -79,6 +79,7 @@ __all__ = [
     "INPUTS_ATTRIBUTE",
     "INPUTS_SUFFIX",
     "MAC_COUNTERS",
+    "RANK_RULES",
     "RECORD_KINDS",
     "CalibrationOrder",
     "GroupMode",
@@ -92,6 +93,7 @@ __all__ = [
     "NotGroupable",
     "PrunedLayerNorm",
     "PrunedMultiheadAttention",
+    "RankRule",
     "append_history",
     "apply_history",
     "apply_removals",
@@ -99,7 +101,7 @@ __all__ = [
     "build_dependency_graph",
     "capture_inputs",
     "channel_blocks",
-    "check_rules",
+    "check_ridge",
     "check_selectors",
     "compress_low_rank",
     "compress_zero_groups",

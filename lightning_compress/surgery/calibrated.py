@@ -35,8 +35,9 @@ from lightning_compress.surgery.rank_rules import (
     LayerResult,
     LowRankMethod,
     LowRankMethodName,
+    RankRule,
     check_budget,
-    check_rules,
+    check_ridge,
 )
 from lightning_compress.surgery.selectors import LayerSelector, check_selectors, matches, validate_selectors
 
@@ -184,7 +185,8 @@ def compress_low_rank(
     """
     method = check_choice(LowRankMethod, method, "method")
     order = check_choice(CalibrationOrder, order, "order")
-    check_rules(rank=rank, energy=energy, param_ratio=param_ratio, params=params, macs=macs, ridge=ridge)
+    RankRule(params=params, macs=macs, rank=rank, energy=energy, param_ratio=param_ratio)
+    check_ridge(ridge)
     names = low_rank_layers(model, include, exclude)
     shapes = {n: cast(tuple[int, int], tuple(as_matrix(_weight(model, n)).shape)) for n in names}
     budget = check_budget(params, "params", sum(m * n for m, n in shapes.values()))

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, Literal
 
-from lightning_compress._checks import ArgumentError
+from lightning_compress._checks import ArgumentError, check_int
 
-__all__ = ["CalibrationOrder", "LayerResult", "LowRankMethod", "check_budget", "check_rules"]
+__all__ = [
+    "RANK_RULES",
+    "CalibrationOrder",
+    "LayerResult",
+    "LowRankMethod",
+    "RankRule",
+    "check_budget",
+    "check_ridge",
+]
 
 
 class LowRankMethod(str, Enum):
@@ -72,26 +80,64 @@ class LayerResult:
     relative_error: float | None = None
 
 
-def check_rules(**rules: Any) -> None:
-    """Exactly one rank rule (``rank``, ``energy``, ``param_ratio``, ``params``, ``macs``), each in range,
-    and a finite ``ridge >= 0``.
+@dataclass(frozen=True)
+class RankRule:
+    """How ranks are chosen: exactly one of five rules, checked when made.
+
+    The one value type every path that picks ranks uses (:func:`compress_low_rank`, the
+    ``LowRankCompression`` callback, its config section and the ``compress`` command's flags, which are
+    this class's fields).
+
+    Attributes:
+        params: Budget for all compressed layers: a share (<= 1) of their weights or a count.
+        macs: Instead, a budget of their MACs per sample (a share or a count).
+        rank: Instead, one rank for every layer.
+        energy: Instead, per layer the share of the output energy kept.
+        param_ratio: Instead, per layer the share of its weights kept.
 
     Example:
-        >>> check_rules(rank=None, energy=0.9, param_ratio=None, params=None, macs=None, ridge=0.0)
+        >>> RankRule(params=0.1).given
+        {'params': 0.1}
+        >>> RankRule(rank=4, energy=0.9)
+        Traceback (most recent call last):
+        ...
+        lightning_compress._checks.ArgumentError: give exactly one of params, macs, rank, energy, param_ratio, got ['energy', 'rank']
     """
-    ridge = rules.pop("ridge")
-    given = sorted(k for k, v in rules.items() if v is not None)
-    if len(given) != 1:
-        raise ArgumentError("rank", f"give exactly one of {', '.join(rules)}, got {given or 'none'}")
+
+    params: float | None = None
+    macs: float | None = None
+    rank: int | None = None
+    energy: float | None = None
+    param_ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        given = sorted(self.given)
+        if len(given) != 1:
+            raise ArgumentError("rank", f"give exactly one of {', '.join(RANK_RULES)}, got {given or 'none'}")
+        check_int(self.rank, "rank", 1, optional=True)
+        for arg in ("energy", "param_ratio"):
+            value = getattr(self, arg)
+            if value is not None and not 0 < value <= 1:
+                raise ArgumentError(arg, f"{arg} must be in (0, 1], got {value!r}")
+        for arg in ("params", "macs"):
+            value = getattr(self, arg)
+            if value is not None and (isinstance(value, bool) or not value > 0):
+                raise ArgumentError(arg, f"{arg} must be > 0 (a share <= 1 or a count), got {value!r}")
+
+    @property
+    def given(self) -> dict[str, Any]:
+        """The rule that is set, as ``{name: value}``."""
+        return {k: getattr(self, k) for k in RANK_RULES if getattr(self, k) is not None}
+
+
+RANK_RULES = tuple(f.name for f in fields(RankRule))
+"""The names of the rank rules, in the order of :class:`RankRule`'s fields."""
+
+
+def check_ridge(ridge: float) -> None:
+    """A finite ``ridge >= 0``, or an :class:`ArgumentError`."""
     if not math.isfinite(ridge) or ridge < 0:
         raise ArgumentError("ridge", f"ridge must be finite and >= 0, got {ridge!r}")
-    if (rank := rules["rank"]) is not None and (
-        isinstance(rank, bool) or not isinstance(rank, int) or rank < 1
-    ):
-        raise ArgumentError("rank", f"rank must be an int >= 1, got {rank!r}")
-    for arg in ("energy", "param_ratio"):
-        if rules[arg] is not None and not 0 < rules[arg] <= 1:
-            raise ArgumentError(arg, f"{arg} must be in (0, 1], got {rules[arg]!r}")
 
 
 def check_budget(value: float | None, argument: str, total: float) -> float | None:
