@@ -29,12 +29,12 @@ demo: setup
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/lightning-compress sweep sweeps/lenet300_fmnist.yaml --workers 2
 
 lint: setup
-	$(BIN)/ruff check lightning_compress tests benchmarks
-	$(BIN)/ruff format --check lightning_compress tests benchmarks
+	$(BIN)/ruff check lightning_compress tests benchmarks tools
+	$(BIN)/ruff format --check lightning_compress tests benchmarks tools
 	$(BIN)/lint-imports
 
 typecheck: setup
-	$(BIN)/mypy lightning_compress benchmarks
+	$(BIN)/mypy lightning_compress benchmarks tools
 
 pytest: setup postgres chromium
 	$(BIN)/python -m pytest

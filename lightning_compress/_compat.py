@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import torch.distributed as dist
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["close_process_group", "rewrap_ddp"]
+if TYPE_CHECKING:  # surgery reads this module too, and runs without Lightning
+    import lightning.pytorch as pl
+
+__all__ = ["close_process_group", "parameter_names", "rewrap_ddp", "trial_id"]
+
+
+def parameter_names(graph: Any) -> dict[nn.Parameter, str]:
+    """Parameter -> qualified name of a Torch-Pruning ``DependencyGraph`` (its ``_param_to_name``, which
+    names the raw parameters it saw: Torch-Pruning has no public accessor)."""
+    return dict(graph._param_to_name)
+
+
+def trial_id(trial: Any) -> int:
+    """The storage id of an Optuna trial (``Trial._trial_id``): the storage API writes by id, and a
+    trial's intermediate values and constraints are written through it."""
+    return int(trial._trial_id)
 
 
 def rewrap_ddp(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

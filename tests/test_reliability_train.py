@@ -19,7 +19,7 @@ import torch
 
 from lightning_compress.config import RunConfig
 from lightning_compress.run import make_run_dir
-from lightning_compress.surgery.history import decode_history
+from lightning_compress.surgery.base import decode_history
 
 ROOT = Path(__file__).resolve().parents[1]
 GS = ROOT / "configs" / "gs_lenet300_fmnist.yaml"

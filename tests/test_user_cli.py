@@ -19,9 +19,9 @@ from lightning_compress.callbacks._proximal import ProxSchedule, ProxScheduleNam
 from lightning_compress.cli.main import main
 from lightning_compress.regularizers.group_lasso import Cost, CostName
 from lightning_compress.surgery import CalibrationOrder, GroupMode, LowRankMethod, get_history
+from lightning_compress.surgery.factorize.rank_rules import CalibrationOrderName, LowRankMethodName
 from lightning_compress.surgery.groups import GroupModeName
-from lightning_compress.surgery.rank_rules import CalibrationOrderName, LowRankMethodName
-from lightning_compress.surgery.selectors import matches
+from lightning_compress.surgery.groups.selectors import matches
 
 from .test_user_project import Blobs, MixedNet
 

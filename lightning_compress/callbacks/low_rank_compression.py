@@ -22,7 +22,7 @@ from lightning_compress.surgery import (
     check_ridge,
     compress_low_rank,
 )
-from lightning_compress.surgery.rank_rules import CalibrationOrderName, LowRankMethodName
+from lightning_compress.surgery.factorize.rank_rules import CalibrationOrderName, LowRankMethodName
 
 __all__ = ["LowRankCompression"]
 

@@ -9,7 +9,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_compress._checks import check_int, check_nonneg
 from lightning_compress.callbacks._common import TracingCallback, example_inputs
-from lightning_compress.surgery.report import format_neuron_report, neuron_report
+from lightning_compress.surgery.measure.report import format_neuron_report, neuron_report
 
 __all__ = ["NeuronReport"]
 

@@ -28,7 +28,7 @@ def _neurons(args: argparse.Namespace) -> int:
     if not args.relative_threshold >= 0:
         raise ConfigError("--relative-threshold", f"must be >= 0, got {args.relative_threshold}")
     from lightning_compress.run import load_checkpoint
-    from lightning_compress.surgery.report import format_neuron_report, neuron_report
+    from lightning_compress.surgery.measure.report import format_neuron_report, neuron_report
 
     module = load_checkpoint(args.checkpoint)
     rows = neuron_report(module, module.example_input_array, relative_threshold=args.relative_threshold)

@@ -57,7 +57,7 @@ class Method:
     schema: type = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "schema", section_schema(self.callback, self.name))
+        object.__setattr__(self, "schema", section_schema(self.callback, self.name, module=__name__))
 
     def build(self, section: Any) -> list[Callback]:
         """The section's callback, from its fields (enums passed as their values)."""

@@ -95,7 +95,9 @@ def _default(parameter: inspect.Parameter) -> Any:
     return field(default=value)
 
 
-def section_schema(target: Any, name: str | None = None, *, skip: tuple[str, ...] = ()) -> type:
+def section_schema(
+    target: Any, name: str | None = None, *, skip: tuple[str, ...] = (), module: str | None = None
+) -> type:
     """A structured-config dataclass whose fields are the options of ``target``'s signature.
 
     Field names, types and defaults are the signature's; the docstring points to the callback.
@@ -113,8 +115,17 @@ def section_schema(target: Any, name: str | None = None, *, skip: tuple[str, ...
         default = _default(parameter)
         fields.append((option, annotation) if default is MISSING else (option, annotation, default))
     schema = make_dataclass(name or f"{target.__name__}Config", fields)
-    schema.__doc__ = f":class:`{target.__module__}.{target.__qualname__}` arguments, one field each."
-    schema.__module__ = "lightning_compress.config.sections"
+    schema.__doc__ = f""":class:`{target.__module__}.{target.__qualname__}` arguments, one field each, derived from its
+    signature (names, types, defaults): the callback is the one declaration of its options.
+
+    Example:
+        >>> import dataclasses
+        >>> from lightning_compress.config.sections import signature_options
+        >>> from {target.__module__} import {target.__qualname__}
+        >>> [f.name for f in dataclasses.fields({schema.__name__})] == list(signature_options({target.__qualname__}))
+        True
+    """
+    schema.__module__ = module or __name__
     return schema
 
 

@@ -13,8 +13,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from lightning_compress.models.registry import MODELS, build_model
-from lightning_compress.surgery.replay import enable_history_restore
-from lightning_compress.surgery.size import count_params_and_macs
+from lightning_compress.surgery.history import enable_history_restore
+from lightning_compress.surgery.measure.size import count_params_and_macs
 
 __all__ = ["OPTIMIZERS", "SCHEDULERS", "Classifier"]
 

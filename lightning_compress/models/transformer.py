@@ -12,7 +12,7 @@ class PatchTransformer(nn.Module):
     """Patch embedding, learned positions, ``nn.TransformerEncoderLayer`` blocks, mean pooling, a classifier.
 
     Its attention heads, MLP hidden units and residual width (one family across every block) are groups
-    (see :mod:`lightning_compress.surgery.layer_kinds`).
+    (see :mod:`lightning_compress.surgery.groups.layer_kinds`).
 
     Args:
         dim: Width of the residual stream.

@@ -1,75 +1,97 @@
-"""Shape changes of a model: find groups, remove them, replay the history, rebind optimizers, count size.
+"""Shape changes of a model, in rooms that import only downwards (an import-linter contract keeps it so):
 
-Every shape change is a plain record in the model's compression history; the kinds of record and the
-MAC counters of the layers surgery creates are listed in one table, :mod:`lightning_compress.surgery.registry`.
+``history`` (replay on load, the table of record kinds, export) -> ``measure`` (size, MACs, reports,
+speed) -> ``factorize`` (layers split in two, rank rules, calibrated on data) -> ``removal`` (slicing
+groups out, the optimizer rebound) -> ``groups`` (what can be removed together) -> ``base`` (history
+records, example inputs, tracing, layer inputs). Every shape change is a plain record in the model's
+compression history; :data:`RECORD_KINDS` lists the kinds, :data:`MAC_COUNTERS` the layers surgery creates.
 """
 
-from lightning_compress.surgery.activations import (
+from lightning_compress.surgery.base import (
+    BATCH_INPUT_KEYS,
+    INPUTS_ATTRIBUTE,
     InputStatistics,
+    append_history,
+    batch_input,
+    build_dependency_graph,
     capture_inputs,
+    example_from_spec,
+    get_history,
+    history_version,
     input_statistics,
+    kept_modes,
     layer_input_rows,
+    store_example,
 )
-from lightning_compress.surgery.attention import find_hand_attention
-from lightning_compress.surgery.calibrated import (
+from lightning_compress.surgery.factorize import (
+    RANK_RULES,
     CalibrationOrder,
     LayerResult,
     LowRankMethod,
+    RankRule,
+    check_ridge,
     compress_low_rank,
+    factorize_layer,
+    factorized,
     low_rank_layers,
 )
-from lightning_compress.surgery.compact import (
-    apply_removals,
-    compress_zero_groups,
-    effective_size,
-    group_cost_weights,
-    group_costs,
-    group_norms,
-    plan_removals,
-    removable_groups,
-)
-from lightning_compress.surgery.example import (
-    BATCH_INPUT_KEYS,
-    INPUTS_ATTRIBUTE,
-    batch_input,
-    example_from_spec,
-    store_example,
-)
-from lightning_compress.surgery.export import Normalize, export_model
-from lightning_compress.surgery.factorize import factorize_layer, factorized, is_factorized
 from lightning_compress.surgery.groups import (
     GROUP_MODES,
+    HEADS_SUFFIX,
     GroupMode,
     LayerSelector,
     NeuronGroups,
-    build_dependency_graph,
+    NotGroupable,
+    channel_blocks,
+    check_selectors,
     find_groups,
-    kept_modes,
-)
-from lightning_compress.surgery.heads import (
-    HEADS_SUFFIX,
-    PrunedMultiheadAttention,
-    count_attention_macs,
+    find_hand_attention,
     head_groups,
-    remove_heads,
+    is_depthwise,
+    is_factorized,
+    param_specs,
 )
-from lightning_compress.surgery.history import append_history, get_history, history_version
-from lightning_compress.surgery.inputs import INPUTS_SUFFIX, InputSelectLinear, input_groups, remove_inputs
-from lightning_compress.surgery.layer_kinds import NotGroupable, channel_blocks, is_depthwise, param_specs
-from lightning_compress.surgery.optimizer import fresh_state, rebind_by_name, rebind_optimizer, slice_state
-from lightning_compress.surgery.prune import remove_groups
-from lightning_compress.surgery.rank_rules import RANK_RULES, RankRule, check_ridge
-from lightning_compress.surgery.registry import MAC_COUNTERS, RECORD_KINDS
-from lightning_compress.surgery.replay import apply_history, enable_history_restore, load_compressed
-from lightning_compress.surgery.report import format_neuron_report, layer_widths, neuron_report
-from lightning_compress.surgery.selectors import check_selectors
-from lightning_compress.surgery.size import count_params_and_macs
-from lightning_compress.surgery.speed import split_speedups
-from lightning_compress.surgery.width import (
+from lightning_compress.surgery.history import (
+    RECORD_KINDS,
+    Normalize,
+    apply_history,
+    enable_history_restore,
+    export_model,
+    load_compressed,
+)
+from lightning_compress.surgery.measure import (
+    MAC_COUNTERS,
+    count_params_and_macs,
+    effective_size,
+    format_neuron_report,
+    group_cost_weights,
+    group_costs,
+    layer_widths,
+    neuron_report,
+    split_speedups,
+)
+from lightning_compress.surgery.removal import (
+    INPUTS_SUFFIX,
+    InputSelectLinear,
     PrunedLayerNorm,
+    PrunedMultiheadAttention,
+    apply_removals,
+    compress_zero_groups,
+    count_attention_macs,
     count_layer_norm_macs,
+    fresh_state,
+    group_norms,
+    input_groups,
     is_width_family,
+    plan_removals,
+    rebind_by_name,
+    rebind_optimizer,
+    removable_groups,
+    remove_groups,
+    remove_heads,
+    remove_inputs,
     remove_width,
+    slice_state,
 )
 
 __all__ = [

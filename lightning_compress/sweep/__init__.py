@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["STORAGE_ENV", "load_sweep", "run_sweep", "summarize"]
+from lightning_compress.sweep._env import STORAGE_ENV
 
-STORAGE_ENV = "LIGHTNING_COMPRESS_STORAGE"
-"""The environment variable that may hold the storage URL, so that a password stays out of process lists."""
+__all__ = ["STORAGE_ENV", "load_sweep", "run_sweep", "summarize"]
 
 
 def __getattr__(name: str) -> Any:

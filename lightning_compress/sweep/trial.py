@@ -12,6 +12,7 @@ import optuna
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lightning_compress._compat import trial_id
 from lightning_compress.config.load import load_config
 from lightning_compress.run import train
 from lightning_compress.sweep.schema import EarlyStopConfig, SweepConfig
@@ -115,13 +116,13 @@ def report_intermediate(trial: optuna.Trial, epoch: int, val_acc: float) -> None
     """Record an epoch's validation accuracy as the trial's intermediate value (learning curves in
     optuna-dashboard and ``plot_intermediate_values``). ``Trial.report`` refuses multi-objective studies;
     the storage records the value all the same."""
-    trial.storage.set_trial_intermediate_value(trial._trial_id, epoch, val_acc)
+    trial.storage.set_trial_intermediate_value(trial_id(trial), epoch, val_acc)
 
 
 def set_floor_constraint(trial: optuna.Trial, value: float) -> None:
     """The accuracy-floor constraint (feasible when <= 0), in the system attribute the samplers and
     optuna-dashboard both read (``constraints``, a list)."""
-    trial.storage.set_trial_system_attr(trial._trial_id, "constraints", [float(value)])
+    trial.storage.set_trial_system_attr(trial_id(trial), "constraints", [float(value)])
 
 
 def run_trial(

@@ -7,7 +7,6 @@ command with the same ``--storage`` joins the study. The storage URL is read fro
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -17,7 +16,6 @@ import sys
 import threading
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -26,10 +24,9 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from lightning_compress._logging import hide_lightning_tips
-from lightning_compress.sweep import STORAGE_ENV
 from lightning_compress.sweep.trial import Interrupted, StopFlag, run_trial
 
-__all__ = ["STORAGE_ENV", "count_done", "reclaim_stale_trials", "run_worker", "stop_on_signals", "work"]
+__all__ = ["count_done", "reclaim_stale_trials", "run_worker", "stop_on_signals", "work"]
 
 EXIT_INTERRUPTED = 130
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -225,23 +222,3 @@ def run_worker(order: dict[str, Any], threads: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     sys.exit(code)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="one sweep worker (started by 'lightning-compress sweep')")
-    parser.add_argument("sweep")
-    parser.add_argument("overrides", nargs="*")
-    parser.add_argument("--n-trials", type=int, required=True)
-    parser.add_argument("--worker-index", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0)
-    args = parser.parse_args(argv)
-    _quiet(args.threads)
-    url = os.environ.get(STORAGE_ENV)
-    if not url:
-        print(f"set {STORAGE_ENV} to the storage URL", file=sys.stderr)
-        return 2
-    return work(str(Path(args.sweep)), args.overrides, url, args.n_trials, args.worker_index)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from lightning_compress.surgery.activations import capture_inputs
+from lightning_compress.surgery.base.activations import capture_inputs
 from lightning_compress.surgery.factorize import factorized
 
 __all__ = ["split_speedups"]

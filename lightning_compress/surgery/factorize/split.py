@@ -15,11 +15,10 @@ import torch
 from torch import nn
 
 from lightning_compress.functional.low_rank import truncated_svd
-from lightning_compress.surgery.history import append_history
-from lightning_compress.surgery.inputs import InputSelectLinear
-from lightning_compress.surgery.optimizer import StateFn, fresh_state, rebind_optimizer
+from lightning_compress.surgery.base.records import append_history
+from lightning_compress.surgery.removal import InputSelectLinear, StateFn, fresh_state, rebind_optimizer
 
-__all__ = ["factorize_layer", "factorized", "is_factorized", "replay_factorize"]
+__all__ = ["factorize_layer", "factorized", "replay_factorize"]
 
 
 def _check(layer: nn.Module, name: str) -> nn.Linear | nn.Conv2d:
@@ -100,21 +99,6 @@ def factorized(
         second.bias.copy_(new_bias)
     pair = nn.Sequential(first, second).to(device=layer.weight.device, dtype=layer.weight.dtype)
     return pair.train(layer.training)
-
-
-def is_factorized(module: nn.Module) -> bool:
-    """Whether ``module`` is a pair made by :func:`factorized` (two thin Linear or Conv2d layers).
-
-    Example:
-        >>> is_factorized(factorized(nn.Linear(6, 4), 2)), is_factorized(nn.Linear(6, 4))
-        (True, False)
-    """
-    if not isinstance(module, nn.Sequential) or len(module) != 2:
-        return False
-    first, second = module[0], module[1]
-    return (isinstance(first, nn.Linear) and isinstance(second, nn.Linear) and first.bias is None) or (
-        isinstance(first, nn.Conv2d) and isinstance(second, nn.Conv2d) and second.kernel_size == (1, 1)
-    )
 
 
 def _carry(key: str, value: torch.Tensor, old: nn.Parameter, new: nn.Parameter) -> torch.Tensor:

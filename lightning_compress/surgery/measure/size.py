@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
-from lightning_compress.surgery.registry import MAC_COUNTERS
+from lightning_compress.surgery.removal import (
+    InputSelectLinear,
+    PrunedLayerNorm,
+    PrunedMultiheadAttention,
+    count_attention_macs,
+    count_input_select_macs,
+    count_layer_norm_macs,
+)
 
-__all__ = ["count_params_and_macs"]
+__all__ = ["MAC_COUNTERS", "MacCounter", "count_params_and_macs"]
+
+MacCounter = Callable[[nn.Module, tuple[Any, ...], Any], None]
+"""A forward hook that adds a module's MACs to ``module.__flops__`` (Torch-Pruning's counter protocol)."""
+
+MAC_COUNTERS: Mapping[type[nn.Module], MacCounter] = MappingProxyType(
+    {
+        InputSelectLinear: count_input_select_macs,
+        PrunedMultiheadAttention: count_attention_macs,
+        PrunedLayerNorm: count_layer_norm_macs,
+    }
+)
+"""MAC counters of the layer types surgery creates, which Torch-Pruning's counter does not know."""
 
 
 def count_params_and_macs(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
     """Count a model's parameters and multiply-accumulates for one forward pass.
 
     The count is taken on a copy, so the model's mode and hooks are left alone. Layers that surgery
-    creates are counted by :data:`~lightning_compress.surgery.registry.MAC_COUNTERS`.
+    creates are counted by :data:`MAC_COUNTERS`.
 
     Args:
         model: Any module Torch-Pruning can trace.

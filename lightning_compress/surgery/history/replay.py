@@ -8,14 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_compress.surgery.example import INPUTS_ATTRIBUTE, example_from_spec
-from lightning_compress.surgery.history import (
+from lightning_compress.surgery.base.example import INPUTS_ATTRIBUTE, example_from_spec
+from lightning_compress.surgery.base.records import (
     HISTORY_ATTRIBUTE,
     append_history,
     decode_history,
     get_history,
 )
-from lightning_compress.surgery.registry import RECORD_KINDS
+from lightning_compress.surgery.history.registry import RECORD_KINDS
 
 __all__ = ["apply_history", "enable_history_restore", "load_compressed"]
 

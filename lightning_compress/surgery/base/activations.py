@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from lightning_compress.surgery.groups import kept_modes
+from lightning_compress.surgery.base.tracing import kept_modes
 
 __all__ = ["InputStatistics", "capture_inputs", "input_statistics", "layer_input_rows", "paired_statistics"]
 

@@ -5,7 +5,7 @@ is exactly zero still counts in the mean and the variance, so removing it change
 output. Groups whose outputs reach such a normalization are left out of the groups (with a warning):
 neither regularized nor removed. The exception is an affine LayerNorm over exactly a family's features:
 it is part of the family and is replaced, when features are removed, by one that still divides by the
-original width (:mod:`lightning_compress.surgery.width`). BatchNorm and other per-channel normalizations
+original width (:mod:`lightning_compress.surgery.removal.width`). BatchNorm and other per-channel normalizations
 are not affected.
 """
 
@@ -56,7 +56,7 @@ def layers_feeding_feature_norms(
     """Layer name -> the feature normalization its outputs reach, for each of ``layers`` that has one.
 
     ``exact`` maps a layer to the normalizations it may reach without being reported (those whose
-    features are exactly the layer's family, removed exactly by :mod:`lightning_compress.surgery.width`).
+    features are exactly the layer's family, removed exactly by :mod:`lightning_compress.surgery.removal.width`).
 
     Follows the autograd graph of one forward pass back from every normalization's input through
     element-wise operations, reshapes and residual adds, stopping at the named layers (whose outputs

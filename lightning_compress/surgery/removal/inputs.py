@@ -14,9 +14,9 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from lightning_compress.surgery.groups import NeuronGroups, Slice
-from lightning_compress.surgery.history import append_history
-from lightning_compress.surgery.optimizer import rebind_by_name
+from lightning_compress.surgery.base.records import append_history
+from lightning_compress.surgery.groups import NeuronGroups, Slice, is_factorized
+from lightning_compress.surgery.removal.optimizer import rebind_by_name
 
 __all__ = [
     "INPUTS_SUFFIX",
@@ -67,7 +67,6 @@ def count_input_select_macs(module: nn.Module, inputs: tuple[Any, ...], output: 
 def _linear(model: nn.Module, name: str) -> tuple[str, nn.Linear]:
     """The Linear layer whose input features ``name`` means, and its name: after a low-rank split of
     ``name``, the first of its two thin layers."""
-    from lightning_compress.surgery.factorize import is_factorized  # factorize builds on this module
 
     try:
         layer = model.get_submodule(name)

@@ -27,9 +27,8 @@ from lightning_compress.functional import (
     output_spectrum,
     truncated_svd,
 )
-from lightning_compress.surgery.activations import InputStatistics, input_statistics, paired_statistics
-from lightning_compress.surgery.factorize import factorize_layer
-from lightning_compress.surgery.rank_rules import (
+from lightning_compress.surgery.base.activations import InputStatistics, input_statistics, paired_statistics
+from lightning_compress.surgery.factorize.rank_rules import (
     CalibrationOrder,
     CalibrationOrderName,
     LayerResult,
@@ -39,7 +38,8 @@ from lightning_compress.surgery.rank_rules import (
     check_budget,
     check_ridge,
 )
-from lightning_compress.surgery.selectors import LayerSelector, check_selectors, matches, validate_selectors
+from lightning_compress.surgery.factorize.split import factorize_layer
+from lightning_compress.surgery.groups import LayerSelector, check_selectors, matches, validate_selectors
 
 __all__ = [
     "CalibrationOrder",

@@ -24,26 +24,25 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from lightning_compress._compat import parameter_names
 from lightning_compress.functional.sliced import GroupPiece
-from lightning_compress.surgery.layer_kinds import (
+from lightning_compress.surgery.groups.layer_kinds import (
     NORMS,
     NotGroupable,
     channel_blocks,
     is_depthwise,
     param_specs,
 )
-from lightning_compress.surgery.norms import layers_feeding_feature_norms
-from lightning_compress.surgery.selectors import LayerSelector, matches, validate_selectors
-from lightning_compress.surgery.tracing import build_dependency_graph, kept_modes
+from lightning_compress.surgery.groups.norms import layers_feeding_feature_norms
 
 __all__ = [
     "GROUP_MODES",
     "GroupMode",
-    "LayerSelector",
+    "GroupModeName",
     "NeuronGroups",
-    "build_dependency_graph",
-    "find_groups",
-    "kept_modes",
+    "Slice",
+    "channel_families",
+    "without_inexact_norms",
 ]
 
 
@@ -93,8 +92,9 @@ class NeuronGroups:
         blocks: Removals are made evenly from this many equal blocks of the groups (a grouped conv's).
 
     Example:
+        >>> from lightning_compress.surgery.base import build_dependency_graph
         >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-        >>> family = find_groups(model, torch.zeros(1, 3))[0]
+        >>> family = channel_families(model, build_dependency_graph(model, torch.zeros(1, 3)))[0]
         >>> family.name, family.num_groups, [(p.tensor.shape, p.dim) for p in family.pieces(model, "coupled")]
         ('0', 4, [(torch.Size([4, 3]), 0), (torch.Size([4]), 0), (torch.Size([2, 4]), 1)])
     """
@@ -171,41 +171,25 @@ def _own_layer_norms(model: nn.Module, family: NeuronGroups) -> set[str]:
     }
 
 
-def find_groups(
-    model: nn.Module,
-    example_inputs: Any,
-    *,
-    include: Sequence[LayerSelector] | None = None,
-    exclude: Sequence[LayerSelector] = (),
-    graph: tp.DependencyGraph | None = None,
-) -> list[NeuronGroups]:
-    """The neuron/channel groups of every prunable layer, output layers left out, and attention heads.
+def channel_families(model: nn.Module, dg: tp.DependencyGraph) -> list[NeuronGroups]:
+    """Step 1 of :func:`~lightning_compress.surgery.groups.find_groups`: the graph walk.
 
-    A layer whose outputs feed no other prunable layer (the classifier's output layer) is never a group.
-    Channels tied by a residual add come as one :class:`NeuronGroups` listing all the layers that feed it.
-    Each ``nn.MultiheadAttention`` gives a family of heads named ``"<layer>:heads"``. Which layer kinds
-    are grouped, and how, is in :mod:`lightning_compress.surgery.layer_kinds`.
-
-    Args:
-        model: The network.
-        example_inputs: An input for tracing (a batch of one is enough).
-        include: Keep only groups with a layer matching one of these name patterns (``fnmatch``) or types.
-        exclude: Drop groups with a layer matching one of these.
-        graph: A dependency graph already built for ``model``.
+    One family per Torch-Pruning group rooted at a Linear or conv whose outputs feed another layer (the
+    output layer's neurons are the model's outputs and are never a family), with every coupled slice:
+    the producers' rows, norms and depthwise convs, the consumers' columns, raw parameters such as
+    position tables, and ``nn.MultiheadAttention``'s reads and writes of the width. A group with a layer
+    kind that cannot be sliced exactly is left out with a warning.
 
     Example:
         >>> from lightning_compress.models import LeNet300100
-        >>> groups = find_groups(LeNet300100(), torch.zeros(1, 1, 28, 28))
-        >>> [(g.name, g.num_groups) for g in groups]
+        >>> from lightning_compress.surgery.base import build_dependency_graph
+        >>> model, x = LeNet300100(), torch.zeros(1, 1, 28, 28)
+        >>> sorted((f.name, f.num_groups) for f in channel_families(model, build_dependency_graph(model, x)))
         [('1', 300), ('3', 100)]
     """
-    validate_selectors(model, list(include or []), "include")
-    validate_selectors(model, exclude, "exclude")
-    dg = graph if graph is not None else build_dependency_graph(model, example_inputs)
     names = {m: n for n, m in model.named_modules()}
-    unwrapped = {
-        p: (dg._param_to_name[p], dim) for p, dim in dg.unwrapped_parameters if p in dg._param_to_name
-    }
+    param_names = parameter_names(dg)
+    unwrapped = {p: (param_names[p], dim) for p, dim in dg.unwrapped_parameters if p in param_names}
     families: list[NeuronGroups] = []
     for group in dg.get_all_groups(root_module_types=(nn.Linear, nn.modules.conv._ConvNd)):
         slices: list[Slice] = []
@@ -240,39 +224,34 @@ def find_groups(
                     producers.append(name)
                 slices.extend(_slices_of(layer, name, outgoing, list(item.idxs), list(item.root_idxs)))
         except NotGroupable as why:
-            warnings.warn(f"{why}: the channels of {names[group[0].dep.target.module]!r} stay", stacklevel=2)
+            warnings.warn(f"{why}: the channels of {names[group[0].dep.target.module]!r} stay", stacklevel=3)
             continue
         if not has_consumer or not producers:
             continue  # an output layer: its neurons are the model's outputs
         layers = [model.get_submodule(n) for n in producers]
-        if include and not any(matches(n, m, include) for n, m in zip(producers, layers, strict=True)):
-            continue
-        if any(matches(n, m, exclude) for n, m in zip(producers, layers, strict=True)):
-            continue
         root = names[group[0].dep.target.module]
         blocks = math.lcm(*(channel_blocks(m) for m in layers))
         families.append(NeuronGroups(root, len(group[0].idxs), slices, sorted(set(producers)), blocks))
+    return families
+
+
+def without_inexact_norms(
+    model: nn.Module, families: list[NeuronGroups], example_inputs: Any
+) -> list[NeuronGroups]:
+    """Step 2: drop the families whose features reach a feature normalization (GroupNorm, RMSNorm, ...)
+    that is not exactly theirs, where removing even an all-zero feature changes every output; one warning
+    each. A LayerNorm over exactly a family's features is exact (it keeps its divisor)."""
     exact = {p: _own_layer_norms(model, f) for f in families for p in f.layers}
     inexact = layers_feeding_feature_norms(model, set(exact), example_inputs, exact=exact)
-    for family in [f for f in families if any(p in inexact for p in f.layers)]:
-        feeding = next(p for p in family.layers if p in inexact)
+    kept = []
+    for family in families:
+        feeding = next((p for p in family.layers if p in inexact), None)
+        if feeding is None:
+            kept.append(family)
+            continue
         warnings.warn(
             f"the neurons of {feeding!r} are not grouped: they reach the feature normalization "
             f"{inexact[feeding]!r}, where removing even an all-zero feature changes every output",
-            stacklevel=2,
+            stacklevel=3,
         )
-        families.remove(family)
-    from lightning_compress.surgery.attention import hand_head_groups  # both build on this module
-    from lightning_compress.surgery.heads import head_groups
-
-    hand, left_out = hand_head_groups(model, example_inputs)
-    families = [f for f in families if not any(s.module in left_out for s in f.slices)]
-    for family in [*head_groups(model), *hand]:
-        attn = model.get_submodule(family.layers[0])
-        if (include and not matches(family.layers[0], attn, include)) or matches(
-            family.layers[0], attn, exclude
-        ):
-            continue
-        families.append(family)
-    order = {n: i for i, (n, _) in enumerate(model.named_modules())}
-    return sorted(families, key=lambda f: order[f.layers[0] if f.name not in order else f.name])
+    return kept

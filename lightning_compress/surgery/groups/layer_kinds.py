@@ -11,14 +11,14 @@ A family holds, for each layer it touches, the dimension its channels index:
   evenly, the same number in each of its ``groups`` blocks, so ``groups`` still divides the width. The
   channels that *feed* a grouped conv are not grouped (removing input ``c`` of one block only is not a
   slice of its weight): such a family is left out, with a warning.
-* ``nn.MultiheadAttention``: its unit is the head (see :mod:`lightning_compress.surgery.heads`); the width
+* ``nn.MultiheadAttention``: its unit is the head (see :mod:`lightning_compress.surgery.removal.heads`); the width
   it reads and writes (a transformer's residual stream) is one family across every block, with the
-  input projection's columns and the output projection's rows (see :mod:`lightning_compress.surgery.width`).
+  input projection's columns and the output projection's rows (see :mod:`lightning_compress.surgery.removal.width`).
   Attention written by hand (separate q/k/v Linears or a packed ``qkv``) loses whole heads too
-  (:mod:`lightning_compress.surgery.attention`); its q/k/v channels are never grouped one by one.
+  (:mod:`lightning_compress.surgery.groups.attention`); its q/k/v channels are never grouped one by one.
 * Normalizations (``BatchNorm``, 1-d ``LayerNorm``, ``GroupNorm``): ``weight`` and ``bias`` go with the
   producer. A family reaching a feature normalization other than an affine LayerNorm over exactly its
-  channels is left out (:mod:`lightning_compress.surgery.norms`).
+  channels is left out (:mod:`lightning_compress.surgery.groups.norms`).
 * Layers without parameters are transparent; any other layer with parameters stops with an error
   naming it.
 """
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["NORMS", "NotGroupable", "channel_blocks", "is_depthwise", "param_specs"]
+__all__ = ["NORMS", "NotGroupable", "channel_blocks", "is_depthwise", "is_factorized", "param_specs"]
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
@@ -111,4 +111,20 @@ def param_specs(layer: nn.Module, name: str, outgoing: bool) -> list[tuple[str, 
         return []
     raise ValueError(
         f"layer {name!r} ({type(layer).__name__}) holds parameters this library cannot group yet"
+    )
+
+
+def is_factorized(module: nn.Module) -> bool:
+    """Whether ``module`` is a pair made by :func:`~lightning_compress.surgery.factorize.factorized` (two thin Linear or Conv2d layers).
+
+    Example:
+        >>> pair = nn.Sequential(nn.Linear(6, 2, bias=False), nn.Linear(2, 4))
+        >>> is_factorized(pair), is_factorized(nn.Linear(6, 4))
+        (True, False)
+    """
+    if not isinstance(module, nn.Sequential) or len(module) != 2:
+        return False
+    first, second = module[0], module[1]
+    return (isinstance(first, nn.Linear) and isinstance(second, nn.Linear) and first.bias is None) or (
+        isinstance(first, nn.Conv2d) and isinstance(second, nn.Conv2d) and second.kernel_size == (1, 1)
     )

@@ -1,4 +1,4 @@
-"""Attention heads as groups: a head's q, k, v rows and its output-projection columns, removed whole.
+"""Attention heads removed whole: a head's q, k, v rows and its output-projection columns.
 
 In ``nn.MultiheadAttention`` head ``h`` owns rows ``h*d : (h+1)*d`` of each of the q, k and v parts of
 ``in_proj_weight`` (and ``in_proj_bias``) and the same columns of ``out_proj.weight``. Removing heads
@@ -18,22 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_compress.surgery.attention import prune_hand_heads
-from lightning_compress.surgery.groups import NeuronGroups, Slice
-from lightning_compress.surgery.history import append_history
-from lightning_compress.surgery.inputs import _set_submodule
-from lightning_compress.surgery.optimizer import rebind_by_name
+from lightning_compress.surgery.base.records import append_history
+from lightning_compress.surgery.groups import head_shape, prune_hand_heads
+from lightning_compress.surgery.removal.inputs import _set_submodule
+from lightning_compress.surgery.removal.optimizer import rebind_by_name
 
-__all__ = [
-    "HEADS_SUFFIX",
-    "PrunedMultiheadAttention",
-    "count_attention_macs",
-    "head_groups",
-    "remove_heads",
-    "replay_prune_heads",
-]
-
-HEADS_SUFFIX = ":heads"
+__all__ = ["PrunedMultiheadAttention", "count_attention_macs", "remove_heads", "replay_prune_heads"]
 
 
 def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -145,42 +135,6 @@ class PrunedMultiheadAttention(nn.MultiheadAttention):
         return out, weights
 
 
-def _shape(attn: nn.MultiheadAttention) -> tuple[int, int]:
-    """``(num_heads, head_dim)`` of an attention layer."""
-    return attn.num_heads, attn.head_dim
-
-
-def head_groups(model: nn.Module) -> list[NeuronGroups]:
-    """One family per ``nn.MultiheadAttention`` with two heads or more: a group per head.
-
-    Layers with separate q/k/v projection weights (``kdim``/``vdim`` unlike ``embed_dim``) or with
-    ``add_bias_kv`` are left out.
-
-    Example:
-        >>> model = nn.Sequential(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True))
-        >>> [(f.name, f.num_groups, [s.param for s in f.slices]) for f in head_groups(model)]
-        [('0.self_attn:heads', 2, ['in_proj_weight', 'in_proj_bias', 'weight'])]
-    """
-    families = []
-    for name, attn in model.named_modules():
-        if (
-            not isinstance(attn, nn.MultiheadAttention)
-            or attn.in_proj_weight is None
-            or attn.bias_k is not None
-        ):
-            continue
-        heads, d = _shape(attn)
-        if heads < 2:
-            continue
-        rows = (torch.arange(3 * heads * d) % (heads * d)) // d
-        slices = [Slice(name, "in_proj_weight", 0, None, rows, True)]
-        if attn.in_proj_bias is not None:
-            slices.append(Slice(name, "in_proj_bias", 0, None, rows, True))
-        slices.append(Slice(f"{name}.out_proj", "weight", 1, None, torch.arange(heads * d) // d, False))
-        families.append(NeuronGroups(f"{name}{HEADS_SUFFIX}", heads, slices, [name]))
-    return families
-
-
 @torch.no_grad()
 def _prune(
     model: nn.Module, name: str, remove: Sequence[int], fold: bool
@@ -190,7 +144,7 @@ def _prune(
         return prune_hand_heads(model, name, remove, fold)
     if attn.in_proj_weight is None:
         raise ValueError(f"{name!r} is not an nn.MultiheadAttention with a packed in_proj_weight")
-    heads, d = _shape(attn)
+    heads, d = head_shape(attn)
     keep = [i for i in range(heads) if i not in set(remove)]
     if not keep:
         raise ValueError(f"removing every head of {name!r} is not possible")

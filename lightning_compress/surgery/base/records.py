@@ -2,7 +2,7 @@
 
 Records are dicts of plain types, e.g. ``{"kind": "prune", "module": NAME, "idxs": [...]}`` (remove output
 channels ``idxs`` of layer ``NAME`` and everything coupled to them). Every kind is replayed by the function
-:data:`~lightning_compress.surgery.registry.RECORD_KINDS` names for it (:mod:`lightning_compress.surgery.replay`).
+:data:`~lightning_compress.surgery.registry.RECORD_KINDS` names for it (:mod:`lightning_compress.surgery.history.replay`).
 
 The history lives in a ``uint8`` buffer (canonical JSON) named ``compression_history``, so it is part of the
 model's ``state_dict`` and ``torch.load(weights_only=True)`` reads it; the forward pass never sees it.

@@ -9,12 +9,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_compress.surgery.activations import capture_inputs
-from lightning_compress.surgery.groups import NeuronGroups, build_dependency_graph
-from lightning_compress.surgery.heads import HEADS_SUFFIX, remove_heads
-from lightning_compress.surgery.history import append_history
-from lightning_compress.surgery.optimizer import rebind_by_name
-from lightning_compress.surgery.width import is_width_family, remove_width
+from lightning_compress.surgery.base.activations import capture_inputs
+from lightning_compress.surgery.base.records import append_history
+from lightning_compress.surgery.base.tracing import build_dependency_graph
+from lightning_compress.surgery.groups import HEADS_SUFFIX, NeuronGroups
+from lightning_compress.surgery.removal.heads import remove_heads
+from lightning_compress.surgery.removal.optimizer import rebind_by_name
+from lightning_compress.surgery.removal.width import is_width_family, remove_width
 
 __all__ = ["remove_groups", "replay_prune"]
 

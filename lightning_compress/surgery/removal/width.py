@@ -9,7 +9,7 @@ channel is zero everywhere and every LayerNorm outputs zero there.
 Removing a feature that a LayerNorm normalizes over changes its mean and variance, even an all-zero one.
 Each LayerNorm of the family is therefore replaced by :class:`PrunedLayerNorm`, which keeps dividing by
 the original width (the removed features count as the zeros they were), and each attention layer by
-:class:`~lightning_compress.surgery.heads.PrunedMultiheadAttention`, whose embedding width is free of its
+:class:`~lightning_compress.surgery.removal.PrunedMultiheadAttention`, whose embedding width is free of its
 inner width: removal is exact. Families without a LayerNorm or an attention layer do not come here.
 """
 
@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_compress.surgery.groups import NeuronGroups, find_groups
-from lightning_compress.surgery.heads import HEADS_SUFFIX, PrunedMultiheadAttention, _prune
-from lightning_compress.surgery.history import append_history
-from lightning_compress.surgery.inputs import _set_submodule
-from lightning_compress.surgery.optimizer import rebind_by_name
+from lightning_compress.surgery.base.records import append_history
+from lightning_compress.surgery.groups import HEADS_SUFFIX, NeuronGroups, find_groups
+from lightning_compress.surgery.removal.heads import PrunedMultiheadAttention, _prune
+from lightning_compress.surgery.removal.inputs import _set_submodule
+from lightning_compress.surgery.removal.optimizer import rebind_by_name
 
 __all__ = [
     "PrunedLayerNorm",

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_compress.surgery.activations import capture_inputs
-from lightning_compress.surgery.groups import NeuronGroups, Slice
+from lightning_compress.surgery.base.activations import capture_inputs
+from lightning_compress.surgery.groups.core import NeuronGroups, Slice
 
 __all__ = ["HandAttention", "find_hand_attention", "hand_head_groups", "prune_hand_heads"]
 

@@ -135,7 +135,14 @@ RANK_RULES = tuple(f.name for f in fields(RankRule))
 
 
 def check_ridge(ridge: float) -> None:
-    """A finite ``ridge >= 0``, or an :class:`ArgumentError`."""
+    """A finite ``ridge >= 0``, or an :class:`ArgumentError`.
+
+    Example:
+        >>> check_ridge(-1.0)
+        Traceback (most recent call last):
+        ...
+        lightning_compress._checks.ArgumentError: ridge must be finite and >= 0, got -1.0
+    """
     if not math.isfinite(ridge) or ridge < 0:
         raise ArgumentError("ridge", f"ridge must be finite and >= 0, got {ridge!r}")
 

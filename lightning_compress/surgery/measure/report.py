@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from lightning_compress.surgery.compact import group_norms
 from lightning_compress.surgery.groups import find_groups
+from lightning_compress.surgery.removal import group_norms
 
 __all__ = ["format_neuron_report", "layer_widths", "neuron_report"]
 

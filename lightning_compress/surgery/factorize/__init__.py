@@ -1,0 +1,28 @@
+"""Splitting layers in two: the split and its record, rank rules, layers calibrated on data (DALR, SVD)."""
+
+from lightning_compress.surgery.factorize.calibrated import compress_low_rank, low_rank_layers
+from lightning_compress.surgery.factorize.rank_rules import (
+    RANK_RULES,
+    CalibrationOrder,
+    LayerResult,
+    LowRankMethod,
+    RankRule,
+    check_budget,
+    check_ridge,
+)
+from lightning_compress.surgery.factorize.split import factorize_layer, factorized, replay_factorize
+
+__all__ = [
+    "RANK_RULES",
+    "CalibrationOrder",
+    "LayerResult",
+    "LowRankMethod",
+    "RankRule",
+    "check_budget",
+    "check_ridge",
+    "compress_low_rank",
+    "factorize_layer",
+    "factorized",
+    "low_rank_layers",
+    "replay_factorize",
+]

@@ -1,0 +1,1 @@
+"""Development tooling of the project (not shipped): lint contracts."""
