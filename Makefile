@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data postgres chromium demo test lint typecheck pytest benchmarks clean
+.PHONY: setup data postgres chromium demo test lint typecheck pytest reproduce benchmarks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,11 @@ typecheck: setup
 pytest: setup postgres chromium
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest
+# one seed-0 cell of every row of the README's and RESULTS.md's tables, re-run and compared
+reproduce: setup
+	$(BIN)/python benchmarks/reproduce.py --workers 2
+
+test: lint typecheck pytest reproduce
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs

@@ -22,7 +22,8 @@ Every run trains ``--epochs`` epochs in total (SGD momentum 0.9, lr 0.05 cosine,
   svd          post-hoc truncated SVD: half the epochs dense, every hidden layer split in two at the
                largest rank keeping at most 1 - LEVEL of its parameters, fine-tune the other half
 
-Usage: python benchmarks/group_sparsity_vs_peers.py [--epochs 30] [--jobs ours:0.001 tp_magnitude:0.9 ...]
+Usage: python benchmarks/group_sparsity_vs_peers.py [--epochs 30] [--jobs group_lasso:0.001 tp_magnitude:0.9 ...]
+       python benchmarks/group_sparsity_vs_peers.py --table lenet300_100_params   (every run of a table, tables.py)
 Results are appended to benchmarks/results/group_sparsity_vs_peers.jsonl, one line per run; the method
 recorded for a recipe is its file name.
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -48,12 +50,15 @@ from lightning_compress.functional import choose_rank
 from lightning_compress.models import Classifier
 from lightning_compress.surgery import factorize_layer, find_groups, kept_modes, layer_widths, remove_groups
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tables import TABLES, jobs
+
 OUT = Path(__file__).resolve().parent / "results" / "group_sparsity_vs_peers.jsonl"
 RECIPES = Path(__file__).resolve().parent / "recipes"
 X = torch.zeros(1, 1, 28, 28)
 DEFAULT_JOBS = [
     "dense:0",
-    *(f"ours:{s}" for s in (0.0003, 0.001, 0.002, 0.004, 0.008)),
+    *(f"group_lasso:{s}" for s in (0.0003, 0.001, 0.002, 0.004, 0.008)),
     *(f"{m}:{r}" for m in ("tp_magnitude", "tp_groupnorm", "lt_pruning") for r in (0.5, 0.8, 0.9, 0.95)),
 ]
 
@@ -136,9 +141,9 @@ def load_recipe(path: Path, level: float, epochs: int) -> Recipe:
     """Read a recipe with ``level`` and the budget filled in, validated as a run config's section is.
 
     Example:
-        >>> recipe = load_recipe(RECIPES / "ours_ft.yaml", 0.001, 30)
-        >>> recipe.compression.group_sparsity.strength, recipe.compression.group_sparsity.stop_epoch
-        (0.001, 20)
+        >>> recipe = load_recipe(RECIPES / "low_rank_group_lasso.yaml", 0.9, 30)
+        >>> recipe.compression.low_rank.param_ratio, recipe.compression.group_sparsity.stop_epoch
+        (0.1, 20)
     """
     budget = {"epochs": epochs, "third": epochs // 3, "half": epochs // 2, "two_thirds": 2 * epochs // 3}
     budget["last_of_first_half"] = budget["half"] - 1
@@ -270,6 +275,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", nargs="*", default=DEFAULT_JOBS, help="method:level pairs")
+    parser.add_argument(
+        "--table", default=None, help="run every job of this table of tables.py (its model, budget, seeds)"
+    )
+    parser.add_argument("--part", default="0/1", help="with --table: this share of its jobs, e.g. 1/2")
     parser.add_argument("--normalize", default="global", choices=["global", "per_pixel"])
     parser.add_argument("--widths", type=lambda v: [int(w) for w in v.split(",")], help="scratch: e.g. 30,55")
     parser.add_argument("--out", type=Path, default=OUT, help="JSON-lines file the rows are appended to")
@@ -282,10 +291,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     dm = FashionMNISTDataModule(batch_size=128, normalize=args.normalize)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for job in args.jobs:
+    todo = [(job, args.seed) for job in args.jobs]
+    if args.table:
+        table = next(t for t in TABLES if t.name == args.table)
+        index, parts = (int(v) for v in args.part.split("/"))
+        todo = jobs(table)[index::parts]
+        args.epochs, args.model, args.normalize = table.epochs, table.model, table.normalize
+        dm = FashionMNISTDataModule(batch_size=128, normalize=args.normalize)
+    for job, seed in todo:
         method, level = job.split(":")
         row = {
-            **run(method, float(level), args.epochs, args.seed, dm, args.model, args.widths),
+            **run(method, float(level), args.epochs, seed, dm, args.model, args.widths),
             "normalize": args.normalize,
         }
         print(json.dumps(row), flush=True)

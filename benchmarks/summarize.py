@@ -12,8 +12,9 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from tables import LEVELS, TABLES, Row, Table
+
 RESULTS = Path(__file__).resolve().parent / "results"
-LEVELS = (0.5, 0.8, 0.9, 0.95)
 
 
 def _load_jsonl(path: Path) -> list[dict]:
@@ -36,11 +37,6 @@ def front_cell(rows: list[dict], level: float, key: str) -> tuple[float, int] | 
     return (statistics.mean(vals), len(vals)) if vals else None
 
 
-def recipe(method: str) -> str:
-    """A method's name with its trimmed-lasso floor left out: ``ours_macs_ft_keep25`` -> ``ours_macs_ft_keep*``."""
-    return re.sub(r"_keep\d+", "_keep*", method)
-
-
 def _table_row(label: str, rows: list[dict], key: str) -> str:
     """``| label | seeds | cell per level |`` for the runs in ``rows``."""
     cells = []
@@ -50,77 +46,86 @@ def _table_row(label: str, rows: list[dict], key: str) -> str:
     return f"| {label} | {len({r['seed'] for r in rows})} | " + " | ".join(cells) + " |"
 
 
-def _section_rows(rows: list[dict], normalize: str, model: str) -> list[dict]:
-    """The runs of one table: one model, one normalization, smoke runs (1 epoch) left out."""
-    return [
-        r
-        for r in rows
-        if r.get("normalize", "global") == normalize
-        and r.get("model", "lenet300_100") == model
-        and r["epochs"] > 1
-    ]
+def _mine(table: Table, rows: list[dict], row: Row) -> list[dict]:
+    return [r for r in table.runs(rows) if r["method"] == row.method and r["level"] in row.levels]
 
 
-def peers_section(
-    rows: list[dict], normalize: str, model: str = "lenet300_100", key: str = "removed_params"
-) -> list[str]:
-    rows = _section_rows(rows, normalize, model)
-    if not rows:
+def front_table(table: Table, rows: list[dict], *, seeds_column: bool = True) -> list[str]:
+    """The table's rows (one per method) against the size columns; cells as :func:`front_cell`."""
+    what = "params" if table.key == "removed_params" else "MACs"
+    head = "| method | seeds | " if seeds_column else "| method | "
+    out = [head + " | ".join(f">= {int(level * 100)}% fewer {what}" for level in LEVELS) + " |"]
+    out.append("|---|" + ("---|" if seeds_column else "") + "---|" * len(LEVELS))
+    for row in table.rows:
+        line = _table_row(row.label, _mine(table, rows, row), table.key)
+        if not seeds_column:
+            line = re.sub(r" \(\d+\)", "", line)
+            line = "|".join(p for i, p in enumerate(line.split("|")) if i != 2)
+        out.append(line)
+    return out
+
+
+def front_section(table: Table, rows: list[dict]) -> list[str]:
+    """A table's section of RESULTS.md: title, plot, dense accuracy, the front table, what each row ran."""
+    runs = table.runs(rows)
+    if not runs:
         return []
-    what = "params" if key == "removed_params" else "MACs"
-    by: defaultdict[str, defaultdict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        by[r["method"]][r["seed"]].append(r)
-    dense = [r["test_acc"] for r in rows if r["method"] == "dense"]
-    dense_mean = statistics.mean(dense) if dense else None
-    budget = rows[0]["epochs"]
-    out = [f"### {model}, Fashion-MNIST, {budget}-epoch budget, `{normalize}` normalization, by {what}", ""]
-    if dense_mean is not None:
-        out.append(f"Dense: {dense_mean:.2%} test accuracy (mean of {len(dense)} seed(s)).")
-        out.append("")
-    out.append(
-        "| method | seeds | " + " | ".join(f">= {int(level * 100)}% fewer {what}" for level in LEVELS) + " |"
-    )
-    out.append("|---|---|" + "---|" * len(LEVELS))
-    for method in sorted(m for m in by if m != "dense"):
-        out.append(_table_row(method, [r for rs in by[method].values() for r in rs], key))
-    floors = defaultdict(list)  # one recipe, its floor chosen per target (as a peer's pruning ratio)
-    for r in rows:
-        if recipe(r["method"]) != r["method"]:
-            floors[recipe(r["method"])].append(r)
-    for family, members in sorted(floors.items()):
-        if len({r["method"] for r in members}) > 1:
-            out.append(_table_row(f"{family} (all floors)", members, key))
-    variants = [r for r in rows if r["method"].startswith("ours")]
-    if len({r["method"] for r in variants}) > 1:
-        out.append(_table_row("ours, best of all variants", variants, key))
+    what = "params" if table.key == "removed_params" else "MACs"
+    dense = [r["test_acc"] for r in runs if r["method"] == "dense"]
+    out = [
+        f"### {table.model}, Fashion-MNIST, {table.epochs}-epoch budget, `{table.normalize}` normalization, by {what}",
+        "",
+    ]
+    plot = front_plot(table, rows)
+    if plot:
+        out += [f"![front]({plot})", ""]
+    if dense:
+        out += [f"Dense: {statistics.mean(dense):.2%} test accuracy (mean of {len(dense)} seeds).", ""]
+    out += front_table(table, rows)
     out += [
         "",
-        "Cells: mean over seeds of the best test accuracy at that size or smaller (number of seeds).",
-        "The best-of-all-variants row takes more runs per seed than any peer has: an optimistic cell.",
-        "A `_keep*` row joins one recipe's trimmed-lasso floors (keep_ratio), one floor per target size,",
-        "as a peer's row joins its pruning ratios.",
+        "Cells: mean over seeds of each seed's best test accuracy among runs at least that much smaller",
+        "(number of seeds with one). Each row is one recipe or peer at the levels below, every seed:",
         "",
     ]
-    out.append("All runs (method, strength or ratio, seed, fewer params, test accuracy, widths):")
-    out.append("")
-    out.append("| method | level | seed | fewer params | fewer MACs | test acc | widths | inputs |")
-    out.append("|---|---|---|---|---|---|---|---|")
-    for r in sorted(rows, key=lambda r: (r["method"], r["level"], r["seed"])):
-        macs = f"{r['removed_macs']:.1%}" if "removed_macs" in r else "-"
-        out.append(
-            f"| {r['method']} | {r['level']:g} | {r['seed']} | {r['removed_params']:.1%} | {macs} "
-            f"| {r['test_acc']:.2%} | {r['widths']} | {r.get('inputs', 784)} |"
-        )
+    for row in table.rows:
+        out.append(f"- {row.label}: `{row.method}` at {', '.join(f'{v:g}' for v in row.levels)}")
     return [*out, ""]
 
 
-PEER_STYLE = {  # method: (color, marker)
-    "tp_magnitude": ("tab:blue", "s"),
-    "tp_groupnorm": ("tab:green", "^"),
-    "lt_pruning": ("tab:purple", "D"),
-    "scratch": ("tab:brown", "x"),
-}
+def readme_table(table: Table, rows: list[dict]) -> str:
+    """The README's table: the front of ``table`` with the dense accuracy in its caption, no seed counts."""
+    runs = table.runs(rows)
+    dense = statistics.mean(r["test_acc"] for r in runs if r["method"] == "dense")
+    lines = front_table(table, rows, seeds_column=False)
+    cells = [line.split("|")[2:-1] for line in lines[2:]]  # bold: the best cell of each column
+    for col in range(len(LEVELS)):
+        values = [float(c[col].strip().rstrip("%")) if c[col].strip() != "-" else -1.0 for c in cells]
+        top = max(values)
+        for i, v in enumerate(values):
+            if v == top and v >= 0:
+                cells[i][col] = f" **{cells[i][col].strip()}** "
+    body = ["|" + lines[2 + i].split("|")[1] + "|" + "|".join(c) + "|" for i, c in enumerate(cells)]
+    caption = (
+        f"{table.model.replace('lenet300_100', 'LeNet-300-100')} on Fashion-MNIST, {table.epochs} epochs for "
+        f"every method, {len(table.seeds)} seeds; each cell is the mean over seeds of the best test accuracy "
+        f"among models at least that much smaller (dense: {dense:.2%}), by "
+        "`benchmarks/group_sparsity_vs_peers.py`; `benchmarks/reproduce.py` re-runs a cell of every row."
+    )
+    return "\n".join([caption, "", lines[0], lines[1], *body])
+
+
+def write_readme_table(table: Table, rows: list[dict]) -> None:
+    """Replace the README's results table (between its two markers) with ``table``'s, from the runs."""
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- results table: benchmarks/summarize.py -->", "<!-- end of results table -->"
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    readme.write_text(f"{before}{start}\n{readme_table(table, rows)}\n{end}{after}")
+
+
+COLORS = ("tab:red", "tab:orange", "tab:gray", "tab:green", "tab:blue", "tab:purple", "tab:brown")
 
 
 def _front_line(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
@@ -131,59 +136,38 @@ def _front_line(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
     )
 
 
-def front_plot(rows: list[dict], normalize: str, model: str, key: str) -> str | None:
-    """Accuracy vs fraction removed: the peers in colour, each of our recipes in grey, our best in red.
-
-    A marker per run; a line through each method's per-seed-mean front at the table's sizes.
-    """
-    rows = _section_rows(rows, normalize, model)
-    if not rows:
+def front_plot(table: Table, rows: list[dict]) -> str | None:
+    """Accuracy vs share removed: a marker per run, a line through each row's per-seed-mean front."""
+    runs = table.runs(rows)
+    if not runs:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    what = "params" if key == "removed_params" else "MACs"
+    what = "params" if table.key == "removed_params" else "MACs"
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
-    dense = [100 * r["test_acc"] for r in rows if r["method"] == "dense"]
+    dense = [100 * r["test_acc"] for r in runs if r["method"] == "dense"]
     if dense:
         ax.axhline(statistics.mean(dense), color="black", lw=1, ls="--", label="dense (mean)")
-    ours = [r for r in rows if r["method"].startswith("ours")]
-    for i, method in enumerate(sorted({recipe(r["method"]) for r in ours})):  # a recipe's floors: one series
-        mine = [r for r in ours if recipe(r["method"]) == method]
+    for i, row in enumerate(table.rows):
+        mine, color = _mine(table, rows, row), COLORS[i % len(COLORS)]
         ax.plot(
-            [100 * r[key] for r in mine],
+            [100 * r[table.key] for r in mine],
             [100 * r["test_acc"] for r in mine],
             "o",
             ms=3,
-            color="0.6",
+            color=color,
             alpha=0.5,
         )
-        ax.plot(*_front_line(mine, key), "-", color="0.6", lw=1, label=None if i else "ours, each recipe")
-    for method, (color, marker) in PEER_STYLE.items():
-        mine = [r for r in rows if r["method"] == method]
-        if mine:
-            ax.plot(
-                [100 * r[key] for r in mine],
-                [100 * r["test_acc"] for r in mine],
-                marker,
-                ms=4,
-                color=color,
-                alpha=0.6,
-            )
-            ax.plot(*_front_line(mine, key), "-", marker=marker, color=color, lw=1.5, label=method)
-    if ours:
-        label = "ours, best recipe per size" + (
-            " (optimistic)" if len({r["method"] for r in ours}) > 1 else ""
-        )
-        ax.plot(*_front_line(ours, key), "-o", color="tab:red", lw=2.5, label=label)
+        ax.plot(*_front_line(mine, table.key), "-o", color=color, lw=2.5 if i < 2 else 1.5, label=row.method)
     ax.set_xlabel(f"fewer {what} (%)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{model}, Fashion-MNIST, {normalize} normalization")
+    ax.set_title(f"{table.model}, Fashion-MNIST, {table.normalize} normalization")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    name = f"front_{model}_{normalize}_{what.lower()}.png"
+    name = f"front_{table.model}_{table.normalize}_{what.lower()}.png"
     fig.tight_layout()
     fig.savefig(RESULTS.parent / name, dpi=110)
     plt.close(fig)
@@ -362,30 +346,22 @@ def latency_section() -> list[str]:
 
 
 def main() -> None:
-    peers = _load_jsonl(RESULTS / "group_sparsity_vs_peers.jsonl")
+    runs = _load_jsonl(RESULTS / "group_sparsity_vs_peers.jsonl")
     lines = [
         "# Benchmark results",
         "",
         "Measured on this project's machines (2 CPU cores, no GPU) by the scripts beside this file;",
-        "regenerate with `python benchmarks/summarize.py`. Methods are described in",
-        "`benchmarks/group_sparsity_vs_peers.py`.",
+        "regenerate with `python benchmarks/summarize.py` (it also writes the README's table). The tables'",
+        "rows are declared in `benchmarks/tables.py`, run by `benchmarks/group_sparsity_vs_peers.py`, and",
+        "`benchmarks/reproduce.py` (in `make test`) re-runs one seed-0 cell of every row.",
         "",
-        "## Group sparsity vs peers",
+        "## Fronts against the peers",
         "",
     ]
-    sections = [
-        ("global", "lenet300_100", "removed_params"),
-        ("per_pixel", "lenet300_100", "removed_params"),
-        ("global", "lenet5", "removed_macs"),
-        ("global", "resnet_small", "removed_macs"),
-        ("global", "transformer_small", "removed_params"),
-    ]
-    for normalize, model, key in sections:
-        section = peers_section(peers, normalize, model=model, key=key)
-        plot = front_plot(peers, normalize, model, key) if section else None
-        if plot:  # under the section title; each line joins a method's table cells
-            section[1:1] = ["", f"![front]({plot})"]
-        lines += section
+    for table in TABLES:
+        lines += front_section(table, runs)
+        if table.in_readme:
+            write_readme_table(table, runs)
     lines += dalr_section()
     lines += latency_section()
     lines += throughput_section()

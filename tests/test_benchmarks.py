@@ -42,7 +42,7 @@ def test_every_recipe_builds_its_callbacks(peers: ModuleType, path: Path) -> Non
 
 
 def test_the_plain_recipe_is_the_papers_lasso(peers: ModuleType) -> None:
-    gs = peers.build_callbacks(peers.load_recipe(peers.recipe_path("ours"), 1e-3, 30).compression)[0]
+    gs = peers.build_callbacks(peers.load_recipe(peers.recipe_path("group_lasso"), 1e-3, 30).compression)[0]
     r = gs.regularizer
     assert (r.cost.value, r.cost_exponent, r.groups.value, r.keep_ratio, r.l1_ratio) == (
         "params",
@@ -54,20 +54,39 @@ def test_the_plain_recipe_is_the_papers_lasso(peers: ModuleType) -> None:
     assert (gs.warmup_epochs, gs.ramp_epochs, gs.stop_epoch, gs.every_n_steps) == (0, 0, None, 1)
 
 
-@pytest.mark.parametrize(
-    ("name", "expected", "refit"),
-    [
-        ("ours_macs_ramp_half_keep40", {"ramp_epochs": 4, "stop_epoch": 6, "keep_ratio": 0.4}, False),
-        ("ours_macs_ft_keep25", {"ramp_epochs": 0, "stop_epoch": 8, "keep_ratio": 0.25}, False),
-        ("ours_ramp", {"ramp_epochs": 4, "stop_epoch": None, "keep_ratio": 0.0}, False),
-        ("ours_macs_refit_keep40", {"stop_epoch": None, "keep_ratio": 0.4}, True),
-    ],
-)
-def test_budget_shares_fill_in(peers: ModuleType, name: str, expected: dict, refit: bool) -> None:
-    recipe = peers.load_recipe(peers.recipe_path(name), 1e-3, 12)
-    gs = recipe.compression.group_sparsity
-    assert {k: getattr(gs, k) for k in expected} == expected
-    assert recipe.refit is refit
+def test_budget_shares_fill_in(peers: ModuleType) -> None:
+    recipe = peers.load_recipe(peers.recipe_path("low_rank_group_lasso"), 0.9, 12)
+    lr, gs = recipe.compression.low_rank, recipe.compression.group_sparsity
+    assert (lr.stop_epoch, lr.split_epochs, lr.param_ratio) == (6, [5], pytest.approx(0.1))
+    assert (gs.warmup_epochs, gs.stop_epoch) == (6, 8)
+    assert recipe.refit is False
+
+
+def test_a_refit_recipe_says_so(peers: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "refit.yaml"
+    path.write_text("description: d\nrefit: true\ncompression:\n  group_sparsity:\n    strength: ${level}\n")
+    recipe = peers.load_recipe(path, 1e-3, 12)
+    assert recipe.refit is True and recipe.compression.group_sparsity.strength == 1e-3
+
+
+def test_every_table_row_names_a_recipe_or_a_peer(peers: ModuleType) -> None:
+    tables = _load("tables")
+    known_peers = {"svd", "tp_magnitude", "tp_groupnorm", "lt_pruning", "scratch", "dense"}
+    for table in tables.TABLES:
+        for row in table.rows:
+            assert row.method in known_peers or peers.recipe_path(row.method) is not None, row.method
+
+
+def test_reproduce_picks_the_run_of_the_first_filled_cell() -> None:
+    reproduce = _load("reproduce")
+    table = _load("tables").TABLES[0]
+    runs = [
+        {"method": "m", "seed": 0, "level": 1, "test_acc": 0.80, "removed_params": 0.85},
+        {"method": "m", "seed": 0, "level": 2, "test_acc": 0.90, "removed_params": 0.45},
+        {"method": "m", "seed": 1, "level": 1, "test_acc": 0.95, "removed_params": 0.99},
+    ]
+    assert reproduce.cell_run(table, runs, "m", (1, 2))["level"] == 1  # 0.45 fills no column
+    assert reproduce.cell_run(table, runs, "other", (1,)) is None
 
 
 def test_peers_are_not_recipes(peers: ModuleType) -> None:

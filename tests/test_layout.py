@@ -38,6 +38,10 @@ def test_no_package_file_over_300_lines() -> None:
     assert not long, long
 
 
+def test_the_readme_stays_a_users_document() -> None:
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 300
+
+
 def _readme_block(heading: str) -> str:
     text = (ROOT / "README.md").read_text()
     section = text.split(f"\n## {heading}\n", 1)[1]

@@ -1,0 +1,115 @@
+"""Re-run one seed-0 cell of every row of every results table, and fail when a figure differs.
+
+For each table in ``tables.TABLES`` (the README's and ``RESULTS.md``'s) and each row (dense included),
+the run that makes the row's first filled seed-0 cell (its best test accuracy at the smallest column it
+reaches) is run again with the current code, at one torch thread per process (where training is
+deterministic), and its test accuracy, parameter and MAC counts and widths are compared with the
+recorded ones. A change that moves a result re-records it (``group_sparsity_vs_peers.py``) in the same
+commit; this script is part of ``make test``.
+
+Usage: python benchmarks/reproduce.py [--workers 2] [--tables NAME ...] [--dry-run]
+Exit status 0 when every figure is reproduced, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tables import LEVELS, TABLES, Table
+
+RESULTS = Path(__file__).resolve().parent / "results" / "group_sparsity_vs_peers.jsonl"
+COMPARED = ("test_acc", "params", "macs", "widths")
+
+
+def cell_run(table: Table, runs: list[dict], method: str, levels: tuple[float, ...]) -> dict | None:
+    """The seed-0 run behind ``method``'s first filled cell of ``table`` (``None``: nothing recorded).
+
+    Example:
+        >>> rows = [{"method": "m", "seed": 0, "level": 1, "test_acc": 0.8, "removed_params": 0.6},
+        ...         {"method": "m", "seed": 0, "level": 2, "test_acc": 0.9, "removed_params": 0.55}]
+        >>> cell_run(TABLES[0], rows, "m", (1, 2))["level"]
+        2
+    """
+    mine = [r for r in runs if r["method"] == method and r["seed"] == 0 and r["level"] in levels]
+    if method == "dense":
+        return mine[0] if mine else None
+    for level in LEVELS:
+        candidates = [r for r in mine if r[table.key] >= level]
+        if candidates:
+            return max(candidates, key=lambda r: (r["test_acc"], -r["level"]))
+    return None
+
+
+def _rerun(job: tuple[str, float, int, str, str]) -> dict:
+    method, level, epochs, model, normalize = job
+    import torch
+
+    torch.set_num_threads(1)
+    from group_sparsity_vs_peers import run
+
+    from lightning_compress.data import FashionMNISTDataModule
+
+    dm = FashionMNISTDataModule(batch_size=128, normalize=normalize)
+    return run(method, level, epochs, 0, dm, model)
+
+
+def _cells(rows: list[dict], names: list[str] | None) -> list[tuple[Table, str, dict | None]]:
+    cells = []
+    for table in TABLES:
+        if names and table.name not in names:
+            continue
+        runs = table.runs(rows)
+        cells.append((table, "dense", cell_run(table, runs, "dense", (0.0,))))
+        for row in table.rows:
+            cells.append((table, row.method, cell_run(table, runs, row.method, row.levels)))
+    return cells
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=2, help="processes, one torch thread each")
+    parser.add_argument("--tables", nargs="*", default=None, help=f"of {[t.name for t in TABLES]}")
+    parser.add_argument("--dry-run", action="store_true", help="list the cells, run nothing")
+    args = parser.parse_args()
+    rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    cells = _cells(rows, args.tables)
+    missing = [f"{t.name}: {m}" for t, m, r in cells if r is None]
+    if missing:
+        print(f"reproduce: no recorded seed-0 run for {', '.join(missing)}", file=sys.stderr)
+        return 1
+    jobs = [(r["method"], r["level"], r["epochs"], t.model, t.normalize) for t, _, r in cells if r]
+    for (t, m, r), job in zip(cells, jobs, strict=True):
+        print(f"{t.name}: {m}:{job[1]:g} (recorded {r['test_acc']:.2%}, {r['params']:,} params)" if r else "")
+    if args.dry_run:
+        return 0
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        fresh = pool.map(_rerun, jobs, chunksize=1)
+    failures = 0
+    print("\n| table | method | level | figure | recorded | now |\n|---|---|---|---|---|---|")
+    for (t, m, r), now in zip(cells, fresh, strict=True):
+        assert r is not None
+        for key in COMPARED:
+            same = now[key] == r[key]
+            failures += not same
+            if not same or key == "test_acc":
+                print(
+                    f"| {t.name} | {m} | {r['level']:g} | {key} | {r[key]} | {now[key]}{'' if same else ' DIFFERS'} |"
+                )
+    seconds = time.perf_counter() - start
+    verdict = "every figure reproduced" if not failures else f"{failures} figure(s) differ"
+    print(f"\nreproduce: {len(cells)} cells, {verdict} ({seconds:.0f} s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
