@@ -92,11 +92,13 @@ def accuracy(model: nn.Module, data: TensorDataset) -> float:
     return correct / len(data)
 
 
-def run(args: argparse.Namespace, seed: int) -> list[dict[str, Any]]:
+def run(
+    args: argparse.Namespace, seed: int, shares: dict[str, list[float]] | None = None
+) -> list[dict[str, Any]]:
+    """Every (method, share) of ``args.methods`` x ``SHARES`` on ``seed`` (``shares``: only these)."""
     torch.manual_seed(seed)
     data = domains(seed, args.target_train, args.calibration)
     model = LeNet300100(hidden=(1000, 1000), num_classes=5)
-    model[5] = nn.Linear(1000, 5)
     cached = args.cache / f"seed{seed}.pt" if args.cache else None
     if cached is not None and cached.is_file():
         model.load_state_dict(torch.load(cached, weights_only=True))
@@ -113,11 +115,11 @@ def run(args: argparse.Namespace, seed: int) -> list[dict[str, Any]]:
     print(f"seed {seed}: target test accuracy {base:.4f} with {dense:,} weights in the hidden layers")
     calib = DataLoader(data["calibration"], batch_size=250)
     rows = []
-    for method in args.methods:
+    for method in args.methods if shares is None else list(shares):
         kwargs: dict[str, Any] = dict(METHODS[method])
         if kwargs["method"].startswith("dalr"):
             kwargs["ridge"] = args.ridge
-        for share in SHARES:
+        for share in SHARES if shares is None else shares[method]:
             net = copy.deepcopy(model)
             start = time.perf_counter()
             results = compress_low_rank(net, calib, include=LAYERS, params=share, **kwargs)
@@ -224,7 +226,7 @@ def main() -> None:
     parser.add_argument("--target-epochs", type=int, default=10)
     parser.add_argument("--target-train", type=int, default=3000)
     parser.add_argument("--calibration", type=int, default=2000)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: deterministic)")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--out", type=Path, default=RESULTS / "dalr_transfer.jsonl")
     parser.add_argument("--summarize", action="store_true", help="only summarize --out")

@@ -4,8 +4,9 @@ For each table in ``tables.TABLES`` (the README's and ``RESULTS.md``'s) and each
 the run that makes the row's first filled seed-0 cell (its best test accuracy at the smallest column it
 reaches) is run again with the current code, at one torch thread per process (where training is
 deterministic), and its test accuracy, parameter and MAC counts and widths are compared with the
-recorded ones. A change that moves a result re-records it (``group_sparsity_vs_peers.py``) in the same
-commit; this script is part of ``make test``.
+recorded ones. The DALR transfer table (``dalr_transfer.py``) is checked the same way: per method, the
+seed-0 run behind its "no fine-tune, <= 2 pt drop" cell. A change that moves a result re-records it in
+the same commit; this script is part of ``make test``.
 
 Usage: python benchmarks/reproduce.py [--workers 2] [--tables NAME ...] [--dry-run]
 Exit status 0 when every figure is reproduced, 1 otherwise.
@@ -25,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import LEVELS, TABLES, Table
 
 RESULTS = Path(__file__).resolve().parent / "results" / "group_sparsity_vs_peers.jsonl"
+DALR_RESULTS = RESULTS.parent / "dalr_transfer.jsonl"
 COMPARED = ("test_acc", "params", "macs", "widths")
+DALR_COMPARED = ("base_acc", "kept", "ranks", "acc", "acc_ft")
 
 
 def cell_run(table: Table, runs: list[dict], method: str, levels: tuple[float, ...]) -> dict | None:
@@ -45,6 +48,38 @@ def cell_run(table: Table, runs: list[dict], method: str, levels: tuple[float, .
         if candidates:
             return max(candidates, key=lambda r: (r["test_acc"], -r["level"]))
     return None
+
+
+def dalr_cells(rows: list[dict]) -> dict[str, dict]:
+    """Per method of the DALR transfer table, the seed-0 run behind its "no fine-tune, <= 2 pt drop" cell:
+    the fewest weights kept within 2 points of the dense model (the smallest share on a tie).
+
+    Example:
+        >>> rows = [{"seed": 0, "method": "svd", "share": s, "kept": k, "acc": a, "base_acc": 0.9}
+        ...         for s, k, a in ((0.1, 10, 0.85), (0.2, 20, 0.89), (0.4, 40, 0.9))]
+        >>> dalr_cells(rows)["svd"]["share"]
+        0.2
+    """
+    cells = {}
+    for method in dict.fromkeys(r["method"] for r in rows if r["seed"] == 0):
+        ok = [
+            r for r in rows if r["seed"] == 0 and r["method"] == method and r["acc"] >= r["base_acc"] - 0.02
+        ]
+        if ok:
+            cells[method] = min(ok, key=lambda r: (r["kept"], r["share"]))
+    return cells
+
+
+def _rerun_dalr(shares: dict[str, list[float]]) -> list[dict]:
+    import torch
+
+    torch.set_num_threads(1)
+    import dalr_transfer
+
+    args = argparse.Namespace(
+        source_epochs=5, target_epochs=10, target_train=3000, calibration=2000, cache=None, ridge=0.0
+    )
+    return dalr_transfer.run(args, 0, shares=shares)
 
 
 def _rerun(job: tuple[str, float, int, str, str]) -> dict:
@@ -77,7 +112,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--workers", type=int, default=2, help="processes, one torch thread each")
-    parser.add_argument("--tables", nargs="*", default=None, help=f"of {[t.name for t in TABLES]}")
+    parser.add_argument(
+        "--tables", nargs="*", default=None, help=f"of {[t.name for t in TABLES]} and dalr_transfer"
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the cells, run nothing")
     args = parser.parse_args()
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
@@ -89,11 +126,19 @@ def main() -> int:
     jobs = [(r["method"], r["level"], r["epochs"], t.model, t.normalize) for t, _, r in cells if r]
     for (t, m, r), job in zip(cells, jobs, strict=True):
         print(f"{t.name}: {m}:{job[1]:g} (recorded {r['test_acc']:.2%}, {r['params']:,} params)" if r else "")
+    dalr = dalr_cells([json.loads(line) for line in DALR_RESULTS.read_text().splitlines() if line.strip()])
+    dalr = dalr if not args.tables or "dalr_transfer" in args.tables else {}
+    for method, r in dalr.items():
+        print(f"dalr_transfer: {method}:{r['share']:g} (recorded {r['acc']:.2%}, {r['kept']:,} weights)")
     if args.dry_run:
         return 0
     start = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        dalr_job = (
+            pool.apply_async(_rerun_dalr, ({m: [r["share"]] for m, r in dalr.items()},)) if dalr else None
+        )
         fresh = pool.map(_rerun, jobs, chunksize=1)
+        dalr_fresh = dalr_job.get() if dalr_job is not None else []
     failures = 0
     print("\n| table | method | level | figure | recorded | now |\n|---|---|---|---|---|---|")
     for (t, m, r), now in zip(cells, fresh, strict=True):
@@ -105,9 +150,18 @@ def main() -> int:
                 print(
                     f"| {t.name} | {m} | {r['level']:g} | {key} | {r[key]} | {now[key]}{'' if same else ' DIFFERS'} |"
                 )
+    for now in dalr_fresh:
+        r = dalr[now["method"]]
+        for key in DALR_COMPARED:
+            same = now[key] == r[key]
+            failures += not same
+            if not same or key == "acc":
+                print(
+                    f"| dalr_transfer | {now['method']} | {r['share']:g} | {key} | {r[key]} | {now[key]}{'' if same else ' DIFFERS'} |"
+                )
     seconds = time.perf_counter() - start
     verdict = "every figure reproduced" if not failures else f"{failures} figure(s) differ"
-    print(f"\nreproduce: {len(cells)} cells, {verdict} ({seconds:.0f} s)")
+    print(f"\nreproduce: {len(cells) + len(dalr)} cells, {verdict} ({seconds:.0f} s)")
     return 1 if failures else 0
 
 

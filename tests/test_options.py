@@ -104,3 +104,21 @@ def test_int_options_refuse_bools_and_floats_alike(value: Any) -> None:
     ):
         with pytest.raises(ArgumentError, match="must be an int >= "):
             make()
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--params", "0"], "--params"),
+        (["--rank", "0"], "--rank"),
+        (["--rank", "4", "--max-batches", "0"], "--max-batches"),
+    ],
+)
+def test_a_bad_compress_flag_is_one_line_before_any_work(
+    flags: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lightning_compress.cli.main import main
+
+    assert main(["compress", "/no/such/run/final.ckpt", "--out", "/no/such/small.ckpt", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"lightning-compress: error: {named}:"), err

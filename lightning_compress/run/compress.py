@@ -98,15 +98,15 @@ def compress_checkpoint(
         >>> summary["params_before"], summary["params"]
         (266610, 16250)
     """
-    cfg: RunConfig = load_config(config or find_run_config(checkpoint), list(overrides))
-    if finetune_epochs < 0:
-        raise ConfigError("--finetune-epochs", f"must be >= 0, got {finetune_epochs}")
     try:
         callback = LowRankCompression(**{k: v for k, v in options.items() if v is not None})
     except ArgumentError as err:
         raise ConfigError(f"--{err.argument.replace('_', '-')}", str(err)) from None
     if callable(callback.data):
         raise ConfigError("--data", "must be 'train' or 'val' here")
+    cfg: RunConfig = load_config(config or find_run_config(checkpoint), list(overrides))
+    if finetune_epochs < 0:
+        raise ConfigError("--finetune-epochs", f"must be >= 0, got {finetune_epochs}")
     target = Path(out)
     if not target.parent.is_dir():
         raise ConfigError("--out", f"folder not found: {str(target.parent)!r}")
