@@ -128,6 +128,8 @@ class Recipe:
     level: float = 0.0
     kept: float = 1.0
     budget: Budget = field(default_factory=Budget)
+    grid: dict[str, list[float]] = field(default_factory=dict)  # the recipe's variants: name -> values
+    variant: dict[str, float] = field(default_factory=dict)  # this run's point of the grid
     compression: Any = field(default_factory=CompressionConfig)
 
 
@@ -137,8 +139,17 @@ def recipe_path(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_recipe(path: Path, level: float, epochs: int) -> Recipe:
-    """Read a recipe with ``level`` and the budget filled in, validated as a run config's section is.
+def grid_of(path: Path) -> dict[str, list[float]]:
+    """A recipe file's ``grid`` (empty without one)."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text()) or {}
+    return dict(raw.get("grid") or {})
+
+
+def load_recipe(path: Path, level: float, epochs: int, variant: dict[str, float] | None = None) -> Recipe:
+    """Read a recipe with ``level``, the budget and a point of its ``grid`` (``${variant.<name>}``) filled
+    in, validated as a run config's section is.
 
     Example:
         >>> recipe = load_recipe(RECIPES / "low_rank_group_lasso.yaml", 0.9, 30)
@@ -147,9 +158,23 @@ def load_recipe(path: Path, level: float, epochs: int) -> Recipe:
     """
     budget = {"epochs": epochs, "third": epochs // 3, "half": epochs // 2, "two_thirds": 2 * epochs // 3}
     budget["last_of_first_half"] = budget["half"] - 1
-    extra = [{"level": level, "kept": round(1 - level, 12), "budget": budget}]
+    if variant is None:  # the grid's first point
+        variant = {name: float(values[0]) for name, values in grid_of(path).items()}
+    extra = [{"level": level, "kept": round(1 - level, 12), "budget": budget, "variant": variant}]
     recipe: Recipe = load_config(path, schema=Recipe, extra=extra)
     return recipe
+
+
+def parse_job(job: str) -> tuple[str, float, dict[str, float]]:
+    """``"recipe:level"`` or ``"recipe:level:name=value,..."`` (a point of the recipe's grid).
+
+    Example:
+        >>> parse_job("trimmed_group_lasso:1:keep=0.25")
+        ('trimmed_group_lasso', 1.0, {'keep': 0.25})
+    """
+    method, level, *rest = job.split(":")
+    variant = {k: float(v) for k, v in (item.split("=") for item in rest[0].split(","))} if rest else {}
+    return method, float(level), variant
 
 
 class _Regularize(Callback):
@@ -170,6 +195,7 @@ def run(
     dm: FashionMNISTDataModule,
     model: str,
     widths: list[int] | None = None,
+    variant: dict[str, float] | None = None,
 ) -> dict:
     module = _module(seed, model)
     dense = module.size()
@@ -182,7 +208,7 @@ def run(
     if method in ("dense", "scratch"):
         _fit(module, dm, epochs, [])
     elif (path := recipe_path(method)) is not None:
-        recipe = load_recipe(path, level, epochs)
+        recipe = load_recipe(path, level, epochs, variant)
         callbacks = build_callbacks(recipe.compression)
         if recipe.refit:  # as the peers: sparsify in a first fit, fine-tune in a second one
             _fit(module, dm, half, callbacks)
@@ -251,6 +277,7 @@ def run(
     return {
         "method": Path(method).stem,
         "level": level,
+        "variant": dict(variant or {}),
         "seed": seed,
         "epochs": epochs,
         "test_acc": round(_test(module, dm), 4),
@@ -299,9 +326,9 @@ def main() -> None:
         args.epochs, args.model, args.normalize = table.epochs, table.model, table.normalize
         dm = FashionMNISTDataModule(batch_size=128, normalize=args.normalize)
     for job, seed in todo:
-        method, level = job.split(":")
+        method, level, variant = parse_job(job)
         row = {
-            **run(method, float(level), args.epochs, seed, dm, args.model, args.widths),
+            **run(method, level, args.epochs, seed, dm, args.model, args.widths, variant),
             "normalize": args.normalize,
         }
         print(json.dumps(row), flush=True)

@@ -82,8 +82,8 @@ def _rerun_dalr(shares: dict[str, list[float]]) -> list[dict]:
     return dalr_transfer.run(args, 0, shares=shares)
 
 
-def _rerun(job: tuple[str, float, int, str, str]) -> dict:
-    method, level, epochs, model, normalize = job
+def _rerun(job: tuple[str, float, int, str, str, dict]) -> dict:
+    method, level, epochs, model, normalize, variant = job
     import torch
 
     torch.set_num_threads(1)
@@ -92,7 +92,7 @@ def _rerun(job: tuple[str, float, int, str, str]) -> dict:
     from lightning_compress.data import FashionMNISTDataModule
 
     dm = FashionMNISTDataModule(batch_size=128, normalize=normalize)
-    return run(method, level, epochs, 0, dm, model)
+    return run(method, level, epochs, 0, dm, model, None, variant)
 
 
 def _cells(rows: list[dict], names: list[str] | None) -> list[tuple[Table, str, dict | None]]:
@@ -123,7 +123,11 @@ def main() -> int:
     if missing:
         print(f"reproduce: no recorded seed-0 run for {', '.join(missing)}", file=sys.stderr)
         return 1
-    jobs = [(r["method"], r["level"], r["epochs"], t.model, t.normalize) for t, _, r in cells if r]
+    jobs = [
+        (r["method"], r["level"], r["epochs"], t.model, t.normalize, r.get("variant", {}))
+        for t, _, r in cells
+        if r
+    ]
     for (t, m, r), job in zip(cells, jobs, strict=True):
         print(f"{t.name}: {m}:{job[1]:g} (recorded {r['test_acc']:.2%}, {r['params']:,} params)" if r else "")
     dalr = dalr_cells([json.loads(line) for line in DALR_RESULTS.read_text().splitlines() if line.strip()])

@@ -8,6 +8,9 @@ with a ``grid`` contributes one run per grid point at each level, all in its row
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 __all__ = ["LEVELS", "TABLES", "Row", "Table", "jobs"]
 
@@ -80,19 +83,70 @@ TABLES = (
             Row("Lightning ModelPruning (ln_structured) + physical removal", "lt_pruning", PEER_LEVELS),
         ),
     ),
+    Table(
+        name="transformer_small_params",
+        model="transformer_small",
+        normalize="global",
+        key="removed_params",
+        epochs=6,
+        seeds=(0, 1, 2),
+        rows=(
+            Row(
+                "ours: trimmed `GroupSparsity` (heads, MLP units, residual width), fine-tuned",
+                "trimmed_group_lasso",
+                (1.0,),
+            ),
+            Row(
+                "Torch-Pruning GroupNormPruner (sparse training, prune, fine-tune)",
+                "tp_groupnorm",
+                (0.3, 0.45, 0.55, 0.65),
+            ),
+            Row(
+                "Torch-Pruning MagnitudePruner (train, prune, fine-tune)",
+                "tp_magnitude",
+                (0.3, 0.45, 0.55, 0.65),
+            ),
+        ),
+    ),
 )
-"""Every accuracy table of the README and ``RESULTS.md``."""
+"""Every accuracy table of the README and ``RESULTS.md`` (the DALR transfer table aside)."""
+
+
+RECIPES = Path(__file__).resolve().parent / "recipes"
+
+
+def grid(method: str) -> list[dict[str, float]]:
+    """The points of a recipe's ``grid`` (``[{}]`` for a recipe without one, or a peer).
+
+    Example:
+        >>> grid("trimmed_group_lasso")[:2], grid("svd")
+        ([{'keep': 0.25}, {'keep': 0.3}], [{}])
+    """
+    path = RECIPES / f"{method}.yaml"
+    axes = (yaml.safe_load(path.read_text()) or {}).get("grid", {}) if path.is_file() else {}
+    points: list[dict[str, float]] = [{}]
+    for name, values in axes.items():
+        points = [{**p, name: float(v)} for p in points for v in values]
+    return points
+
+
+def job_name(method: str, level: float, variant: dict[str, float]) -> str:
+    """The job string of one run: ``method:level`` and, for a grid point, ``:name=value,...``."""
+    suffix = ",".join(f"{k}={v:g}" for k, v in variant.items())
+    return f"{method}:{level:g}" + (f":{suffix}" if suffix else "")
 
 
 def jobs(table: Table) -> list[tuple[str, int]]:
-    """``("method:level", seed)`` for every run of ``table``, dense first, seed 0 first.
+    """``(job, seed)`` for every run of ``table``: dense first, seed 0 first, each grid point of a recipe.
 
     Example:
         >>> jobs(TABLES[0])[:2]
         [('dense:0', 0), ('low_rank_group_lasso:0.5', 0)]
     """
-    return [
-        (job, seed)
-        for seed in table.seeds
-        for job in ["dense:0", *(f"{row.method}:{level:g}" for row in table.rows for level in row.levels)]
+    names = [
+        job_name(row.method, level, variant)
+        for row in table.rows
+        for level in row.levels
+        for variant in grid(row.method)
     ]
+    return [(job, seed) for seed in table.seeds for job in ["dense:0", *names]]

@@ -69,6 +69,21 @@ def test_a_refit_recipe_says_so(peers: ModuleType, tmp_path: Path) -> None:
     assert recipe.refit is True and recipe.compression.group_sparsity.strength == 1e-3
 
 
+def test_a_grid_recipe_runs_each_point(peers: ModuleType) -> None:
+    tables = _load("tables")
+    path = peers.recipe_path("trimmed_group_lasso")
+    keeps = [p["keep"] for p in tables.grid("trimmed_group_lasso")]
+    assert len(keeps) > 1
+    for keep in keeps:
+        gs = peers.load_recipe(path, 1.0, 6, {"keep": keep}).compression.group_sparsity
+        assert (gs.keep_ratio, gs.strength, gs.stop_epoch) == (keep, 1.0, 4)
+    assert peers.parse_job(tables.job_name("trimmed_group_lasso", 1.0, {"keep": 0.3})) == (
+        "trimmed_group_lasso",
+        1.0,
+        {"keep": 0.3},
+    )
+
+
 def test_every_table_row_names_a_recipe_or_a_peer(peers: ModuleType) -> None:
     tables = _load("tables")
     known_peers = {"svd", "tp_magnitude", "tp_groupnorm", "lt_pruning", "scratch", "dense"}
