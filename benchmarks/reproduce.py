@@ -27,8 +27,8 @@ from tables import LEVELS, TABLES, Table
 
 RESULTS = Path(__file__).resolve().parent / "results" / "group_sparsity_vs_peers.jsonl"
 DALR_RESULTS = RESULTS.parent / "dalr_transfer.jsonl"
-COMPARED = ("test_acc", "params", "macs", "widths")
-DALR_COMPARED = ("base_acc", "kept", "ranks", "acc", "acc_ft")
+COMPARED = ("test_acc", "params", "macs", "widths")  # the first is always printed
+DALR_COMPARED = ("acc", "base_acc", "kept", "ranks", "acc_ft")
 
 
 def cell_run(table: Table, runs: list[dict], method: str, levels: tuple[float, ...]) -> dict | None:
@@ -95,6 +95,18 @@ def _rerun(job: tuple[str, float, int, str, str, dict]) -> dict:
     return run(method, level, epochs, 0, dm, model, None, variant)
 
 
+def _compare(table: str, method: str, level: float, recorded: dict, now: dict, keys: tuple[str, ...]) -> int:
+    """Print a row per figure (the first always, the others when they differ); the number that differ."""
+    differ = 0
+    for i, key in enumerate(keys):
+        same = now[key] == recorded[key]
+        differ += not same
+        if not same or i == 0:
+            flag = "" if same else " DIFFERS"
+            print(f"| {table} | {method} | {level:g} | {key} | {recorded[key]} | {now[key]}{flag} |")
+    return differ
+
+
 def _cells(rows: list[dict], names: list[str] | None) -> list[tuple[Table, str, dict | None]]:
     cells = []
     for table in TABLES:
@@ -143,26 +155,14 @@ def main() -> int:
         )
         fresh = pool.map(_rerun, jobs, chunksize=1)
         dalr_fresh = dalr_job.get() if dalr_job is not None else []
-    failures = 0
     print("\n| table | method | level | figure | recorded | now |\n|---|---|---|---|---|---|")
+    failures = 0
     for (t, m, r), now in zip(cells, fresh, strict=True):
         assert r is not None
-        for key in COMPARED:
-            same = now[key] == r[key]
-            failures += not same
-            if not same or key == "test_acc":
-                print(
-                    f"| {t.name} | {m} | {r['level']:g} | {key} | {r[key]} | {now[key]}{'' if same else ' DIFFERS'} |"
-                )
+        failures += _compare(t.name, m, r["level"], r, now, COMPARED)
     for now in dalr_fresh:
         r = dalr[now["method"]]
-        for key in DALR_COMPARED:
-            same = now[key] == r[key]
-            failures += not same
-            if not same or key == "acc":
-                print(
-                    f"| dalr_transfer | {now['method']} | {r['share']:g} | {key} | {r[key]} | {now[key]}{'' if same else ' DIFFERS'} |"
-                )
+        failures += _compare("dalr_transfer", now["method"], r["share"], r, now, DALR_COMPARED)
     seconds = time.perf_counter() - start
     verdict = "every figure reproduced" if not failures else f"{failures} figure(s) differ"
     print(f"\nreproduce: {len(cells) + len(dalr)} cells, {verdict} ({seconds:.0f} s)")

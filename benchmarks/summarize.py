@@ -378,10 +378,10 @@ def main() -> None:
     lines += json_section(
         "lenet5_macs.json", "LeNet-5 MACs (benchmarks/group_sparsity_vs_peers.py --model lenet5)"
     )
-    lines += unchanged_section(_load_jsonl(RESULTS / "unchanged_behaviour.jsonl"))
     history = Path(__file__).resolve().parent / "history.md"
     if history.exists():
         lines += ["", history.read_text().rstrip()]
+    lines += unchanged_section(_load_jsonl(RESULTS / "unchanged_behaviour.jsonl"))
     (Path(__file__).resolve().parent / "RESULTS.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:40]))
 
