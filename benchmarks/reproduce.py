@@ -142,8 +142,14 @@ def main() -> int:
     ]
     for (t, m, r), job in zip(cells, jobs, strict=True):
         print(f"{t.name}: {m}:{job[1]:g} (recorded {r['test_acc']:.2%}, {r['params']:,} params)" if r else "")
-    dalr = dalr_cells([json.loads(line) for line in DALR_RESULTS.read_text().splitlines() if line.strip()])
-    dalr = dalr if not args.tables or "dalr_transfer" in args.tables else {}
+    dalr: dict[str, dict] = {}
+    if not args.tables or "dalr_transfer" in args.tables:
+        if not DALR_RESULTS.is_file():
+            print(f"reproduce: no recorded DALR transfer runs ({DALR_RESULTS})", file=sys.stderr)
+            return 1
+        dalr = dalr_cells(
+            [json.loads(line) for line in DALR_RESULTS.read_text().splitlines() if line.strip()]
+        )
     for method, r in dalr.items():
         print(f"dalr_transfer: {method}:{r['share']:g} (recorded {r['acc']:.2%}, {r['kept']:,} weights)")
     if args.dry_run:
