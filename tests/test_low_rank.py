@@ -266,3 +266,16 @@ def test_only_if_faster_keeps_the_dense_layer_where_the_split_is_slower() -> Non
     plan = fast.split_plan(module)  # a 2048 x 784 layer at rank 5 is faster; a 16 x 16 one at rank 1 is not
     assert "model.1" in plan and "model.5" not in plan
     assert sum(p.numel() for p in module.parameters()) == sum(p.numel() for p in net.parameters()) + 170
+
+
+def test_the_split_is_at_the_rank_the_last_svt_left(tmp_path: Path) -> None:
+    """Optimizer steps after the last SVT make the weight full rank again: the split must not look at it."""
+    pl.seed_everything(0, verbose=False)
+    module = Classifier("lenet300_100", model_kwargs={"hidden": [48, 32]}, lr=0.05)
+    low = LowRank(1.5, every_n_steps=10, split_at_fit_end=True)  # 6 steps an epoch: the last SVT is stale
+    _trainer(tmp_path, [low], epochs=4).fit(module, _loader())
+    logged = dict(low.regularizer.ranks)
+    shapes = {"model.1": (48, 784), "model.3": (32, 48)}
+    split = {r["module"]: r["rank"] for r in get_history(module) if r["kind"] == "factorize"}
+    assert set(logged) == set(shapes) and split
+    assert split == {n: r for n, r in logged.items() if r < break_even_rank(*shapes[n])}

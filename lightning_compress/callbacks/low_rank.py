@@ -13,7 +13,7 @@ from lightning_compress._checks import ArgumentError, check_int, check_ints
 from lightning_compress.callbacks._common import example_inputs
 from lightning_compress.callbacks._proximal import ProximalCallback, ProxSchedule, ProxScheduleName
 from lightning_compress.callbacks._shape_change import change_shape
-from lightning_compress.functional import split_rank
+from lightning_compress.functional import as_matrix, break_even_rank, split_rank
 from lightning_compress.regularizers import NuclearNorm
 from lightning_compress.surgery import LayerSelector, factorize_layer, split_speedups
 
@@ -25,8 +25,8 @@ class LowRank(ProximalCallback):
 
     A shell over :class:`~lightning_compress.regularizers.NuclearNorm`: singular value thresholding runs
     every ``every_n_steps`` optimizer steps (step size ``lr * N``) or at epoch ends. At ``split_epochs``,
-    every ``split_every_n_epochs`` and at fit end, every regularized layer whose rank (singular values
-    above ``rel_tol`` times the largest, or the ``energy`` rule) is below the break-even rank
+    every ``split_every_n_epochs`` and at fit end, every regularized layer whose rank (the rank the last
+    SVT left, or the ``energy`` or ``param_ratio`` rule) is below the break-even rank
     :math:`mn/(m+n)` is replaced by two thin layers (``factorize`` record in the history; the optimizer
     keeps training both; rank 0 decides under DDP). Use it with
     :class:`~lightning_compress.callbacks.GroupSparsity` on the same layers for the paper's combined
@@ -48,7 +48,8 @@ class LowRank(ProximalCallback):
         split_every_n_epochs: Split at the end of every N-th epoch.
         split_at_fit_end: Split when fit ends.
         energy: Rank rule at a split: the smallest rank holding this share of the squared singular
-            values (default: the singular values above ``rel_tol`` of the largest, what SVT left).
+            values (default: the rank the last SVT left, logged as ``low_rank/rank/<layer>``; before any
+            SVT, the singular values above ``rel_tol`` of the largest).
         param_ratio: Rank rule at a split instead: the largest rank at which the two thin layers hold at
             most this share of the layer's weights (each layer is split once: a budget, as for a
             post-hoc truncated SVD, with the nuclear norm's training before it).
@@ -140,14 +141,22 @@ class LowRank(ProximalCallback):
     def split_plan(self, pl_module: pl.LightningModule) -> dict[str, int]:
         """Layer name -> the rank it would be split at now (only layers below their break-even rank)."""
         self._attach(pl_module)
+        # what the prox left: the rank of the last SVT, recorded then (the optimizer steps since have
+        # made the weight full rank again, with small singular values the split truncates)
+        recorded = self.regularizer.ranks if self.energy is None and self.param_ratio is None else {}
         plan = {}
         for name in self.regularizer.layer_names():
             weight = pl_module.get_submodule(name).weight
-            rank = (
-                split_rank(weight, energy=self.energy, param_ratio=self.param_ratio, rel_tol=self.rel_tol)
-                if isinstance(weight, torch.Tensor)
-                else None
-            )
+            if not isinstance(weight, torch.Tensor):
+                continue
+            if name in recorded:
+                shape = as_matrix(weight).shape
+                rank: int | None = max(recorded[name], 1)
+                rank = rank if rank is not None and rank < break_even_rank(shape[0], shape[1]) else None
+            else:
+                rank = split_rank(
+                    weight, energy=self.energy, param_ratio=self.param_ratio, rel_tol=self.rel_tol
+                )
             if rank is not None:
                 plan[name] = rank
         if self.only_if_faster and plan:
