@@ -70,11 +70,25 @@ def dalr_cells(rows: list[dict]) -> dict[str, dict]:
     return cells
 
 
-def _rerun_dalr(shares: dict[str, list[float]]) -> list[dict]:
+def _quiet() -> None:
+    """One torch thread, and no training chatter in the test log (Lightning's info lines, prints)."""
+    import logging
+    import os
+    import warnings
+
     import torch
 
     torch.set_num_threads(1)
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning_compress"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")  # the data loader's worker count and the like, once per process
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the worker process's own stdout, for its lifetime)
+
+
+def _rerun_dalr(shares: dict[str, list[float]]) -> list[dict]:
     import dalr_transfer
+
+    _quiet()
 
     args = argparse.Namespace(
         source_epochs=5, target_epochs=10, target_train=3000, calibration=2000, cache=None, ridge=0.0
@@ -84,10 +98,9 @@ def _rerun_dalr(shares: dict[str, list[float]]) -> list[dict]:
 
 def _rerun(job: tuple[str, float, int, str, str, dict]) -> dict:
     method, level, epochs, model, normalize, variant = job
-    import torch
+    from group_sparsity_vs_peers import run  # imports Lightning, which sets its loggers' levels
 
-    torch.set_num_threads(1)
-    from group_sparsity_vs_peers import run
+    _quiet()
 
     from lightning_compress.data import FashionMNISTDataModule
 

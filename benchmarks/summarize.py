@@ -151,17 +151,22 @@ def front_plot(table: Table, rows: list[dict]) -> str | None:
     dense = [100 * r["test_acc"] for r in runs if r["method"] == "dense"]
     if dense:
         ax.axhline(statistics.mean(dense), color="black", lw=1, ls="--", label="dense (mean)")
+    top = max([100 * r["test_acc"] for r in runs] + dense)
+    floor = (statistics.mean(dense) if dense else top) - 6.0  # a collapsed run would flatten the others
     for i, row in enumerate(table.rows):
         mine, color = _mine(table, rows, row), COLORS[i % len(COLORS)]
+        xs, ys = [100 * r[table.key] for r in mine], [100 * r["test_acc"] for r in mine]
+        ax.plot(xs, [max(y, floor) for y in ys], "o", ms=3, color=color, alpha=0.5)
+        low = [(x, y) for x, y in zip(xs, ys, strict=True) if y < floor]
+        if low:  # off the scale: a triangle on the axis, its accuracy beside it
+            ax.plot([x for x, _ in low], [floor] * len(low), "v", ms=7, color=color)
+            for x, y in low:
+                ax.annotate(f"{y:.0f}%", (x, floor), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        fx, fy = _front_line(mine, table.key)
         ax.plot(
-            [100 * r[table.key] for r in mine],
-            [100 * r["test_acc"] for r in mine],
-            "o",
-            ms=3,
-            color=color,
-            alpha=0.5,
+            fx, [max(y, floor) for y in fy], "-o", color=color, lw=2.5 if i < 2 else 1.5, label=row.method
         )
-        ax.plot(*_front_line(mine, table.key), "-o", color=color, lw=2.5 if i < 2 else 1.5, label=row.method)
+    ax.set_ylim(floor - 0.3, top + 0.5)
     ax.set_xlabel(f"fewer {what} (%)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{table.model}, Fashion-MNIST, {table.normalize} normalization")
