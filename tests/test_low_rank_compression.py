@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
+from torch import nn
 
+from lightning_compress.callbacks import LowRankCompression
 from lightning_compress.cli.main import main
 from lightning_compress.models import Classifier
 from lightning_compress.surgery import get_history
@@ -182,3 +185,68 @@ def test_a_bad_section_value_is_named_before_training(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and key in err, err
     assert not list(tmp_path.glob("*/*/final.ckpt"))
+
+
+class _DictNet(pl.LightningModule):
+    """A user's module fed dict batches (``pixel_values``/``labels``), loaders given to ``fit``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 4)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return nn.functional.cross_entropy(self(batch["pixel_values"]), batch["labels"])
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.log("val_loss", nn.functional.cross_entropy(self(batch["pixel_values"]), batch["labels"]))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+class _Dicts(torch.utils.data.Dataset):
+    def __init__(self, n: int, seed: int) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.x, self.y = torch.randn(n, 1, 8, 8, generator=gen), torch.randint(0, 4, (n,), generator=gen)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"pixel_values": self.x[i], "labels": self.y[i]}
+
+
+@pytest.mark.parametrize("data", ["train", "val"])
+def test_calibration_on_loaders_given_to_fit_with_dict_batches(tmp_path: Path, data: str) -> None:
+    pl.seed_everything(0, verbose=False)
+    module = _DictNet()
+    seen: list[int] = []
+    callback = LowRankCompression(method="dalr", rank=4, data=data)
+    original = callback._batches
+
+    def counting(trainer: pl.Trainer) -> object:
+        loader = original(trainer)
+        seen.append(len(loader.dataset))  # type: ignore[union-attr]
+        return loader
+
+    callback._batches = counting  # type: ignore[method-assign]
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=[callback],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
+    train = torch.utils.data.DataLoader(_Dicts(64, 0), batch_size=16)
+    val = torch.utils.data.DataLoader(_Dicts(32, 1), batch_size=16)
+    trainer.fit(module, train, val)
+    assert seen == [64 if data == "train" else 32]
+    assert [r.rank for r in callback.results] == [4, 4]
+    assert isinstance(module.net[1], nn.Sequential) and module.net[1][0].out_features == 4

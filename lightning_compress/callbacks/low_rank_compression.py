@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import lightning.pytorch as pl
 import torch
@@ -114,8 +114,15 @@ class LowRankCompression(TracingCallback):
         if callable(self.data):
             return self.data(trainer)
         datamodule = getattr(trainer, "datamodule", None)
-        source: Any = datamodule if datamodule is not None else trainer.lightning_module
-        return source.train_dataloader() if self.data == "train" else source.val_dataloader()
+        if datamodule is not None:
+            return datamodule.train_dataloader() if self.data == "train" else datamodule.val_dataloader()
+        # loaders given to fit (or the module's own hooks): the ones this fit runs on
+        loaders: Any = trainer.train_dataloader if self.data == "train" else trainer.val_dataloaders
+        if isinstance(loaders, (list, tuple)):
+            loaders = loaders[0] if loaders else None
+        if loaders is None:
+            raise ArgumentError("data", f"data={self.data!r}: this fit has no {self.data} data loader")
+        return cast(Iterable[Any], loaders)
 
     def compress(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[LayerResult]:
         """Compress now (every rank must call it); returns what was done to each layer."""

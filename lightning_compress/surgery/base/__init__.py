@@ -12,6 +12,7 @@ from lightning_compress.surgery.base.example import (
     INPUTS_ATTRIBUTE,
     batch_input,
     example_from_spec,
+    model_input,
     store_example,
 )
 from lightning_compress.surgery.base.records import (
@@ -38,6 +39,7 @@ __all__ = [
     "history_version",
     "input_statistics",
     "kept_modes",
+    "model_input",
     "layer_input_rows",
     "paired_statistics",
     "store_example",

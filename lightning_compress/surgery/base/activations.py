@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from lightning_compress.surgery.base.example import model_input
 from lightning_compress.surgery.base.tracing import kept_modes
 
 __all__ = ["InputStatistics", "capture_inputs", "input_statistics", "layer_input_rows", "paired_statistics"]
@@ -143,7 +144,7 @@ def _model_inputs(
     for i, batch in enumerate(tqdm(batches, desc="input statistics", disable=None if progress else True)):
         if max_batches is not None and i >= max_batches:
             break
-        x = to_inputs(batch) if to_inputs else (batch if isinstance(batch, torch.Tensor) else batch[0])
+        x = to_inputs(batch) if to_inputs else model_input(batch)
         if dev is not None:
             x = x.to(dev) if isinstance(x, torch.Tensor) else tuple(t.to(dev) for t in x)
         yield x
@@ -182,7 +183,8 @@ def input_statistics(
         model: The network (its train/eval modes are restored afterwards).
         names: Qualified names of Linear or Conv2d layers.
         batches: A data loader or any iterable of batches.
-        to_inputs: Batch -> model input; default: the batch itself if it is a tensor, else its first item.
+        to_inputs: Batch -> model input; default: :func:`~lightning_compress.surgery.base.example.model_input`
+            (a tensor, the first item of a tuple or list, a dict's ``input``/``image``/``pixel_values``...).
         max_batches: Stop after this many batches.
         device: Where to run the model's forward passes (default: where its first parameter is).
         through: Layer name -> matrix ``P`` (``q x fan_in``): sum ``(P x)(P x)^T`` (``q x q``) instead

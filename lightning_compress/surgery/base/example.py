@@ -15,38 +15,57 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["BATCH_INPUT_KEYS", "INPUTS_ATTRIBUTE", "batch_input", "example_from_spec", "store_example"]
+__all__ = [
+    "BATCH_INPUT_KEYS",
+    "INPUTS_ATTRIBUTE",
+    "batch_input",
+    "example_from_spec",
+    "model_input",
+    "store_example",
+]
 
 INPUTS_ATTRIBUTE = "compression_inputs"
 BATCH_INPUT_KEYS = ("input", "inputs", "x", "image", "images", "pixel_values", "input_ids")
 """Keys looked up, in this order, when a batch is a dict (give ``key`` for any other)."""
 
 
-def batch_input(batch: Any, key: str | None = None) -> Any:
-    """The model input of ``batch``, cut to one sample: a tensor, the first item of a tuple or list, or a
-    dict's ``key`` (by default the first of :data:`BATCH_INPUT_KEYS` it has).
+def model_input(batch: Any, key: str | None = None) -> torch.Tensor:
+    """The model input of ``batch``: a tensor, the first item of a tuple or list, or a dict's ``key`` (by
+    default the first of :data:`BATCH_INPUT_KEYS` it has). The one rule every reader of batches uses
+    (tracing, calibration, :func:`~lightning_compress.surgery.compress_low_rank`).
 
     Raises:
         ValueError: when no input can be found in the batch.
 
     Example:
         >>> x, y = torch.zeros(8, 3), torch.zeros(8)
-        >>> batch_input((x, y)).shape, batch_input({"image": x, "label": y}).shape
-        (torch.Size([1, 3]), torch.Size([1, 3]))
+        >>> model_input((x, y)).shape, model_input({"pixel_values": x, "labels": y}).shape
+        (torch.Size([8, 3]), torch.Size([8, 3]))
     """
     if isinstance(batch, torch.Tensor):
-        return batch[:1].detach().clone()
+        return batch
     if isinstance(batch, (tuple, list)) and batch:
-        return batch_input(batch[0])
+        return model_input(batch[0])
     if isinstance(batch, Mapping):
         keys = [key] if key is not None else [k for k in BATCH_INPUT_KEYS if k in batch]
         if keys and keys[0] in batch:
-            return batch_input(batch[keys[0]])
+            return model_input(batch[keys[0]])
     raise ValueError(
         f"cannot find the model input in a batch of type {type(batch).__name__}: expected a tensor, a "
         f"tuple/list whose first item is the input, or a dict with one of {list(BATCH_INPUT_KEYS)}; set "
         "example_input_array on the module (or pass example_input= to the callback)"
     )
+
+
+def batch_input(batch: Any, key: str | None = None) -> torch.Tensor:
+    """:func:`model_input`, cut to one sample (an example input to trace with).
+
+    Example:
+        >>> x, y = torch.zeros(8, 3), torch.zeros(8)
+        >>> batch_input((x, y)).shape, batch_input({"image": x, "label": y}).shape
+        (torch.Size([1, 3]), torch.Size([1, 3]))
+    """
+    return model_input(batch, key)[:1].detach().clone()
 
 
 def _spec(x: Any) -> Any:
