@@ -279,3 +279,17 @@ def test_the_split_is_at_the_rank_the_last_svt_left(tmp_path: Path) -> None:
     split = {r["module"]: r["rank"] for r in get_history(module) if r["kind"] == "factorize"}
     assert set(logged) == set(shapes) and split
     assert split == {n: r for n, r in logged.items() if r < break_even_rank(*shapes[n])}
+
+
+def test_low_rank_acts_on_layers_that_no_group_family_holds() -> None:
+    """A Linear feeding a GroupNorm has no removable neurons, but its weight can still be low rank."""
+    model = nn.Sequential(
+        nn.Linear(16, 32), nn.GroupNorm(4, 32), nn.ReLU(), nn.Linear(32, 8), nn.ReLU(), nn.Linear(8, 2)
+    )
+    reg = NuclearNorm(strength=1.0)
+    with pytest.warns(UserWarning, match="feature normalization"):
+        from lightning_compress.surgery import find_groups
+
+        grouped = {p for f in find_groups(model, torch.zeros(1, 16)) for p in f.layers}
+    reg.attach(model, torch.zeros(1, 16))
+    assert "0" not in grouped and reg.layer_names() == ["0", "3"]

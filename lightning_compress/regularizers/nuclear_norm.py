@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -12,12 +12,7 @@ from torch import nn
 from lightning_compress._checks import ArgumentError, check_nonneg
 from lightning_compress.functional import as_matrix, nuclear_norm, singular_value_threshold
 from lightning_compress.regularizers.base import AttachedRegularizer
-from lightning_compress.surgery import (
-    LayerSelector,
-    check_selectors,
-    find_groups,
-    is_factorized,
-)
+from lightning_compress.surgery import LayerSelector, check_selectors, is_factorized, low_rank_layers
 
 __all__ = ["NuclearNorm"]
 
@@ -78,20 +73,20 @@ class NuclearNorm(AttachedRegularizer):
         )
 
     def _build(self, model: nn.Module, x: Any) -> None:
-        """Find the layers to regularize (after any shape change)."""
+        """Find the layers to regularize (after any shape change): every Linear and ``groups=1`` Conv2d
+        that ``include``/``exclude`` select, the output layer and already split pairs left out."""
         split = {n for n, m in model.named_modules() if is_factorized(m)}
-        names = sorted(
-            {p for f in find_groups(model, x, include=self.include, exclude=self.exclude) for p in f.layers}
-        )
-        layers = []
-        for name in names:
-            layer = model.get_submodule(name)
-            parent = name.rpartition(".")[0]
-            if parent in split or not isinstance(layer, (nn.Linear, nn.Conv2d)):
-                continue
-            if isinstance(layer, nn.Conv2d) and layer.groups != 1:
-                continue
-            layers.append((name, layer, self._strength(name)))
+        try:
+            names = low_rank_layers(model, self.include, self.exclude)
+        except ArgumentError as err:
+            if not split or "leave no" not in str(err):
+                raise
+            names = []  # every selected layer is split already
+        layers = [
+            (name, cast(nn.Linear | nn.Conv2d, model.get_submodule(name)), self._strength(name))
+            for name in names
+            if name.rpartition(".")[0] not in split
+        ]
         if not layers and not split:  # once every layer is split, there is nothing left to do
             raise ValueError("no layer to regularize: include/exclude leave no Linear or Conv2d layer")
         for pattern in self.layer_strengths:

@@ -39,8 +39,8 @@ __all__ = [
     "history_version",
     "input_statistics",
     "kept_modes",
-    "model_input",
     "layer_input_rows",
+    "model_input",
     "paired_statistics",
     "store_example",
 ]
