@@ -212,3 +212,27 @@ def test_exported_program_runs_without_the_package(
     torch.testing.assert_close(torch.load(out / "y.pt"), model(x).detach())
     state = torch.load(out / "state_dict.pt", weights_only=True)
     assert state["net.0.weight"].shape[0] == model.net[0].out_features
+
+
+def test_neurons_reads_a_checkpoint_of_the_users_class(
+    compressed: tuple[MixedNet, Path, DataLoader], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lightning_compress.cli.main import main
+
+    model, ckpt, _ = compressed
+    assert main(["neurons", str(ckpt), "--model-class", "tests.test_user_project.MixedNet"]) == 0
+    report = capsys.readouterr().out
+    assert "net.0" in report and str(model.net[0].out_features) in report
+
+
+@pytest.mark.parametrize(
+    "command", [["neurons"], ["export", "--out", "x"], ["compress", "--rank", "4", "--out", "x"]]
+)
+def test_a_config_given_for_a_checkpoint_is_one_line(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lightning_compress.cli.main import main
+
+    assert main([command[0], "configs/lenet300_fmnist.yaml", *command[1:]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a YAML config, not a checkpoint" in err[0], err

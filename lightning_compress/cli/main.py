@@ -27,11 +27,20 @@ def _neurons(args: argparse.Namespace) -> int:
 
     if not args.relative_threshold >= 0:
         raise ConfigError("--relative-threshold", f"must be >= 0, got {args.relative_threshold}")
-    from lightning_compress.run import load_checkpoint
+    from lightning_compress.run import load_checkpoint, load_user_checkpoint
+    from lightning_compress.surgery import INPUTS_ATTRIBUTE, example_from_spec
     from lightning_compress.surgery.measure.report import format_neuron_report, neuron_report
 
-    module = load_checkpoint(args.checkpoint)
-    rows = neuron_report(module, module.example_input_array, relative_threshold=args.relative_threshold)
+    if args.model_class:
+        module = load_user_checkpoint(args.checkpoint, args.model_class)
+    else:
+        module = load_checkpoint(args.checkpoint)
+    x = module.example_input_array
+    if x is None and INPUTS_ATTRIBUTE in module._buffers:
+        x = example_from_spec(module._buffers[INPUTS_ATTRIBUTE])
+    if x is None:
+        raise ConfigError("checkpoint", "the module has no example input (set example_input_array)")
+    rows = neuron_report(module, x, relative_threshold=args.relative_threshold)
     print(format_neuron_report(rows))
     return 0
 

@@ -151,7 +151,12 @@ def build_parser(derived: bool = True) -> argparse.ArgumentParser:
     neurons = sub.add_parser(
         "neurons", help="report zero / near-zero neurons per layer of a checkpoint", formatter_class=fmt
     )
-    neurons.add_argument("checkpoint", help="a checkpoint written by 'train' (final.ckpt or last.ckpt)")
+    neurons.add_argument("checkpoint", help="a checkpoint of 'train', or of your own class (--model-class)")
+    neurons.add_argument(
+        "--model-class",
+        default=None,
+        help="your LightningModule's import path (package.module.Class), built from the saved hyperparameters",
+    )
     neurons.add_argument(
         "--relative-threshold", type=float, default=1e-3, help="near zero: norm <= this x layer max"
     )

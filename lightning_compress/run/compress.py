@@ -17,7 +17,7 @@ from lightning_compress.config import ConfigError, RunConfig, build_datamodule, 
 from lightning_compress.models import Classifier
 from lightning_compress.surgery import compress_low_rank, layer_widths
 
-__all__ = ["compress_checkpoint", "find_run_config", "load_checkpoint"]
+__all__ = ["check_checkpoint", "compress_checkpoint", "find_run_config", "load_checkpoint"]
 
 
 def find_run_config(checkpoint: str | Path) -> Path:
@@ -39,6 +39,29 @@ def find_run_config(checkpoint: str | Path) -> Path:
     raise ConfigError("--config", f"no config.yaml beside {str(checkpoint)!r} or its parent: give --config")
 
 
+def check_checkpoint(checkpoint: str | Path) -> None:
+    """A one-line :class:`ConfigError` unless ``checkpoint`` is a file that could be a checkpoint (not a
+    folder, not a YAML config given by mistake).
+
+    Example:
+        >>> check_checkpoint("configs/lenet300_fmnist.yaml")
+        Traceback (most recent call last):
+        ...
+        lightning_compress.config.errors.ConfigError: checkpoint: 'configs/lenet300_fmnist.yaml' is a YAML config, not a checkpoint: give the final.ckpt (or checkpoints/last.ckpt) that 'train' wrote
+    """
+    path = Path(checkpoint)
+    if path.is_dir():
+        raise ConfigError("checkpoint", f"{str(checkpoint)!r} is a folder: give the checkpoint file in it")
+    if not path.is_file():
+        raise ConfigError("checkpoint", f"file not found: {str(checkpoint)!r}")
+    if path.suffix in (".yaml", ".yml"):
+        raise ConfigError(
+            "checkpoint",
+            f"{str(checkpoint)!r} is a YAML config, not a checkpoint: give the final.ckpt (or "
+            "checkpoints/last.ckpt) that 'train' wrote",
+        )
+
+
 def load_checkpoint(checkpoint: str | Path) -> Classifier:
     """The :class:`~lightning_compress.models.Classifier` a ``train`` checkpoint holds, shape changes replayed.
 
@@ -51,8 +74,7 @@ def load_checkpoint(checkpoint: str | Path) -> Classifier:
         ...
         lightning_compress.config.errors.ConfigError: checkpoint: file not found: '/no/such.ckpt'
     """
-    if not Path(checkpoint).is_file():
-        raise ConfigError("checkpoint", f"file not found: {str(checkpoint)!r}")
+    check_checkpoint(checkpoint)
     try:
         torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file fails in many ways inside torch.load
@@ -98,6 +120,7 @@ def compress_checkpoint(
         >>> summary["params_before"], summary["params"]
         (266610, 16250)
     """
+    check_checkpoint(checkpoint)
     try:
         callback = LowRankCompression(**{k: v for k, v in options.items() if v is not None})
     except ArgumentError as err:

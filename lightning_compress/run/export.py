@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from lightning_compress.config import ConfigError, build_datamodule, load_config
-from lightning_compress.run.compress import find_run_config, load_checkpoint
+from lightning_compress.run.compress import check_checkpoint, find_run_config, load_checkpoint
 from lightning_compress.surgery import INPUTS_ATTRIBUTE, example_from_spec, export_model, load_compressed
 
 __all__ = ["export_checkpoint", "load_user_checkpoint"]
@@ -36,8 +36,7 @@ def load_user_checkpoint(checkpoint: str | Path, model_class: str | type[Any]) -
         ...
         lightning_compress.config.errors.ConfigError: checkpoint: file not found: '/no/such.ckpt'
     """
-    if not Path(checkpoint).is_file():
-        raise ConfigError("checkpoint", f"file not found: {str(checkpoint)!r}")
+    check_checkpoint(checkpoint)
     cls = _import_class(model_class) if isinstance(model_class, str) else model_class
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
     module = cls(**saved.get("hyper_parameters", {}))
