@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data postgres chromium demo test lint typecheck pytest reproduce benchmarks clean
+.PHONY: setup data postgres chromium zoo demo test lint typecheck pytest reproduce benchmarks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ postgres:
 chromium:
 	bash scripts/install_chromium.sh
 
+zoo: $(STAMP)
+	PIP=$(BIN)/pip bash scripts/install_zoo.sh
+
 demo: setup
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/lightning-compress sweep sweeps/lenet300_fmnist.yaml --workers 2
 
@@ -36,7 +39,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy lightning_compress benchmarks tools
 
-pytest: setup postgres chromium
+pytest: setup postgres chromium zoo
 	$(BIN)/python -m pytest
 
 # one seed-0 cell of every row of the README's and RESULTS.md's tables, re-run and compared
@@ -46,4 +49,4 @@ reproduce: setup
 test: lint typecheck pytest reproduce
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs
+	rm -rf $(VENV) .zoo .pytest_cache .mypy_cache .ruff_cache runs

@@ -1,0 +1,139 @@
+"""Models users bring, built from their libraries' constructors (no weights): compressed end to end."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from lightning_compress import CompressibleMixin, GroupSparsity, StructuredPruning
+from lightning_compress.surgery import (
+    compress_zero_groups,
+    count_params_and_macs,
+    enable_history_restore,
+    find_groups,
+    get_history,
+)
+from tests.zoo import zoo
+
+
+def _torchvision(name: str) -> Callable[[], nn.Module]:
+    return lambda: getattr(zoo("torchvision").models, name)(num_classes=4)
+
+
+BUILDERS: dict[str, Callable[[], nn.Module]] = {
+    "torchvision.resnet18": _torchvision("resnet18"),
+    "torchvision.mobilenet_v3_small": _torchvision("mobilenet_v3_small"),
+    "torchvision.efficientnet_b0": _torchvision("efficientnet_b0"),
+    "timm.resnet18": lambda: zoo("timm").create_model("resnet18", num_classes=4),
+}
+X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def _zero(model: nn.Module, family: Any, idxs: torch.Tensor) -> None:
+    """Zero the incoming slices of the groups ``idxs``."""
+    with torch.no_grad():
+        for s in family.slices:
+            if s.incoming:
+                t = getattr(model.get_submodule(s.module), s.param)
+                roots = s.root if s.root is not None else torch.arange(t.shape[s.dim])
+                positions = s.index if s.index is not None else torch.arange(len(roots))
+                t.index_fill_(s.dim, positions[torch.isin(roots, idxs)], 0.0)
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_half_of_every_family_zeroed_is_removed_exactly_exported_and_replayed(name: str) -> None:
+    torch.manual_seed(0)
+    model = BUILDERS[name]().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        families = find_groups(model, X[:1])
+    assert families
+    for f in families:
+        _zero(model, f, torch.arange(0, f.num_groups, 2))
+    before = model(X)
+    params, macs = count_params_and_macs(model, X[:1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compress_zero_groups(model, X[:1])
+    after = count_params_and_macs(model, X[:1])
+    assert after[0] < 0.7 * params and after[1] < 0.7 * macs
+    scale = float(before.abs().max())
+    assert float((model(X) - before).abs().max()) <= 1e-5 * max(scale, 1.0)
+    exported = torch.export.export(model, (X,))
+    assert torch.allclose(exported.module()(X), before, atol=1e-5 * max(scale, 1.0))
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = BUILDERS[name]().eval()
+    enable_history_restore(fresh, X[:1])
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    assert get_history(fresh) == get_history(model)
+    assert torch.allclose(fresh(X), before, atol=1e-5 * max(scale, 1.0))
+
+
+class _Images(Dataset):
+    """Dict batches, as a Hugging Face style pipeline gives them."""
+
+    def __init__(self, n: int = 32) -> None:
+        gen = torch.Generator().manual_seed(1)
+        self.x, self.y = torch.randn(n, 3, 32, 32, generator=gen), torch.randint(0, 4, (n,), generator=gen)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.x[i], "labels": self.y[i]}
+
+
+class ZooModule(CompressibleMixin, pl.LightningModule):
+    """A user's LightningModule around a zoo model: no example input, dict batches."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = BUILDERS[name]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return F.cross_entropy(self(batch["pixel_values"]), batch["labels"])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_a_plain_trainer_prunes_a_zoo_model_and_the_checkpoint_reloads(name: str, tmp_path: Path) -> None:
+    pl.seed_everything(0, verbose=False)
+    module = ZooModule(name)
+    dense = sum(p.numel() for p in module.parameters())
+    trainer = pl.Trainer(
+        max_epochs=2,
+        callbacks=[GroupSparsity(strength=1.0, keep_ratio=0.25), StructuredPruning(every_n_epochs=1)],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, DataLoader(_Images(), batch_size=8))
+    assert sum(p.numel() for p in module.parameters()) < 0.9 * dense, "nothing was removed"
+    path = tmp_path / "pruned.ckpt"
+    trainer.save_checkpoint(path)
+    restored = ZooModule.load_from_checkpoint(path)
+    module.eval(), restored.eval()
+    assert get_history(restored) == get_history(module)
+    assert torch.allclose(restored(X), module(X), atol=1e-5)
