@@ -35,6 +35,10 @@ BUILDERS: dict[str, Callable[[], nn.Module]] = {
     "torchvision.mobilenet_v3_small": _torchvision("mobilenet_v3_small"),
     "torchvision.efficientnet_b0": _torchvision("efficientnet_b0"),
     "timm.resnet18": lambda: zoo("timm").create_model("resnet18", num_classes=4),
+    "timm.convnext_atto": lambda: zoo("timm").create_model("convnext_atto", num_classes=4),
+    "timm.vit_tiny": lambda: zoo("timm").create_model(
+        "vit_tiny_patch16_224", img_size=32, patch_size=8, num_classes=4
+    ),
 }
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
@@ -54,10 +58,12 @@ def _zero(model: nn.Module, family: Any, idxs: torch.Tensor) -> None:
 def test_half_of_every_family_zeroed_is_removed_exactly_exported_and_replayed(name: str) -> None:
     torch.manual_seed(0)
     model = BUILDERS[name]().eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
         families = find_groups(model, X[:1])
     assert families
+    messages = [str(w.message) for w in said]
+    assert len(messages) == len(set(messages)), "a skipped family was warned about more than once"
     for f in families:
         _zero(model, f, torch.arange(0, f.num_groups, 2))
     before = model(X)
@@ -137,3 +143,37 @@ def test_a_plain_trainer_prunes_a_zoo_model_and_the_checkpoint_reloads(name: str
     module.eval(), restored.eval()
     assert get_history(restored) == get_history(module)
     assert torch.allclose(restored(X), module(X), atol=1e-5)
+
+
+class _ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block as its papers write it: depthwise conv, channels-last LayerNorm, MLP, residual."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 3, padding=1, groups=c)
+        self.norm, self.fc1, self.fc2 = nn.LayerNorm(c), nn.Linear(c, 2 * c), nn.Linear(2 * c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.dw(x).permute(0, 2, 3, 1))
+        return x + self.fc2(F.gelu(self.fc1(y))).permute(0, 3, 1, 2)
+
+
+def test_the_residual_width_through_depthwise_convs_is_removed_exactly() -> None:
+    torch.manual_seed(0)
+    c = 8
+    model = nn.Sequential(
+        nn.Conv2d(3, c, 4, stride=4),
+        _ConvNeXtBlock(c),
+        _ConvNeXtBlock(c),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(c, 4),
+    ).eval()
+    families = find_groups(model, X[:1])
+    width = next(f for f in families if "1.dw" in f.layers or any(s.module == "1.dw" for s in f.slices))
+    _zero(model, width, torch.tensor([1, 4, 6]))
+    before = model(X)
+    compress_zero_groups(model, X[:1])
+    dw = model[1].dw
+    assert (dw.in_channels, dw.out_channels, dw.groups) == (c - 3, c - 3, c - 3)
+    assert torch.allclose(model(X), before, atol=1e-5)

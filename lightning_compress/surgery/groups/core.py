@@ -21,6 +21,7 @@ from enum import Enum
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
@@ -162,13 +163,37 @@ def _slices_of(
     return out
 
 
+def last_dim_layer_norm(module: nn.Module) -> bool:
+    """An affine LayerNorm over the last dimension, as ``nn.LayerNorm`` computes it (or a width-free one,
+    which keeps its original divisor). A subclass with its own ``forward`` is tried on a random input
+    against ``F.layer_norm``: a channels-first ``LayerNorm2d`` normalizes another dimension and is not one.
+
+    Example:
+        >>> class LayerNorm2d(nn.LayerNorm):
+        ...     def forward(self, x):
+        ...         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        >>> last_dim_layer_norm(nn.LayerNorm(4)), last_dim_layer_norm(LayerNorm2d(4))
+        (True, False)
+    """
+    if not isinstance(module, nn.LayerNorm) or module.weight is None or len(module.normalized_shape) != 1:
+        return False
+    if type(module).forward is nn.LayerNorm.forward or hasattr(module, "full_width"):
+        return True
+    weight = module.weight
+    gen = torch.Generator(device=weight.device).manual_seed(0)
+    x = torch.randn(2, 3, module.normalized_shape[0], generator=gen, device=weight.device, dtype=weight.dtype)
+    try:
+        with torch.no_grad():
+            y = module(x)
+    except Exception:  # the user's forward code: any failure says it is not a last-dimension norm
+        return False
+    expected = F.layer_norm(x, module.normalized_shape, module.weight, module.bias, module.eps)
+    return isinstance(y, torch.Tensor) and y.shape == x.shape and bool(torch.allclose(y, expected, atol=1e-5))
+
+
 def _own_layer_norms(model: nn.Module, family: NeuronGroups) -> set[str]:
     """The affine LayerNorms over exactly the family's features: its removal is exact through them."""
-    return {
-        s.module
-        for s in family.slices
-        if isinstance(norm := model.get_submodule(s.module), nn.LayerNorm) and norm.weight is not None
-    }
+    return {s.module for s in family.slices if last_dim_layer_norm(model.get_submodule(s.module))}
 
 
 def channel_families(model: nn.Module, dg: tp.DependencyGraph) -> list[NeuronGroups]:

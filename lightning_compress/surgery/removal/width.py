@@ -142,6 +142,8 @@ def _fix_attributes(layer: nn.Module) -> None:
     elif isinstance(layer, PrunedMultiheadAttention):
         layer.embed_dim = layer.kdim = layer.vdim = int(layer.in_proj_weight.shape[1])
     elif isinstance(layer, nn.modules.conv._ConvNd) and isinstance(weight, torch.Tensor):
+        if not layer.transposed and layer.groups == layer.in_channels == layer.out_channels > 1:
+            layer.groups = int(weight.shape[0])  # depthwise: one group a channel, whatever the width
         outs, ins = (1, 0) if layer.transposed else (0, 1)
         layer.out_channels = int(weight.shape[outs]) * (layer.groups if layer.transposed else 1)
         layer.in_channels = int(weight.shape[ins]) * (1 if layer.transposed else layer.groups)
