@@ -38,19 +38,24 @@ def _compress_actions() -> dict[str, argparse.Action]:
     return {a.dest: a for a in sub.choices["compress"]._actions}
 
 
-@pytest.mark.parametrize("section", list(METHODS))
-def test_config_keys_are_the_callback_arguments_with_their_defaults(section: str) -> None:
-    method = METHODS[section]
-    arguments = _arguments(method.callback)
-    fields = {f.name: f for f in dataclasses.fields(method.schema)}
+def _pin(schema: type, callback: Any) -> None:
+    """The schema's fields are the callback's arguments, in order, with the same defaults."""
+    arguments = _arguments(callback)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
     assert list(fields) == list(arguments)
     for name, parameter in arguments.items():
         f = fields[name]
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
         assert _plain(default) == _plain(parameter.default), name
+
+
+@pytest.mark.parametrize("section", list(METHODS))
+def test_config_keys_are_the_callback_arguments_with_their_defaults(section: str) -> None:
+    method = METHODS[section]
+    _pin(method.schema, method.callback)
     value = "{rank: 4}" if section == "low_rank_compression" else "{}"
     loaded = getattr(load_config(None, [f"compression.{section}={value}"]).compression, section)
-    assert set(vars(loaded)) == set(arguments)
+    assert set(vars(loaded)) == set(_arguments(method.callback))
 
 
 @pytest.mark.parametrize("section", list(METHODS))
@@ -81,12 +86,14 @@ def test_rank_rule_is_one_type_on_every_path() -> None:
 
 
 def test_a_key_added_to_the_config_alone_fails_the_pin() -> None:
-    """The pin is not vacuous: a section with one key more than its callback is caught."""
-    schema = METHODS["neuron_report"].schema
-    widened = dataclasses.make_dataclass("Widened", [("extra", int, 0)], bases=(schema,))
-    assert [f.name for f in dataclasses.fields(widened)] != list(
-        _arguments(METHODS["neuron_report"].callback)
-    )
+    """The pin is not vacuous: a section with one key more than its callback, or a changed default, fails it."""
+    method = METHODS["neuron_report"]
+    widened = dataclasses.make_dataclass("Widened", [("extra", int, 0)], bases=(method.schema,))
+    with pytest.raises(AssertionError):
+        _pin(widened, method.callback)
+    moved = dataclasses.make_dataclass("Moved", [("every_n_epochs", int, 5)], bases=(method.schema,))
+    with pytest.raises(AssertionError, match="every_n_epochs"):
+        _pin(moved, method.callback)
 
 
 @pytest.mark.parametrize("value", [True, 1.5, -1])

@@ -120,13 +120,13 @@ def compress_checkpoint(
         >>> summary["params_before"], summary["params"]
         (266610, 16250)
     """
-    check_checkpoint(checkpoint)
     try:
         callback = LowRankCompression(**{k: v for k, v in options.items() if v is not None})
     except ArgumentError as err:
         raise ConfigError(f"--{err.argument.replace('_', '-')}", str(err)) from None
     if callable(callback.data):
         raise ConfigError("--data", "must be 'train' or 'val' here")
+    check_checkpoint(checkpoint)
     cfg: RunConfig = load_config(config or find_run_config(checkpoint), list(overrides))
     if finetune_epochs < 0:
         raise ConfigError("--finetune-epochs", f"must be >= 0, got {finetune_epochs}")
