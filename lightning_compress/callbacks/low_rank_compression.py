@@ -124,24 +124,34 @@ class LowRankCompression(TracingCallback):
             raise ArgumentError("data", f"data={self.data!r}: this fit has no {self.data} data loader")
         return cast(Iterable[Any], loaders)
 
-    def compress(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[LayerResult]:
-        """Compress now (every rank must call it); returns what was done to each layer."""
-        strategy = trainer.strategy
-        before = sum(p.numel() for p in pl_module.parameters())
-        self.results = compress_low_rank(
-            pl_module,
-            self._batches(trainer),
+    def apply(
+        self, model: torch.nn.Module, batches: Iterable[Any] | None, **options: Any
+    ) -> list[LayerResult]:
+        """:func:`~lightning_compress.surgery.compress_low_rank` of ``model`` with this callback's method,
+        rank rule and layers (``options``: its ``optimizers``, ``progress``, ``decide``), outside a fit."""
+        return compress_low_rank(
+            model,
+            batches,
             method=self.method,
             include=self.include,
             exclude=self.exclude,
             ridge=self.ridge,
             order=self.order,
-            to_inputs=None,
             max_batches=self.max_batches,
+            **self.rules,
+            **options,
+        )
+
+    def compress(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[LayerResult]:
+        """Compress now (every rank must call it); returns what was done to each layer."""
+        strategy = trainer.strategy
+        before = sum(p.numel() for p in pl_module.parameters())
+        self.results = self.apply(
+            pl_module,
+            self._batches(trainer),
             optimizers=trainer.optimizers,
             progress=trainer.is_global_zero and trainer.progress_bar_callback is not None,
             decide=lambda ranks: strategy.broadcast(ranks, src=0),
-            **self.rules,
         )
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             with torch.no_grad():

@@ -15,7 +15,7 @@ from lightning_compress._checks import ArgumentError
 from lightning_compress.callbacks import AtomicCheckpointIO, LowRankCompression
 from lightning_compress.config import ConfigError, RunConfig, build_datamodule, load_config
 from lightning_compress.models import Classifier
-from lightning_compress.surgery import compress_low_rank, layer_widths
+from lightning_compress.surgery import layer_widths
 
 __all__ = ["check_checkpoint", "compress_checkpoint", "find_run_config", "load_checkpoint"]
 
@@ -152,18 +152,7 @@ def compress_checkpoint(
     loader = datamodule.val_dataloader() if callback.data == "val" else datamodule.train_dataloader()
     start = time.perf_counter()
     try:
-        results = compress_low_rank(
-            module,
-            loader,
-            method=callback.method,
-            include=callback.include,
-            exclude=callback.exclude,
-            ridge=callback.ridge,
-            order=callback.order,
-            max_batches=callback.max_batches,
-            progress=cfg.trainer.enable_progress_bar,
-            **callback.rule.given,
-        )
+        results = callback.apply(module, loader, progress=cfg.trainer.enable_progress_bar)
     except ArgumentError as err:
         raise ConfigError(f"--{err.argument.replace('_', '-')}", str(err)) from None
     seconds = time.perf_counter() - start
