@@ -68,10 +68,9 @@ def low_rank_layers(
 ) -> list[str]:
     """The layers :func:`compress_low_rank` acts on, in module order.
 
-    Default: every Linear and ``groups=1`` Conv2d but the last Linear or Conv2d registered (the output
-    layer); grouped and depthwise convolutions cannot be split and are left out. ``include`` /
-    ``exclude``: name patterns or module types; an entry that matches nothing is an error, and so is an
-    ``include`` that names a grouped convolution.
+    Default: every Linear and ``groups=1`` Conv2d but the last one registered (the output layer).
+    ``include`` / ``exclude``: name patterns or module types; an entry matching nothing, or an
+    ``include`` naming a grouped convolution (it cannot be split), is an error.
 
     Example:
         >>> low_rank_layers(nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 4), nn.Linear(4, 2)))
@@ -86,10 +85,8 @@ def low_rank_layers(
         except (TypeError, ValueError) as err:
             raise ArgumentError(argument, str(err)) from None
     layers = [(n, m) for n, m in model.named_modules() if n and isinstance(m, (nn.Linear, nn.Conv2d))]
-    if include is None:
-        layers = [(n, m) for n, m in layers[:-1] if _splittable(m)]
-    else:
-        layers = [(n, m) for n, m in layers if matches(n, m, include)]
+    default = [(n, m) for n, m in layers[:-1] if _splittable(m)]  # grouped convs left out
+    layers = default if include is None else [(n, m) for n, m in layers if matches(n, m, include)]
     names = [n for n, m in layers if not matches(n, m, exclude)]
     if bad := next((n for n in names if not _splittable(model.get_submodule(n))), None):
         raise ArgumentError("include", f"layer {bad!r}: grouped convolutions cannot be split")
