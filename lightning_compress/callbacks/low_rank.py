@@ -151,8 +151,8 @@ class LowRank(ProximalCallback):
                 continue
             if name in recorded:
                 shape = as_matrix(weight).shape
-                rank: int | None = max(recorded[name], 1)
-                rank = rank if rank is not None and rank < break_even_rank(shape[0], shape[1]) else None
+                last = max(recorded[name], 1)
+                rank: int | None = last if last < break_even_rank(shape[0], shape[1]) else None
             else:
                 rank = split_rank(
                     weight, energy=self.energy, param_ratio=self.param_ratio, rel_tol=self.rel_tol
