@@ -2,16 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch.distributed as dist
+import torch_pruning.dependency.graph as tp_graph
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 if TYPE_CHECKING:  # surgery reads this module too, and runs without Lightning
     import lightning.pytorch as pl
 
-__all__ = ["close_process_group", "parameter_names", "rewrap_ddp", "trial_id"]
+__all__ = ["WalkTooLong", "bounded_group", "close_process_group", "parameter_names", "rewrap_ddp", "trial_id"]
+
+
+class WalkTooLong(RuntimeError):
+    """Torch-Pruning's walk for one group went past its budget of coupled slices."""
+
+
+@contextmanager
+def bounded_group(budget: int) -> Iterator[None]:
+    """Make every Torch-Pruning group built inside stop with :class:`WalkTooLong` past ``budget`` items.
+
+    Torch-Pruning's walk from a root layer re-visits a layer whenever the channel indices reaching it
+    differ; through some chains of reshapes and rolls (shifted-window attention, rotary embeddings) they
+    keep differing and the walk grows without end. It builds its groups with the ``Group`` class of its
+    ``graph`` module, which is swapped here for one that counts (items, and indices: a chain of flattens
+    multiplies them).
+    """
+    original = tp_graph.Group
+
+    class _Counted(original):  # type: ignore[misc,valid-type]
+        def add_dep(self, dep: Any, idxs: Any) -> None:
+            self._volume = getattr(self, "_volume", 0) + len(idxs)
+            if len(self._group) >= budget or self._volume > 100 * budget:
+                raise WalkTooLong(f"more than {budget} coupled slices or {100 * budget} indices")
+            super().add_dep(dep, idxs)
+
+    tp_graph.Group = _Counted
+    try:
+        yield
+    finally:
+        tp_graph.Group = original
 
 
 def parameter_names(graph: Any) -> dict[nn.Parameter, str]:

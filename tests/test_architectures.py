@@ -226,6 +226,7 @@ def test_hand_written_attention_reshaping_with_its_input_width_is_left_out_with_
     assert "the heads of attention '1' are not grouped" in said
     assert "the input width of attention '1' is not grouped" in said
     assert [f.name for f in families] == ["1.out_proj"]  # what it writes is free; what it reads is not
+    assert "the channels of '0' are not grouped: attention '1' reads them" in said
 
 
 def test_grouped_conv_channels_are_removed_evenly_per_group() -> None:

@@ -7,6 +7,7 @@ from lightning_compress.surgery.base.activations import (
     layer_input_rows,
     paired_statistics,
 )
+from lightning_compress.surgery.base.conv1d import is_conv1d
 from lightning_compress.surgery.base.example import (
     BATCH_INPUT_KEYS,
     INPUTS_ATTRIBUTE,
@@ -38,6 +39,7 @@ __all__ = [
     "get_history",
     "history_version",
     "input_statistics",
+    "is_conv1d",
     "kept_modes",
     "layer_input_rows",
     "model_input",

@@ -10,7 +10,9 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-__all__ = ["build_dependency_graph", "kept_modes"]
+from lightning_compress.surgery.base.conv1d import CONV1D_PRUNER, conv1d_types
+
+__all__ = ["build_dependency_graph", "kept_modes", "traced_outputs"]
 
 
 @contextmanager
@@ -32,6 +34,24 @@ def kept_modes(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
+def traced_outputs(output: Any) -> list[torch.Tensor]:
+    """The tensors of a model's output that the graph is traced back from: found in tuples, lists and
+    dicts (a Hugging Face ``ModelOutput`` is one); anything else (a key/value cache object) is skipped.
+
+    Example:
+        >>> x = torch.ones(2, requires_grad=True) * 2
+        >>> [t.shape for t in traced_outputs({"logits": x, "cache": object(), "extra": (x, None)})]
+        [torch.Size([2]), torch.Size([2])]
+    """
+    if isinstance(output, torch.Tensor):
+        return [output] if output.grad_fn is not None else []
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        return [t for item in output for t in traced_outputs(item)]
+    return []
+
+
 def build_dependency_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
     """Trace ``model`` with Torch-Pruning; a model it cannot trace gives a ``ValueError`` saying so.
 
@@ -44,11 +64,24 @@ def build_dependency_graph(model: nn.Module, example_inputs: Any) -> tp.Dependen
         >>> len(list(graph.get_all_groups(root_module_types=(nn.Linear,))))
         2
     """
+    config = getattr(model, "config", None)  # Hugging Face: a key/value cache is no tensor to trace
+    cache = getattr(config, "use_cache", None)
     try:
+        if cache:
+            config.use_cache = False  # type: ignore[union-attr]
         with torch.enable_grad(), kept_modes(model):
-            return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs, verbose=False)
+            return tp.DependencyGraph().build_dependency(
+                model,
+                example_inputs=example_inputs,
+                output_transform=traced_outputs,
+                customized_pruners={kind: CONV1D_PRUNER for kind in conv1d_types(model)},
+                verbose=False,
+            )
     except Exception as err:  # tracing runs arbitrary user forward code
         raise ValueError(
             f"Torch-Pruning could not trace {type(model).__name__} with the example input: "
             f"{type(err).__name__}: {err}"
         ) from err
+    finally:
+        if cache:
+            config.use_cache = cache  # type: ignore[union-attr]

@@ -4,12 +4,14 @@ A module is recognized as attention when it holds an integer head count (``num_h
 ``n_head``, ``num_attention_heads`` or ``heads``) and Linear children named as one of the usual sets:
 ``q_proj``/``k_proj``/``v_proj`` + ``out_proj``/``o_proj``; ``query``/``key``/``value`` + ``out``/``proj``/``dense``;
 ``q``/``k``/``v`` + ``o``/``out``/``proj``; or a packed ``qkv`` (rows ordered q, k, v, each head by head)
-+ ``proj``/``out``/``out_proj``. Head ``h`` owns rows ``h*d : (h+1)*d`` of q, k and v and the same
++ ``proj``/``out``/``out_proj``. Hugging Face's BERT family keeps the output Linear beside the attention,
+in ``<parent>.output.dense``: that is its output Linear when the module has none. Head ``h`` owns rows ``h*d : (h+1)*d`` of q, k and v and the same
 columns of the output Linear. Removing heads lowers the head count attribute; the module's forward must
-read it (``x.view(b, t, self.num_heads, self.head_dim)``). A module whose forward still fails after a
-trial removal (it reshapes with its input width, say) is left out with a warning; so are the q/k/v
-channels of every recognized module, which are not removable one by one (the attention scale and
-the head reshape depend on the head size).
+read it (``x.view(b, t, self.num_heads, self.head_dim)``); a cached inner width (``attn_dim``,
+``all_head_size``, ``split_size``, ...: see ``_INNER_WIDTHS``) is lowered with it. A module whose forward
+still fails after a trial removal is left out with a warning that quotes the failure. The q/k/v
+channels of every recognized module are never grouped one by one (the attention scale and the head
+reshape depend on the head size); the width they read is, unless the forward fails without it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from lightning_compress.surgery.groups.core import NeuronGroups, Slice
 __all__ = ["HandAttention", "find_hand_attention", "hand_head_groups", "prune_hand_heads"]
 
 _COUNTS = ("num_heads", "n_heads", "n_head", "num_attention_heads", "heads")
+_INNER_WIDTHS = ("all_head_size", "inner_dim", "inner", "attn_dim", "split_size")
 _LAYOUTS = (
     (("q_proj", "k_proj", "v_proj"), ("out_proj", "o_proj")),
     (("query", "key", "value"), ("out", "proj", "dense")),
@@ -47,12 +50,19 @@ class HandAttention:
         count: Name of its head-count attribute.
         inputs: Child names of the q, k, v Linears, or of the one packed ``qkv`` Linear.
         out: Child name of the output Linear.
+        out_owner: Qualified name of the module whose child ``out`` is, when it is not this one.
     """
 
     name: str
     count: str
     inputs: tuple[str, ...]
     out: str
+    out_owner: str | None = None
+
+    def path(self, child: str) -> str:
+        """The qualified name of the q/k/v or output Linear ``child``."""
+        owner = self.out_owner if child == self.out and self.out_owner is not None else self.name
+        return f"{owner}.{child}"
 
     def heads(self, model: nn.Module) -> tuple[int, int]:
         """``(num_heads, head_dim)`` as the module's weights are now."""
@@ -61,13 +71,13 @@ class HandAttention:
 
     def linear(self, model: nn.Module, child: str) -> nn.Linear:
         """The Linear ``child`` of this module in ``model``."""
-        layer = model.get_submodule(f"{self.name}.{child}")
+        layer = model.get_submodule(self.path(child))
         if not isinstance(layer, nn.Linear):
-            raise TypeError(f"{self.name}.{child} is not an nn.Linear")
+            raise TypeError(f"{self.path(child)} is not an nn.Linear")
         return layer
 
 
-def _describe(name: str, module: nn.Module) -> HandAttention | None:
+def _describe(name: str, module: nn.Module, model: nn.Module | None = None) -> HandAttention | None:
     if isinstance(module, nn.MultiheadAttention):
         return None
     count = next((c for c in _COUNTS if isinstance(getattr(module, c, None), int)), None)
@@ -76,9 +86,21 @@ def _describe(name: str, module: nn.Module) -> HandAttention | None:
     children = dict(module.named_children())
     for inputs, outs in _LAYOUTS:
         out = next((o for o in outs if isinstance(children.get(o), nn.Linear)), None)
-        if out is not None and all(isinstance(children.get(i), nn.Linear) for i in inputs):
+        if not all(isinstance(children.get(i), nn.Linear) for i in inputs):
+            continue
+        if out is not None:
             return HandAttention(name, count, inputs, out)
+        owner = f"{name.rpartition('.')[0]}.output".lstrip(".")  # BERT: attention.self + attention.output
+        if model is not None and isinstance(_child(model, f"{owner}.dense"), nn.Linear):
+            return HandAttention(name, count, inputs, "dense", owner)
     return None
+
+
+def _child(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
 
 
 def find_hand_attention(model: nn.Module) -> list[HandAttention]:
@@ -90,9 +112,9 @@ def find_hand_attention(model: nn.Module) -> list[HandAttention]:
         ...         super().__init__()
         ...         self.num_heads, self.qkv, self.proj = 2, nn.Linear(8, 24), nn.Linear(8, 8)
         >>> find_hand_attention(nn.Sequential(Attn()))
-        [HandAttention(name='0', count='num_heads', inputs=('qkv',), out='proj')]
+        [HandAttention(name='0', count='num_heads', inputs=('qkv',), out='proj', out_owner=None)]
     """
-    return [a for n, m in model.named_modules() if (a := _describe(n, m)) is not None]
+    return [a for n, m in model.named_modules() if (a := _describe(n, m, model)) is not None]
 
 
 def _family(model: nn.Module, att: HandAttention) -> NeuronGroups:
@@ -102,17 +124,18 @@ def _family(model: nn.Module, att: HandAttention) -> NeuronGroups:
     for child in att.inputs:
         layer = att.linear(model, child)
         rows = (torch.arange(layer.out_features) % inner) // d
-        slices.append(Slice(f"{att.name}.{child}", "weight", 0, None, rows, True))
+        slices.append(Slice(att.path(child), "weight", 0, None, rows, True))
         if layer.bias is not None:
-            slices.append(Slice(f"{att.name}.{child}", "bias", 0, None, rows, True))
-    slices.append(Slice(f"{att.name}.{att.out}", "weight", 1, None, torch.arange(inner) // d, False))
+            slices.append(Slice(att.path(child), "bias", 0, None, rows, True))
+    slices.append(Slice(att.path(att.out), "weight", 1, None, torch.arange(inner) // d, False))
     return NeuronGroups(f"{att.name}:heads", heads, slices, [att.name])
 
 
 def hand_head_groups(model: nn.Module, example_inputs: Any) -> tuple[list[NeuronGroups], set[str]]:
     """Head families of the hand-written attention modules whose forward survives a head removal, and
-    the modules no channel family may touch: every q/k/v Linear (its channels are not removable one by
-    one) and each attention module whose forward fails with an input feature removed.
+    the modules whose channels no family may hold: every q/k/v Linear (its output channels are not
+    removable one by one; the width it reads is) and each attention module whose forward fails with an
+    input feature removed (no family may hold the width it reads).
 
     Example:
         >>> class Attn(nn.Module):
@@ -138,45 +161,61 @@ def hand_head_groups(model: nn.Module, example_inputs: Any) -> tuple[list[Neuron
         if att.name not in inputs:
             continue
         x = inputs[att.name][:1]
-        if not _survives(model, att, x, width=True):
+        if (failure := _trial(model, att, x, width=True)) is not None:
             warnings.warn(
                 f"the input width of attention {att.name!r} is not grouped: its forward fails with an "
-                "input feature removed",
+                f"input feature removed ({failure})",
                 stacklevel=3,
             )
             left_out.add(att.name)  # every family reading its input
         if att.heads(model)[0] < 2:
             continue
-        if _survives(model, att, x, width=False):
+        if (failure := _trial(model, att, x, width=False)) is None:
             families.append(_family(model, att))
         else:
             warnings.warn(
                 f"the heads of attention {att.name!r} are not grouped: its forward fails with a head "
-                f"removed (it must read its head count from {att.count!r})",
+                f"removed ({failure}); it must read its head count from {att.count!r}",
                 stacklevel=3,
             )
     return families, left_out
 
 
-def _survives(model: nn.Module, att: HandAttention, x: torch.Tensor, width: bool) -> bool:
-    """Whether a copy of the module still runs, with the same output width, with a head (or an input
-    feature, ``width``) removed."""
+def _trial(model: nn.Module, att: HandAttention, x: torch.Tensor, width: bool) -> str | None:
+    """``None`` when a copy of the module still runs, with the same output width, with a head (or an
+    input feature, ``width``) removed; else what went wrong."""
     trial = nn.Module()
     module = copy.deepcopy(model.get_submodule(att.name))
     trial.add_module("attn", module)
     local = dataclasses.replace(att, name="attn")
+    if att.out_owner is not None:  # the output Linear lives beside the attention: copied beside it
+        owner = nn.Module()
+        owner.add_module(att.out, copy.deepcopy(att.linear(model, att.out)))
+        trial.add_module("owner", owner)
+        local.out_owner = "owner"
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        y = _first(module(x))
+        return local.linear(trial, att.out)(y) if att.out_owner is not None else y
+
     try:
         with torch.no_grad():
-            want = module(x).shape
+            want = run(x).shape
             if width:
                 for child in att.inputs:
                     _cut(local.linear(trial, child), 1, torch.arange(1, x.shape[-1]))
                 x = x[..., 1:]
             else:
                 prune_hand_heads(trial, "attn", [0], fold=False, att=local)
-            return bool(module(x).shape == want)
-    except Exception:  # the user's forward code
-        return False
+            got = run(x).shape
+    except Exception as err:  # the user's forward code
+        return f"{type(err).__name__}: {err}"
+    return None if got == want else f"its output shape became {tuple(got)} from {tuple(want)}"
+
+
+def _first(output: Any) -> torch.Tensor:
+    """The attention's output tensor (Hugging Face modules return it with their attention weights)."""
+    return output[0] if isinstance(output, (tuple, list)) else output
 
 
 @torch.no_grad()
@@ -195,7 +234,7 @@ def prune_hand_heads(
 
     With ``fold`` the value bias of each removed head is folded into the output Linear's bias.
     """
-    att = att or _describe(name, model.get_submodule(name))
+    att = att or _describe(name, model.get_submodule(name), model)
     if att is None:
         raise ValueError(f"{name!r} is neither an nn.MultiheadAttention nor a recognized attention module")
     heads, d = att.heads(model)
@@ -214,12 +253,12 @@ def prune_hand_heads(
         layer = att.linear(model, child)
         rows = torch.cat([cols + part * inner for part in range(layer.out_features // inner)])
         _cut(layer, 0, rows)
-        kept[f"{name}.{child}.weight"] = kept[f"{name}.{child}.bias"] = {0: rows}
+        kept[f"{att.path(child)}.weight"] = kept[f"{att.path(child)}.bias"] = {0: rows}
     _cut(out, 1, cols)
-    kept[f"{name}.{att.out}.weight"] = {1: cols}
+    kept[f"{att.path(att.out)}.weight"] = {1: cols}
     module = model.get_submodule(name)
     setattr(module, att.count, len(keep_heads))
-    for attr in ("all_head_size", "inner_dim", "inner"):  # the usual names of heads * head_dim
+    for attr in _INNER_WIDTHS:  # the usual names of heads * head_dim
         if getattr(module, attr, None) == inner:
             setattr(module, attr, len(keep_heads) * d)
     return kept

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from torch import nn
 
 from lightning_compress._compat import parameter_names
 from lightning_compress.functional.sliced import GroupPiece
+from lightning_compress.surgery.base.conv1d import is_conv1d
 from lightning_compress.surgery.groups.layer_kinds import (
     NORMS,
     NotGroupable,
@@ -35,6 +36,7 @@ from lightning_compress.surgery.groups.layer_kinds import (
     param_specs,
 )
 from lightning_compress.surgery.groups.norms import layers_feeding_feature_norms
+from lightning_compress.surgery.groups.walk import settled_groups
 
 __all__ = [
     "GROUP_MODES",
@@ -196,14 +198,17 @@ def _own_layer_norms(model: nn.Module, family: NeuronGroups) -> set[str]:
     return {s.module for s in family.slices if last_dim_layer_norm(model.get_submodule(s.module))}
 
 
-def channel_families(model: nn.Module, dg: tp.DependencyGraph) -> list[NeuronGroups]:
+def channel_families(
+    model: nn.Module, dg: tp.DependencyGraph, skip: Collection[str] = ()
+) -> list[NeuronGroups]:
     """Step 1 of :func:`~lightning_compress.surgery.groups.find_groups`: the graph walk.
 
     One family per Torch-Pruning group rooted at a Linear or conv whose outputs feed another layer (the
     output layer's neurons are the model's outputs and are never a family), with every coupled slice:
     the producers' rows, norms and depthwise convs, the consumers' columns, raw parameters such as
     position tables, and ``nn.MultiheadAttention``'s reads and writes of the width. A group with a layer
-    kind that cannot be sliced exactly is left out with a warning.
+    kind that cannot be sliced exactly is left out with a warning. No group is rooted at the layers named
+    in ``skip`` (attention's q/k/v projections, whose unit is the head).
 
     Example:
         >>> from lightning_compress.models import LeNet300100
@@ -216,7 +221,7 @@ def channel_families(model: nn.Module, dg: tp.DependencyGraph) -> list[NeuronGro
     param_names = parameter_names(dg)
     unwrapped = {p: (param_names[p], dim) for p, dim in dg.unwrapped_parameters if p in param_names}
     families: list[NeuronGroups] = []
-    for group in dg.get_all_groups(root_module_types=(nn.Linear, nn.modules.conv._ConvNd)):
+    for group in settled_groups(dg, names, set(skip)):
         slices: list[Slice] = []
         producers: list[str] = []
         has_consumer = False
@@ -245,7 +250,9 @@ def channel_families(model: nn.Module, dg: tp.DependencyGraph) -> list[NeuronGro
                 outgoing &= not dg.is_out_channel_pruning_fn(fn)
                 has_consumer |= outgoing
                 name = names[layer]
-                if not outgoing and isinstance(layer, (nn.Linear, nn.modules.conv._ConvNd)):
+                if not outgoing and (
+                    isinstance(layer, (nn.Linear, nn.modules.conv._ConvNd)) or is_conv1d(layer)
+                ):
                     producers.append(name)
                 slices.extend(_slices_of(layer, name, outgoing, list(item.idxs), list(item.root_idxs)))
         except NotGroupable as why:

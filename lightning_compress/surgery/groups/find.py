@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,10 +11,11 @@ import torch_pruning as tp
 from torch import nn
 
 from lightning_compress.surgery.base.tracing import build_dependency_graph
-from lightning_compress.surgery.groups.attention import hand_head_groups
+from lightning_compress.surgery.groups.attention import find_hand_attention, hand_head_groups
 from lightning_compress.surgery.groups.core import NeuronGroups, channel_families, without_inexact_norms
 from lightning_compress.surgery.groups.heads import head_groups
 from lightning_compress.surgery.groups.selectors import LayerSelector, matches, validate_selectors
+from lightning_compress.surgery.groups.trial import without_failed_trials
 
 __all__ = ["find_groups", "selected"]
 
@@ -28,6 +31,24 @@ def selected(
     if include and not any(matches(n, m, include) for n, m in layers):
         return False
     return not any(matches(n, m, exclude) for n, m in layers)
+
+
+def _clear_of_attention(family: NeuronGroups, left_out: set[str]) -> bool:
+    """Whether ``family`` holds no q/k/v output channel and reads no width an attention cannot lose
+    (warned about when it is a width that is lost)."""
+    if any(s.incoming and s.module in left_out for s in family.slices):
+        return False  # q/k/v channels: the attention's heads are the unit
+    reader = next(
+        (s.module for s in family.slices if not s.incoming and s.module.rpartition(".")[0] in left_out), None
+    )
+    if reader is None:
+        return True
+    warnings.warn(
+        f"the channels of {family.name!r} are not grouped: attention {reader.rpartition('.')[0]!r} "
+        "reads them and its forward fails without one",
+        stacklevel=3,
+    )
+    return False
 
 
 def find_groups(
@@ -71,11 +92,34 @@ def find_groups(
     """
     validate_selectors(model, list(include or []), "include")
     validate_selectors(model, exclude, "exclude")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        families = _pipeline(model, example_inputs, include, exclude, graph)
+    told = _TOLD.setdefault(model, set())
+    for w in said:  # each skipped family once per model, however often its groups are found
+        if (text := str(w.message)) not in told:
+            told.add(text)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return families
+
+
+_TOLD: weakref.WeakKeyDictionary[nn.Module, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _pipeline(
+    model: nn.Module,
+    example_inputs: Any,
+    include: Sequence[LayerSelector] | None,
+    exclude: Sequence[LayerSelector],
+    graph: tp.DependencyGraph | None,
+) -> list[NeuronGroups]:
     dg = graph if graph is not None else build_dependency_graph(model, example_inputs)
-    families = [f for f in channel_families(model, dg) if selected(model, f, include, exclude)]
+    qkv = {a.path(i) for a in find_hand_attention(model) for i in a.inputs}
+    families = [f for f in channel_families(model, dg, qkv) if selected(model, f, include, exclude)]
     families = without_inexact_norms(model, families, example_inputs)
+    families = without_failed_trials(model, families, example_inputs)
     hand, left_out = hand_head_groups(model, example_inputs)
-    families = [f for f in families if not any(s.module in left_out for s in f.slices)]
+    families = [f for f in families if _clear_of_attention(f, left_out)]
     families += [f for f in (*head_groups(model), *hand) if selected(model, f, include, exclude)]
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
     return sorted(families, key=lambda f: order[f.layers[0] if f.name not in order else f.name])

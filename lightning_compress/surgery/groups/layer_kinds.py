@@ -19,15 +19,29 @@ A family holds, for each layer it touches, the dimension its channels index:
 * Normalizations (``BatchNorm``, 1-d ``LayerNorm``, ``GroupNorm``): ``weight`` and ``bias`` go with the
   producer. A family reaching a feature normalization other than an affine LayerNorm over exactly its
   channels is left out (:mod:`lightning_compress.surgery.groups.norms`).
+* Hugging Face's ``Conv1D`` (GPT-2): a Linear stored transposed, outputs ``weight`` dim 1, inputs dim 0.
+* ``Embedding``: its embedding dimension (``weight`` dim 1) goes with the family it writes (a transformer's
+  residual width); the vocabulary is never a family.
 * Layers without parameters are transparent; any other layer with parameters stops with an error
   naming it.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-__all__ = ["NORMS", "NotGroupable", "channel_blocks", "is_depthwise", "is_factorized", "param_specs"]
+from lightning_compress.surgery.base.conv1d import is_conv1d
+
+__all__ = [
+    "NORMS",
+    "NotGroupable",
+    "channel_blocks",
+    "fit_attributes",
+    "is_depthwise",
+    "is_factorized",
+    "param_specs",
+]
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
@@ -103,6 +117,10 @@ def param_specs(layer: nn.Module, name: str, outgoing: bool) -> list[tuple[str, 
         return [("weight", 1)] if outgoing else [("weight", 0), ("bias", 0)]
     if isinstance(layer, nn.Linear):
         return [("weight", 1)] if outgoing else [("weight", 0), ("bias", 0)]
+    if is_conv1d(layer):  # a Linear stored transposed: (in, out)
+        return [("weight", 0)] if outgoing else [("weight", 1), ("bias", 0)]
+    if isinstance(layer, nn.Embedding):  # its output features only: the vocabulary is never a family
+        return [] if outgoing else [("weight", 1)]
     if isinstance(layer, NORMS):
         if isinstance(layer, nn.LayerNorm) and len(layer.normalized_shape) != 1:
             raise ValueError(f"layer {name!r}: only 1-d LayerNorm is supported")
@@ -112,6 +130,33 @@ def param_specs(layer: nn.Module, name: str, outgoing: bool) -> list[tuple[str, 
     raise ValueError(
         f"layer {name!r} ({type(layer).__name__}) holds parameters this library cannot group yet"
     )
+
+
+def fit_attributes(layer: nn.Module) -> None:
+    """Set a layer's size attributes from its (sliced) parameters.
+
+    Example:
+        >>> layer = nn.Linear(4, 3); layer.weight = nn.Parameter(layer.weight[:, :2])
+        >>> fit_attributes(layer); layer
+        Linear(in_features=2, out_features=3, bias=True)
+    """
+    weight = getattr(layer, "weight", None)
+    if isinstance(layer, nn.Linear) and isinstance(weight, torch.Tensor):
+        layer.out_features, layer.in_features = int(weight.shape[0]), int(weight.shape[1])
+    elif is_conv1d(layer) and isinstance(weight, torch.Tensor):
+        vars(layer).update(nx=int(weight.shape[0]), nf=int(weight.shape[1]))
+    elif isinstance(layer, nn.LayerNorm):
+        layer.normalized_shape = (int(weight.shape[0]),) if weight is not None else layer.normalized_shape
+    elif isinstance(layer, nn.MultiheadAttention) and getattr(layer, "width_free", False):
+        layer.embed_dim = layer.kdim = layer.vdim = int(layer.in_proj_weight.shape[1])
+    elif isinstance(layer, nn.modules.conv._ConvNd) and isinstance(weight, torch.Tensor):
+        if not layer.transposed and layer.groups == layer.in_channels == layer.out_channels > 1:
+            layer.groups = int(weight.shape[0])  # depthwise: one group a channel, whatever the width
+        outs, ins = (1, 0) if layer.transposed else (0, 1)
+        layer.out_channels = int(weight.shape[outs]) * (layer.groups if layer.transposed else 1)
+        layer.in_channels = int(weight.shape[ins]) * (1 if layer.transposed else layer.groups)
+    elif isinstance(layer, nn.modules.batchnorm._BatchNorm) and isinstance(weight, torch.Tensor):
+        layer.num_features = int(weight.shape[0])
 
 
 def is_factorized(module: nn.Module) -> bool:

@@ -45,6 +45,8 @@ class PrunedMultiheadAttention(nn.MultiheadAttention):
         (torch.Size([2, 5, 8]), torch.Size([2, 5, 5]), (12, 8))
     """
 
+    width_free = True  # its embedding width may change: see ``fit_attributes``
+
     def __init__(
         self,
         embed_dim: int,

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_compress.surgery.base import is_conv1d
 from lightning_compress.surgery.base.activations import capture_inputs
 from lightning_compress.surgery.base.records import append_history
 from lightning_compress.surgery.base.tracing import build_dependency_graph
@@ -44,7 +45,7 @@ def _fold_constants(
         layer = model.get_submodule(sl.module)
         pos = family.positions(sl, remove[family.name])
         x = inputs[sl.module][:1]
-        if isinstance(layer, nn.Linear):  # features last, whatever the leading (batch, token) dimensions
+        if isinstance(layer, nn.Linear) or is_conv1d(layer):  # features last, whatever the leading dimensions
             const = x.reshape(-1, x.shape[-1])[0, pos]
         else:  # channels first: the mean over positions (exact away from a padded border)
             const = x[0, pos].reshape(len(pos), -1).mean(1)
@@ -54,7 +55,7 @@ def _fold_constants(
         if not isinstance(weight, torch.Tensor) or not isinstance(bias, torch.Tensor):
             log.warning("layer %r has no bias: the constant output of removed inputs is dropped", sl.module)
             continue
-        kept_w = weight.index_select(1, pos.to(weight.device))
+        kept_w = weight.index_select(1, pos.to(weight.device)) if not is_conv1d(layer) else weight[pos].T
         bias.add_(kept_w.reshape(kept_w.shape[0], len(pos), -1).sum(2) @ const.to(weight.dtype))
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from lightning_compress.surgery.base.records import append_history
-from lightning_compress.surgery.groups import HEADS_SUFFIX, NeuronGroups, find_groups
+from lightning_compress.surgery.groups import HEADS_SUFFIX, NeuronGroups, find_groups, fit_attributes
 from lightning_compress.surgery.removal.heads import PrunedMultiheadAttention, _prune
 from lightning_compress.surgery.removal.inputs import _set_submodule
 from lightning_compress.surgery.removal.optimizer import rebind_by_name
@@ -132,23 +132,25 @@ def _convert(model: nn.Module, family: NeuronGroups) -> None:
             _prune(model, name, [], fold=False)
 
 
-def _fix_attributes(layer: nn.Module) -> None:
-    """Set a layer's size attributes from its (sliced) parameters."""
-    weight = getattr(layer, "weight", None)
-    if isinstance(layer, nn.Linear) and isinstance(weight, torch.Tensor):
-        layer.out_features, layer.in_features = int(weight.shape[0]), int(weight.shape[1])
-    elif isinstance(layer, nn.LayerNorm):
-        layer.normalized_shape = (int(weight.shape[0]),) if weight is not None else layer.normalized_shape
-    elif isinstance(layer, PrunedMultiheadAttention):
-        layer.embed_dim = layer.kdim = layer.vdim = int(layer.in_proj_weight.shape[1])
-    elif isinstance(layer, nn.modules.conv._ConvNd) and isinstance(weight, torch.Tensor):
-        if not layer.transposed and layer.groups == layer.in_channels == layer.out_channels > 1:
-            layer.groups = int(weight.shape[0])  # depthwise: one group a channel, whatever the width
-        outs, ins = (1, 0) if layer.transposed else (0, 1)
-        layer.out_channels = int(weight.shape[outs]) * (layer.groups if layer.transposed else 1)
-        layer.in_channels = int(weight.shape[ins]) * (1 if layer.transposed else layer.groups)
-    elif isinstance(layer, nn.modules.batchnorm._BatchNorm) and isinstance(weight, torch.Tensor):
-        layer.num_features = int(weight.shape[0])
+_WIDTH_NAMES = ("hidden_dim", "embed_dim", "hidden_size", "d_model", "num_features", "width", "dim")
+"""Attributes in which models cache their residual width (torchvision's ``VisionTransformer.hidden_dim``
+reshapes the patch embedding with it)."""
+
+
+def _fix_cached_widths(model: nn.Module, family: NeuronGroups, old: int, new: int) -> None:
+    """Lower the cached width attributes (:data:`_WIDTH_NAMES`) equal to ``old`` of the modules that hold
+    the family's layers (the model itself included)."""
+    holders = {""} | {n for s in family.slices for n in _ancestors(s.module)}
+    for name in holders:
+        module = model.get_submodule(name)
+        for attr in _WIDTH_NAMES:
+            if type(vars(module).get(attr)) is int and vars(module)[attr] == old:
+                setattr(module, attr, new)
+
+
+def _ancestors(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 @torch.no_grad()
@@ -158,12 +160,15 @@ def _slice(
     _convert(model, family)
     kept: dict[str, dict[int, torch.Tensor]] = {}
     touched: dict[str, nn.Module] = {}
+    shared: dict[int, nn.Parameter] = {}  # a tied parameter (embedding and output head) stays one
     for sl in family.slices:
         layer = model.get_submodule(sl.module)
         tensor = getattr(layer, sl.param)
         gone = set(family.positions(sl, removed).tolist())
         keep = torch.tensor([i for i in range(tensor.shape[sl.dim]) if i not in gone], dtype=torch.long)
-        setattr(layer, sl.param, nn.Parameter(tensor.data.index_select(sl.dim, keep.to(tensor.device))))
+        if id(tensor) not in shared:
+            shared[id(tensor)] = nn.Parameter(tensor.data.index_select(sl.dim, keep.to(tensor.device)))
+        setattr(layer, sl.param, shared[id(tensor)])
         full = f"{sl.module}.{sl.param}" if sl.module else sl.param
         kept.setdefault(full, {})[sl.dim] = keep
         if isinstance(layer, nn.modules.batchnorm._BatchNorm) and sl.param == "weight":
@@ -172,7 +177,8 @@ def _slice(
                     setattr(layer, buf, value.index_select(0, keep.to(value.device)))
         touched[sl.module] = layer
     for layer in touched.values():
-        _fix_attributes(layer)
+        fit_attributes(layer)
+    _fix_cached_widths(model, family, family.num_groups, family.num_groups - len(set(removed.tolist())))
     return kept
 
 
