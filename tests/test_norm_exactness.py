@@ -22,12 +22,19 @@ class UserRMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.weight
 
 
+class OffsetRMSNorm(UserRMSNorm):
+    """Gemma's form, a scale of ``1 + weight``: not recognized as an RMS normalization, so inexact."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * (1 + self.weight)
+
+
 NORMS = {
     "layernorm-no-affine": lambda n: nn.LayerNorm(n, elementwise_affine=False),
     "groupnorm": lambda n: nn.GroupNorm(4, n),
-    "rmsnorm": lambda n: nn.RMSNorm(n),
-    "user-rmsnorm": UserRMSNorm,
+    "offset-rmsnorm": OffsetRMSNorm,
 }
+RMS_NORMS = {"rmsnorm": lambda n: nn.RMSNorm(n, eps=1e-6), "user-rmsnorm": UserRMSNorm}
 
 
 class UserMLP(nn.Module):
@@ -82,6 +89,23 @@ def test_a_layer_feeding_a_feature_norm_is_left_out_and_the_rest_is_removed_exac
         records = compress_zero_groups(model, x[:1])
     assert records == [{"kind": "prune", "module": "inp", "idxs": [0, 1, 2, 3, 4]}]
     assert model.inp.out_features == 11 and model.mid.out_features == 16
+    assert torch.allclose(model(x), before, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", list(RMS_NORMS))
+def test_an_rms_norm_over_the_family_keeps_its_divisor_and_is_removed_exactly_through(norm: str) -> None:
+    torch.manual_seed(0)
+    model = UserMLP(RMS_NORMS[norm](16)).eval()
+    _zero_rows(model.mid, slice(0, 8))
+    with torch.no_grad():
+        model.norm.weight[:8] = 0
+    x = torch.randn(7, 8)
+    before = model(x).detach()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the norm's features are the family: nothing to warn about
+        records = compress_zero_groups(model, x[:1])
+    assert records == [{"kind": "prune_width", "module": "mid", "idxs": list(range(8))}]
+    assert model.mid.out_features == 8 and model.norm.full_width == 16
     assert torch.allclose(model(x), before, atol=1e-6)
 
 

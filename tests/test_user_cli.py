@@ -13,8 +13,9 @@ import pytest
 import torch
 from lightning.pytorch.cli import LightningCLI
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_compress import CompressibleMixin
 from lightning_compress.callbacks._proximal import ProxSchedule, ProxScheduleName
 from lightning_compress.cli.main import main
 from lightning_compress.regularizers.group_lasso import Cost, CostName
@@ -185,3 +186,52 @@ def test_the_example_script_runs(tmp_path: Path, real_fmnist: Path) -> None:
     result = user_module.main(["--data", str(real_fmnist), "--out", str(tmp_path)])
     assert result["params"] < result["dense_params"] and result["val_acc"] > 0.7
     assert result["reload_max_abs_diff"] < 1e-5 and result["export_max_abs_diff"] < 1e-5
+
+
+class GreyNet(CompressibleMixin, pl.LightningModule):
+    """A user's own module over 28x28 grey images, with no test step."""
+
+    def __init__(self, hidden: int = 32) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        return nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_compress_reads_a_checkpoint_of_the_users_class(tmp_path: Path, tiny_idx_dir: Path) -> None:
+    from lightning_compress.config import ConfigError
+    from lightning_compress.run import compress_checkpoint, load_user_checkpoint
+
+    trainer = pl.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    data = TensorDataset(torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,)))
+    trainer.fit(GreyNet(), DataLoader(data, batch_size=8))
+    ckpt = tmp_path / "user.ckpt"
+    trainer.save_checkpoint(ckpt)
+    with pytest.raises(ConfigError, match="--config"):  # no run folder: its data must be named
+        compress_checkpoint(ckpt, tmp_path / "x.ckpt", model_class=GreyNet, method="svd", rank=4)
+    summary = compress_checkpoint(
+        ckpt,
+        tmp_path / "small.ckpt",
+        config="configs/lenet300_fmnist.yaml",
+        overrides=(f"data.data_dir={tiny_idx_dir}", "data.val_size=16", "trainer.enable_progress_bar=false"),
+        model_class="tests.test_user_cli.GreyNet",
+        method="svd",
+        rank=4,
+    )
+    assert summary["params"] < summary["params_before"] and summary["test_acc"] is None
+    restored = load_user_checkpoint(tmp_path / "small.ckpt", GreyNet)  # no example input given
+    assert sum(p.numel() for p in restored.parameters()) == summary["params"]

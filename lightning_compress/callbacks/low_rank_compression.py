@@ -14,13 +14,16 @@ from lightning_compress._checks import ArgumentError, check_choice, check_int
 from lightning_compress._compat import rewrap_ddp
 from lightning_compress.callbacks._common import TracingCallback, remember_example
 from lightning_compress.surgery import (
+    INPUTS_ATTRIBUTE,
     CalibrationOrder,
     LayerResult,
     LayerSelector,
     LowRankMethod,
     RankRule,
+    batch_input,
     check_ridge,
     compress_low_rank,
+    store_example,
 )
 from lightning_compress.surgery.factorize.rank_rules import CalibrationOrderName, LowRankMethodName
 
@@ -128,8 +131,10 @@ class LowRankCompression(TracingCallback):
         self, model: torch.nn.Module, batches: Iterable[Any] | None, **options: Any
     ) -> list[LayerResult]:
         """:func:`~lightning_compress.surgery.compress_low_rank` of ``model`` with this callback's method,
-        rank rule and layers (``options``: its ``optimizers``, ``progress``, ``decide``), outside a fit."""
-        return compress_low_rank(
+        rank rule and layers (``options``: its ``optimizers``, ``progress``, ``decide``), outside a fit.
+        The example input (the model's, else the first batch's) is kept in its state dict, so that the
+        compressed checkpoint reloads without one."""
+        results = compress_low_rank(
             model,
             batches,
             method=self.method,
@@ -141,6 +146,13 @@ class LowRankCompression(TracingCallback):
             **self.rules,
             **options,
         )
+        if INPUTS_ATTRIBUTE not in model._buffers:
+            example = getattr(model, "example_input_array", None)
+            if example is None and batches is not None:
+                example = batch_input(next(iter(batches)))
+            if example is not None:
+                store_example(model, example)
+        return results
 
     def compress(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[LayerResult]:
         """Compress now (every rank must call it); returns what was done to each layer."""

@@ -89,6 +89,7 @@ def _compress(args: argparse.Namespace) -> int:
         config=args.config,
         finetune_epochs=args.finetune_epochs,
         finetune_lr=args.finetune_lr,
+        model_class=args.model_class,
         **options,
     )
     print(json.dumps({k: v for k, v in summary.items() if k != "layers"}, indent=2))

@@ -112,7 +112,15 @@ def build_parser(derived: bool = True) -> argparse.ArgumentParser:
         help="split a trained checkpoint's layers in two on calibration data (DALR, SVD)",
         formatter_class=fmt,
     )
-    compress.add_argument("checkpoint", help="a checkpoint written by 'train' (final.ckpt or last.ckpt)")
+    compress.add_argument(
+        "checkpoint",
+        help="a checkpoint of 'train' (final.ckpt or last.ckpt), or of your own class (--model-class)",
+    )
+    compress.add_argument(
+        "--model-class",
+        default=None,
+        help="your LightningModule's import path (package.module.Class); its data comes from --config",
+    )
     compress.add_argument(
         "--config", default=None, help="the run config (default: the run folder's config.yaml)"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from dataclasses import asdict
@@ -15,9 +16,16 @@ from lightning_compress._checks import ArgumentError
 from lightning_compress.callbacks import AtomicCheckpointIO, LowRankCompression
 from lightning_compress.config import ConfigError, RunConfig, build_datamodule, load_config
 from lightning_compress.models import Classifier
-from lightning_compress.surgery import layer_widths
+from lightning_compress.surgery import count_params_and_macs, layer_widths, load_compressed
+from lightning_compress.surgery.base import model_input
 
-__all__ = ["check_checkpoint", "compress_checkpoint", "find_run_config", "load_checkpoint"]
+__all__ = [
+    "check_checkpoint",
+    "compress_checkpoint",
+    "find_run_config",
+    "load_checkpoint",
+    "load_user_checkpoint",
+]
 
 
 def find_run_config(checkpoint: str | Path) -> Path:
@@ -85,6 +93,43 @@ def load_checkpoint(checkpoint: str | Path) -> Classifier:
     return Classifier.load_from_checkpoint(checkpoint, map_location="cpu")
 
 
+def _import_class(path: str) -> type[Any]:
+    module_name, sep, name = path.replace(":", ".").rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), name) if sep else None
+    except ImportError as err:
+        raise ConfigError("--model-class", f"cannot import {path!r}: {err}") from None
+    if not isinstance(found, type):
+        raise ConfigError("--model-class", f"{path!r} is not a class (give package.module.ClassName)")
+    return found
+
+
+def load_user_checkpoint(checkpoint: str | Path, model_class: str | type[Any]) -> Any:
+    """A checkpoint of the user's own LightningModule class (built from the saved hyperparameters), its
+    compression history replayed; ``model_class`` is the class or its import path (``pkg.mod.UserNet``).
+
+    Example:
+        >>> load_user_checkpoint("/no/such.ckpt", "torch.nn.Linear")
+        Traceback (most recent call last):
+        ...
+        lightning_compress.config.errors.ConfigError: checkpoint: file not found: '/no/such.ckpt'
+    """
+    check_checkpoint(checkpoint)
+    cls = _import_class(model_class) if isinstance(model_class, str) else model_class
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    module = cls(**saved.get("hyper_parameters", {}))
+    return load_compressed(module, saved)
+
+
+def _size(module: Any, datamodule: Any) -> dict[str, int]:
+    """Parameters and MACs per sample: the Classifier's own count, else counted on one input of the data."""
+    if isinstance(module, Classifier):
+        return module.size()
+    example = model_input(next(iter(datamodule.val_dataloader())))[:1]
+    params, macs = count_params_and_macs(module, example.to(next(module.parameters()).device))
+    return {"params": params, "macs": macs}
+
+
 def compress_checkpoint(
     checkpoint: str | Path,
     out: str | Path,
@@ -93,13 +138,16 @@ def compress_checkpoint(
     overrides: tuple[str, ...] = (),
     finetune_epochs: int = 0,
     finetune_lr: float | None = None,
+    model_class: str | type[Any] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Load ``checkpoint``, compress it as :class:`~lightning_compress.callbacks.LowRankCompression` would
     at fit end, fine-tune for ``finetune_epochs``, test before and after, and write the compressed
     checkpoint to ``out``.
 
-    ``options`` are the callback's arguments (``method``, a rank rule such as ``params`` or ``rank``,
+    ``model_class`` (a class or its import path) loads a checkpoint of the user's own LightningModule
+    (its data from ``config``, which is then required; accuracy is reported when the class has a
+    ``test_step`` that logs ``test/acc``). ``options`` are the callback's arguments (``method``, a rank rule such as ``params`` or ``rank``,
     ``data``: the run's ``"train"`` or ``"val"`` split, ...), checked before any work.
     Returns the summary (also written beside ``out`` as ``<out>.json``).
 
@@ -127,13 +175,19 @@ def compress_checkpoint(
     if callable(callback.data):
         raise ConfigError("--data", "must be 'train' or 'val' here")
     check_checkpoint(checkpoint)
+    if model_class is not None and config is None:
+        raise ConfigError(
+            "--config", "give the run config whose data calibrates your --model-class checkpoint"
+        )
     cfg: RunConfig = load_config(config or find_run_config(checkpoint), list(overrides))
     if finetune_epochs < 0:
         raise ConfigError("--finetune-epochs", f"must be >= 0, got {finetune_epochs}")
     target = Path(out)
     if not target.parent.is_dir():
         raise ConfigError("--out", f"folder not found: {str(target.parent)!r}")
-    module = load_checkpoint(checkpoint)
+    module = (
+        load_checkpoint(checkpoint) if model_class is None else load_user_checkpoint(checkpoint, model_class)
+    )
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -147,8 +201,9 @@ def compress_checkpoint(
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator, devices=1, plugins=[AtomicCheckpointIO()], **quiet
     )
-    before = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    size_before = module.size()
+    tested = type(module).test_step is not pl.LightningModule.test_step
+    before = trainer.test(module, datamodule=datamodule, verbose=False)[0] if tested else {}
+    size_before = _size(module, datamodule)
     loader = datamodule.val_dataloader() if callback.data == "val" else datamodule.train_dataloader()
     start = time.perf_counter()
     try:
@@ -157,7 +212,7 @@ def compress_checkpoint(
         raise ConfigError(f"--{err.argument.replace('_', '-')}", str(err)) from None
     seconds = time.perf_counter() - start
     if finetune_epochs:
-        if finetune_lr is not None:
+        if finetune_lr is not None and "lr" in module.hparams:
             module.hparams["lr"] = finetune_lr
         trainer = pl.Trainer(
             accelerator=cfg.trainer.accelerator,
@@ -167,7 +222,10 @@ def compress_checkpoint(
             **quiet,
         )
         trainer.fit(module, datamodule=datamodule)
-    after = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    after = trainer.test(module, datamodule=datamodule, verbose=False)[0] if tested else {}
+    size = _size(module, datamodule)
+    if trainer.model is None:  # neither tested nor fine-tuned: attached only to be written
+        trainer.strategy.connect(module)
     trainer.save_checkpoint(target, weights_only=False)
     summary = {
         "checkpoint": str(checkpoint),
@@ -180,12 +238,12 @@ def compress_checkpoint(
         },
         "finetune_epochs": finetune_epochs,
         "compress_seconds": round(seconds, 3),
-        "test_acc_before": float(before["test/acc"]),
-        "test_acc": float(after["test/acc"]),
+        "test_acc_before": float(before["test/acc"]) if "test/acc" in before else None,
+        "test_acc": float(after["test/acc"]) if "test/acc" in after else None,
         "params_before": size_before["params"],
-        "params": module.size()["params"],
+        "params": size["params"],
         "macs_before": size_before["macs"],
-        "macs": module.size()["macs"],
+        "macs": size["macs"],
         "layers": [asdict(r) for r in results],
         "widths": layer_widths(module),
     }

@@ -2,45 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lightning_compress.config import ConfigError, build_datamodule, load_config
-from lightning_compress.run.compress import check_checkpoint, find_run_config, load_checkpoint
-from lightning_compress.surgery import INPUTS_ATTRIBUTE, example_from_spec, export_model, load_compressed
+from lightning_compress.run.compress import find_run_config, load_checkpoint, load_user_checkpoint
+from lightning_compress.surgery import INPUTS_ATTRIBUTE, example_from_spec, export_model
 
-__all__ = ["export_checkpoint", "load_user_checkpoint"]
-
-
-def _import_class(path: str) -> type[Any]:
-    module_name, sep, name = path.replace(":", ".").rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module_name), name) if sep else None
-    except ImportError as err:
-        raise ConfigError("--model-class", f"cannot import {path!r}: {err}") from None
-    if not isinstance(found, type):
-        raise ConfigError("--model-class", f"{path!r} is not a class (give package.module.ClassName)")
-    return found
-
-
-def load_user_checkpoint(checkpoint: str | Path, model_class: str | type[Any]) -> Any:
-    """A checkpoint of the user's own LightningModule class (built from the saved hyperparameters), its
-    compression history replayed; ``model_class`` is the class or its import path (``pkg.mod.UserNet``).
-
-    Example:
-        >>> load_user_checkpoint("/no/such.ckpt", "torch.nn.Linear")
-        Traceback (most recent call last):
-        ...
-        lightning_compress.config.errors.ConfigError: checkpoint: file not found: '/no/such.ckpt'
-    """
-    check_checkpoint(checkpoint)
-    cls = _import_class(model_class) if isinstance(model_class, str) else model_class
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    module = cls(**saved.get("hyper_parameters", {}))
-    return load_compressed(module, saved)
+__all__ = ["export_checkpoint"]
 
 
 def export_checkpoint(

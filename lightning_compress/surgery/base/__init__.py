@@ -23,6 +23,7 @@ from lightning_compress.surgery.base.records import (
     get_history,
     history_version,
 )
+from lightning_compress.surgery.base.rms import rms_norm_eps
 from lightning_compress.surgery.base.tracing import build_dependency_graph, kept_modes
 
 __all__ = [
@@ -44,5 +45,6 @@ __all__ = [
     "layer_input_rows",
     "model_input",
     "paired_statistics",
+    "rms_norm_eps",
     "store_example",
 ]

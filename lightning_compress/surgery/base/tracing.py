@@ -11,8 +11,9 @@ import torch_pruning as tp
 from torch import nn
 
 from lightning_compress.surgery.base.conv1d import CONV1D_PRUNER, conv1d_types
+from lightning_compress.surgery.base.rms import RMS_NORM_PRUNER, rms_norm_types
 
-__all__ = ["build_dependency_graph", "kept_modes", "traced_outputs"]
+__all__ = ["build_dependency_graph", "kept_modes", "traced_outputs", "without_cache"]
 
 
 @contextmanager
@@ -32,6 +33,30 @@ def kept_modes(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in modes:
             module.training = training
+
+
+@contextmanager
+def without_cache(model: nn.Module) -> Iterator[None]:
+    """A Hugging Face model's ``config.use_cache`` off inside: a key/value cache is no tensor to trace,
+    and one kept across calls would grow with each.
+
+    Example:
+        >>> model = nn.Linear(2, 2); model.config = type("Config", (), {"use_cache": True})()
+        >>> with without_cache(model):
+        ...     model.config.use_cache
+        False
+        >>> model.config.use_cache
+        True
+    """
+    config = getattr(model, "config", None)
+    cache = getattr(config, "use_cache", None)
+    if cache:
+        config.use_cache = False  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        if cache:
+            config.use_cache = cache  # type: ignore[union-attr]
 
 
 def traced_outputs(output: Any) -> list[torch.Tensor]:
@@ -64,17 +89,16 @@ def build_dependency_graph(model: nn.Module, example_inputs: Any) -> tp.Dependen
         >>> len(list(graph.get_all_groups(root_module_types=(nn.Linear,))))
         2
     """
-    config = getattr(model, "config", None)  # Hugging Face: a key/value cache is no tensor to trace
-    cache = getattr(config, "use_cache", None)
     try:
-        if cache:
-            config.use_cache = False  # type: ignore[union-attr]
-        with torch.enable_grad(), kept_modes(model):
+        with torch.enable_grad(), kept_modes(model), without_cache(model):
             return tp.DependencyGraph().build_dependency(
                 model,
                 example_inputs=example_inputs,
                 output_transform=traced_outputs,
-                customized_pruners={kind: CONV1D_PRUNER for kind in conv1d_types(model)},
+                customized_pruners={
+                    **{kind: CONV1D_PRUNER for kind in conv1d_types(model)},
+                    **{kind: RMS_NORM_PRUNER for kind in rms_norm_types(model)},
+                },
                 verbose=False,
             )
     except Exception as err:  # tracing runs arbitrary user forward code
@@ -82,6 +106,3 @@ def build_dependency_graph(model: nn.Module, example_inputs: Any) -> tp.Dependen
             f"Torch-Pruning could not trace {type(model).__name__} with the example input: "
             f"{type(err).__name__}: {err}"
         ) from err
-    finally:
-        if cache:
-            config.use_cache = cache  # type: ignore[union-attr]

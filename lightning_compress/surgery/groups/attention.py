@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_compress.surgery.base.activations import capture_inputs
+from lightning_compress.surgery.groups.calls import Call, capture_calls
 from lightning_compress.surgery.groups.core import NeuronGroups, Slice
 
 __all__ = ["HandAttention", "find_hand_attention", "hand_head_groups", "prune_hand_heads"]
@@ -51,6 +51,8 @@ class HandAttention:
         inputs: Child names of the q, k, v Linears, or of the one packed ``qkv`` Linear.
         out: Child name of the output Linear.
         out_owner: Qualified name of the module whose child ``out`` is, when it is not this one.
+        size: Name of its head-size attribute, for a module without a head count (Llama's ``head_dim``):
+            the head count is then the output Linear's width over it.
     """
 
     name: str
@@ -58,6 +60,7 @@ class HandAttention:
     inputs: tuple[str, ...]
     out: str
     out_owner: str | None = None
+    size: str | None = None
 
     def path(self, child: str) -> str:
         """The qualified name of the q/k/v or output Linear ``child``."""
@@ -66,8 +69,17 @@ class HandAttention:
 
     def heads(self, model: nn.Module) -> tuple[int, int]:
         """``(num_heads, head_dim)`` as the module's weights are now."""
+        width = self.linear(model, self.out).in_features
+        if self.size is not None:
+            d = int(getattr(model.get_submodule(self.name), self.size))
+            return width // d, d
         heads = int(getattr(model.get_submodule(self.name), self.count))
-        return heads, self.linear(model, self.out).in_features // heads
+        return heads, width // heads
+
+    def group(self, model: nn.Module) -> int:
+        """How many query heads share one key/value head (grouped-query attention; 1 otherwise)."""
+        heads, d = self.heads(model)
+        return 1 if len(self.inputs) == 1 else heads // (self.linear(model, self.inputs[1]).out_features // d)
 
     def linear(self, model: nn.Module, child: str) -> nn.Linear:
         """The Linear ``child`` of this module in ``model``."""
@@ -81,18 +93,19 @@ def _describe(name: str, module: nn.Module, model: nn.Module | None = None) -> H
     if isinstance(module, nn.MultiheadAttention):
         return None
     count = next((c for c in _COUNTS if isinstance(getattr(module, c, None), int)), None)
-    if count is None:
+    size = "head_dim" if count is None and isinstance(getattr(module, "head_dim", None), int) else None
+    if count is None and size is None:
         return None
     children = dict(module.named_children())
     for inputs, outs in _LAYOUTS:
         out = next((o for o in outs if isinstance(children.get(o), nn.Linear)), None)
-        if not all(isinstance(children.get(i), nn.Linear) for i in inputs):
+        if not all(isinstance(children.get(i), nn.Linear) for i in inputs) or (size and len(inputs) == 1):
             continue
         if out is not None:
-            return HandAttention(name, count, inputs, out)
+            return HandAttention(name, count or "", inputs, out, size=size)
         owner = f"{name.rpartition('.')[0]}.output".lstrip(".")  # BERT: attention.self + attention.output
         if model is not None and isinstance(_child(model, f"{owner}.dense"), nn.Linear):
-            return HandAttention(name, count, inputs, "dense", owner)
+            return HandAttention(name, count or "", inputs, "dense", owner, size)
     return None
 
 
@@ -112,23 +125,26 @@ def find_hand_attention(model: nn.Module) -> list[HandAttention]:
         ...         super().__init__()
         ...         self.num_heads, self.qkv, self.proj = 2, nn.Linear(8, 24), nn.Linear(8, 8)
         >>> find_hand_attention(nn.Sequential(Attn()))
-        [HandAttention(name='0', count='num_heads', inputs=('qkv',), out='proj', out_owner=None)]
+        [HandAttention(name='0', count='num_heads', inputs=('qkv',), out='proj', out_owner=None, size=None)]
     """
     return [a for n, m in model.named_modules() if (a := _describe(n, m, model)) is not None]
 
 
 def _family(model: nn.Module, att: HandAttention) -> NeuronGroups:
+    """One group per key/value head with its query heads (per head without grouped queries)."""
     heads, d = att.heads(model)
-    inner = heads * d
+    g = att.group(model)
     slices = []
-    for child in att.inputs:
+    for i, child in enumerate(att.inputs):
         layer = att.linear(model, child)
-        rows = (torch.arange(layer.out_features) % inner) // d
-        slices.append(Slice(att.path(child), "weight", 0, None, rows, True))
+        head = (torch.arange(layer.out_features) % (heads * d)) // d
+        unit = head // g if i == 0 or len(att.inputs) == 1 else head  # k/v rows are already per group
+        slices.append(Slice(att.path(child), "weight", 0, None, unit, True))
         if layer.bias is not None:
-            slices.append(Slice(att.path(child), "bias", 0, None, rows, True))
-    slices.append(Slice(att.path(att.out), "weight", 1, None, torch.arange(inner) // d, False))
-    return NeuronGroups(f"{att.name}:heads", heads, slices, [att.name])
+            slices.append(Slice(att.path(child), "bias", 0, None, unit, True))
+    cols = torch.arange(heads * d) // d // g
+    slices.append(Slice(att.path(att.out), "weight", 1, None, cols, False))
+    return NeuronGroups(f"{att.name}:heads", heads // g, slices, [att.name])
 
 
 def hand_head_groups(model: nn.Module, example_inputs: Any) -> tuple[list[NeuronGroups], set[str]]:
@@ -155,13 +171,13 @@ def hand_head_groups(model: nn.Module, example_inputs: Any) -> tuple[list[Neuron
     if not found:
         return [], set()
     left_out = {f"{a.name}.{i}" for a in found for i in a.inputs}
-    inputs = capture_inputs(model, [a.name for a in found], example_inputs)
+    calls = capture_calls(model, [a.name for a in found], example_inputs)
     families = []
     for att in found:
-        if att.name not in inputs:
+        if att.name not in calls:
             continue
-        x = inputs[att.name][:1]
-        if (failure := _trial(model, att, x, width=True)) is not None:
+        call = calls[att.name]
+        if (failure := _trial(model, att, call, width=True)) is not None:
             warnings.warn(
                 f"the input width of attention {att.name!r} is not grouped: its forward fails with an "
                 f"input feature removed ({failure})",
@@ -170,7 +186,7 @@ def hand_head_groups(model: nn.Module, example_inputs: Any) -> tuple[list[Neuron
             left_out.add(att.name)  # every family reading its input
         if att.heads(model)[0] < 2:
             continue
-        if (failure := _trial(model, att, x, width=False)) is None:
+        if (failure := _trial(model, att, call, width=False)) is None:
             families.append(_family(model, att))
         else:
             warnings.warn(
@@ -181,7 +197,7 @@ def hand_head_groups(model: nn.Module, example_inputs: Any) -> tuple[list[Neuron
     return families, left_out
 
 
-def _trial(model: nn.Module, att: HandAttention, x: torch.Tensor, width: bool) -> str | None:
+def _trial(model: nn.Module, att: HandAttention, call: Call, width: bool) -> str | None:
     """``None`` when a copy of the module still runs, with the same output width, with a head (or an
     input feature, ``width``) removed; else what went wrong."""
     trial = nn.Module()
@@ -194,17 +210,18 @@ def _trial(model: nn.Module, att: HandAttention, x: torch.Tensor, width: bool) -
         trial.add_module("owner", owner)
         local.out_owner = "owner"
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        y = _first(module(x))
+    def run(x: torch.Tensor | None) -> torch.Tensor:
+        y = _first(call(module, x))
         return local.linear(trial, att.out)(y) if att.out_owner is not None else y
 
     try:
+        x = None
         with torch.no_grad():
             want = run(x).shape
             if width:
                 for child in att.inputs:
-                    _cut(local.linear(trial, child), 1, torch.arange(1, x.shape[-1]))
-                x = x[..., 1:]
+                    _cut(local.linear(trial, child), 1, torch.arange(1, call.hidden.shape[-1]))
+                x = call.hidden[..., 1:]
             else:
                 prune_hand_heads(trial, "attn", [0], fold=False, att=local)
             got = run(x).shape
@@ -238,26 +255,35 @@ def prune_hand_heads(
     if att is None:
         raise ValueError(f"{name!r} is neither an nn.MultiheadAttention nor a recognized attention module")
     heads, d = att.heads(model)
-    keep_heads = [h for h in range(heads) if h not in set(remove)]
-    if not keep_heads:
+    g = att.group(model)
+    keep_units = [u for u in range(heads // g) if u not in set(remove)]
+    if not keep_units:
         raise ValueError(f"removing every head of {name!r} is not possible")
+    keep_heads = [h for h in range(heads) if h // g in keep_units]
     inner = heads * d
     cols = torch.tensor([h * d + j for h in keep_heads for j in range(d)], dtype=torch.long)
-    gone = torch.tensor([h * d + j for h in range(heads) if h not in keep_heads for j in range(d)])
+    gone = [h for h in range(heads) if h // g not in keep_units]
     out, value = att.linear(model, att.out), att.linear(model, att.inputs[-1])
-    if fold and out.bias is not None and value.bias is not None and len(gone):
+    if fold and out.bias is not None and value.bias is not None and gone:
         offset = 2 * inner if len(att.inputs) == 1 else 0  # a packed qkv's v rows come last
-        out.bias.add_(out.weight[:, gone] @ value.bias[gone + offset])
+        out_cols = torch.tensor([h * d + j for h in gone for j in range(d)])
+        v_rows = torch.tensor([offset + (h // g) * d + j for h in gone for j in range(d)])
+        out.bias.add_(out.weight[:, out_cols] @ value.bias[v_rows])
+    kv_rows = torch.tensor([u * d + j for u in keep_units for j in range(d)], dtype=torch.long)
     kept: dict[str, dict[int, torch.Tensor]] = {}
-    for child in att.inputs:
+    for i, child in enumerate(att.inputs):
         layer = att.linear(model, child)
-        rows = torch.cat([cols + part * inner for part in range(layer.out_features // inner)])
+        if len(att.inputs) == 1:
+            rows = torch.cat([cols + part * inner for part in range(layer.out_features // inner)])
+        else:
+            rows = cols if i == 0 else kv_rows
         _cut(layer, 0, rows)
         kept[f"{att.path(child)}.weight"] = kept[f"{att.path(child)}.bias"] = {0: rows}
     _cut(out, 1, cols)
     kept[f"{att.path(att.out)}.weight"] = {1: cols}
     module = model.get_submodule(name)
-    setattr(module, att.count, len(keep_heads))
+    if att.count:
+        setattr(module, att.count, len(keep_heads))
     for attr in _INNER_WIDTHS:  # the usual names of heads * head_dim
         if getattr(module, attr, None) == inner:
             setattr(module, attr, len(keep_heads) * d)

@@ -28,6 +28,7 @@ from torch import nn
 from lightning_compress._compat import parameter_names
 from lightning_compress.functional.sliced import GroupPiece
 from lightning_compress.surgery.base.conv1d import is_conv1d
+from lightning_compress.surgery.base.rms import rms_norm_eps
 from lightning_compress.surgery.groups.layer_kinds import (
     NORMS,
     NotGroupable,
@@ -195,7 +196,12 @@ def last_dim_layer_norm(module: nn.Module) -> bool:
 
 def _own_layer_norms(model: nn.Module, family: NeuronGroups) -> set[str]:
     """The affine LayerNorms over exactly the family's features: its removal is exact through them."""
-    return {s.module for s in family.slices if last_dim_layer_norm(model.get_submodule(s.module))}
+    return {
+        s.module
+        for s in family.slices
+        if last_dim_layer_norm(model.get_submodule(s.module))
+        or rms_norm_eps(model.get_submodule(s.module)) is not None
+    }
 
 
 def channel_families(
@@ -246,7 +252,8 @@ def channel_families(
                         )
                     continue
                 # Norms and depthwise convs have one function for both directions: they go with the producer.
-                outgoing = not isinstance(layer, _NORMS) and not is_depthwise(layer)
+                norm = isinstance(layer, _NORMS) or rms_norm_eps(layer) is not None
+                outgoing = not norm and not is_depthwise(layer)
                 outgoing &= not dg.is_out_channel_pruning_fn(fn)
                 has_consumer |= outgoing
                 name = names[layer]

@@ -20,6 +20,8 @@ A family holds, for each layer it touches, the dimension its channels index:
   producer. A family reaching a feature normalization other than an affine LayerNorm over exactly its
   channels is left out (:mod:`lightning_compress.surgery.groups.norms`).
 * Hugging Face's ``Conv1D`` (GPT-2): a Linear stored transposed, outputs ``weight`` dim 1, inputs dim 0.
+* RMS normalizations (``nn.RMSNorm``, ``LlamaRMSNorm``, ...: :func:`~lightning_compress.surgery.base.rms_norm_eps`):
+  ``weight`` goes with the producer, as a LayerNorm's does.
 * ``Embedding``: its embedding dimension (``weight`` dim 1) goes with the family it writes (a transformer's
   residual width); the vocabulary is never a family.
 * Layers without parameters are transparent; any other layer with parameters stops with an error
@@ -32,6 +34,7 @@ import torch
 from torch import nn
 
 from lightning_compress.surgery.base.conv1d import is_conv1d
+from lightning_compress.surgery.base.rms import rms_norm_eps
 
 __all__ = [
     "NORMS",
@@ -43,6 +46,7 @@ __all__ = [
     "param_specs",
 ]
 
+_RMS = (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
 
@@ -117,6 +121,8 @@ def param_specs(layer: nn.Module, name: str, outgoing: bool) -> list[tuple[str, 
         return [("weight", 1)] if outgoing else [("weight", 0), ("bias", 0)]
     if isinstance(layer, nn.Linear):
         return [("weight", 1)] if outgoing else [("weight", 0), ("bias", 0)]
+    if rms_norm_eps(layer) is not None:  # an RMS normalization: its weight goes with the producer
+        return [] if outgoing else [("weight", 0)]
     if is_conv1d(layer):  # a Linear stored transposed: (in, out)
         return [("weight", 0)] if outgoing else [("weight", 1), ("bias", 0)]
     if isinstance(layer, nn.Embedding):  # its output features only: the vocabulary is never a family
@@ -145,8 +151,8 @@ def fit_attributes(layer: nn.Module) -> None:
         layer.out_features, layer.in_features = int(weight.shape[0]), int(weight.shape[1])
     elif is_conv1d(layer) and isinstance(weight, torch.Tensor):
         vars(layer).update(nx=int(weight.shape[0]), nf=int(weight.shape[1]))
-    elif isinstance(layer, nn.LayerNorm):
-        layer.normalized_shape = (int(weight.shape[0]),) if weight is not None else layer.normalized_shape
+    elif isinstance(layer, (nn.LayerNorm, *_RMS)) and isinstance(weight, torch.Tensor):
+        vars(layer)["normalized_shape"] = (int(weight.shape[0]),)
     elif isinstance(layer, nn.MultiheadAttention) and getattr(layer, "width_free", False):
         layer.embed_dim = layer.kdim = layer.vdim = int(layer.in_proj_weight.shape[1])
     elif isinstance(layer, nn.modules.conv._ConvNd) and isinstance(weight, torch.Tensor):

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_compress.surgery.base import rms_norm_eps
 from lightning_compress.surgery.base.records import append_history
 from lightning_compress.surgery.groups import HEADS_SUFFIX, NeuronGroups, find_groups, fit_attributes
 from lightning_compress.surgery.removal.heads import PrunedMultiheadAttention, _prune
@@ -29,6 +30,7 @@ from lightning_compress.surgery.removal.optimizer import rebind_by_name
 
 __all__ = [
     "PrunedLayerNorm",
+    "PrunedRMSNorm",
     "count_layer_norm_macs",
     "is_width_family",
     "remove_width",
@@ -79,6 +81,34 @@ class PrunedLayerNorm(nn.LayerNorm):
         return y
 
 
+class PrunedRMSNorm(nn.Module):
+    """An RMS normalization over the features left of ``full_width``: removed features count as zeros.
+
+    Example:
+        >>> x = torch.randn(3, 5); x[:, 1] = 0
+        >>> full, pruned = nn.RMSNorm(5, eps=1e-6), PrunedRMSNorm(4, full_width=5, eps=1e-6)
+        >>> torch.allclose(full(x)[:, [0, 2, 3, 4]], pruned(x[:, [0, 2, 3, 4]]), atol=1e-6)
+        True
+    """
+
+    def __init__(
+        self, width: int, full_width: int, eps: float = 1e-6, device: Any = None, dtype: Any = None
+    ) -> None:
+        super().__init__()
+        if full_width < width:
+            raise ValueError(f"full_width {full_width} is below the width {width}")
+        self.weight = nn.Parameter(torch.ones(width, device=device, dtype=dtype))
+        self.full_width, self.eps = full_width, eps
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, full_width={self.full_width}, eps={self.eps}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.float()
+        y = y * torch.rsqrt(y.pow(2).sum(-1, keepdim=True) / self.full_width + self.eps)
+        return self.weight * y.to(x.dtype)
+
+
 def count_layer_norm_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
     """MACs of :class:`PrunedLayerNorm`, counted as Torch-Pruning counts ``nn.LayerNorm``.
 
@@ -104,7 +134,10 @@ def is_width_family(model: nn.Module, family: NeuronGroups) -> bool:
         ['blocks.0.linear2']
     """
     return not family.name.endswith(HEADS_SUFFIX) and any(
-        isinstance(model.get_submodule(s.module), (nn.LayerNorm, nn.MultiheadAttention))
+        isinstance(
+            layer := model.get_submodule(s.module), (nn.LayerNorm, nn.MultiheadAttention, PrunedRMSNorm)
+        )
+        or rms_norm_eps(layer) is not None
         for s in family.slices
     )
 
@@ -128,6 +161,13 @@ def _convert(model: nn.Module, family: NeuronGroups) -> None:
             new.load_state_dict(layer.state_dict())
             new.train(layer.training)
             _set_submodule(model, name, new)
+        elif not isinstance(layer, PrunedRMSNorm) and (eps := rms_norm_eps(layer)) is not None:
+            weight = layer.weight
+            assert isinstance(weight, torch.Tensor)
+            new_rms = PrunedRMSNorm(len(weight), len(weight), eps, device=weight.device, dtype=weight.dtype)
+            new_rms.load_state_dict({"weight": weight.data})
+            new_rms.train(layer.training)
+            _set_submodule(model, name, new_rms)
         elif isinstance(layer, nn.MultiheadAttention) and not isinstance(layer, PrunedMultiheadAttention):
             _prune(model, name, [], fold=False)
 
