@@ -250,3 +250,14 @@ def test_calibration_on_loaders_given_to_fit_with_dict_batches(tmp_path: Path, d
     assert seen == [64 if data == "train" else 32]
     assert [r.rank for r in callback.results] == [4, 4]
     assert isinstance(module.net[1], nn.Sequential) and module.net[1][0].out_features == 4
+
+
+def test_input_key_names_the_input_of_a_dict_batch_and_the_example_is_kept() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    batches = [{"pixels": torch.randn(16, 6), "target": torch.zeros(16)} for _ in range(3)]
+    with pytest.raises(ValueError, match="pixels|input"):  # no usual key: the batch's input is not found
+        LowRankCompression(rank=2).apply(nn.Sequential(*model), batches)
+    results = LowRankCompression(rank=2, input_key="pixels").apply(model, batches)
+    assert [r.rank for r in results] == [2, 2]
+    assert "compression_inputs" in model.state_dict()

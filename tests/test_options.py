@@ -16,7 +16,7 @@ from lightning_compress.config import METHODS, load_config
 from lightning_compress.config.sections import argument_help
 from lightning_compress.surgery import RANK_RULES, RankRule, compress_low_rank
 
-CLI_ONLY = {"checkpoint", "config", "out", "finetune_epochs", "finetune_lr", "help"}
+CLI_ONLY = {"checkpoint", "config", "out", "finetune_epochs", "finetune_lr", "model_class", "help"}
 """Flags of ``compress`` that are not the callback's: the files and the fine-tune after it."""
 
 

@@ -25,6 +25,7 @@ from lightning_compress.surgery import (
     compress_low_rank,
     store_example,
 )
+from lightning_compress.surgery.base import model_input
 from lightning_compress.surgery.factorize.rank_rules import CalibrationOrderName, LowRankMethodName
 
 __all__ = ["LowRankCompression"]
@@ -59,6 +60,8 @@ class LowRankCompression(TracingCallback):
         data: ``"train"`` or ``"val"`` (the datamodule's loader), or ``trainer -> iterable`` (for a held
             apart calibration split).
         max_batches: Use at most this many batches per pass.
+        input_key: The model input's key in a dict batch (default: the first of ``BATCH_INPUT_KEYS`` it
+            holds; a tuple or list batch's first item; a tensor batch itself).
         example_input: An input to trace the model with (a batch of one), when the module has no
             ``example_input_array``; without either, the first training batch's input is used.
 
@@ -83,9 +86,13 @@ class LowRankCompression(TracingCallback):
         at_epoch: int | None = None,
         data: DataSource = "train",
         max_batches: int | None = None,
+        input_key: str | None = None,
         example_input: Any = None,
     ) -> None:
         self.example_input = example_input
+        if input_key is not None and not isinstance(input_key, str):
+            raise ArgumentError("input_key", f"input_key must be a string, got {input_key!r}")
+        self.input_key = self.batch_key = input_key
         self.method = check_choice(LowRankMethod, method, "method")
         self.order = check_choice(CalibrationOrder, order, "order")
         # the same checks as compress_low_rank, before any training
@@ -143,13 +150,14 @@ class LowRankCompression(TracingCallback):
             ridge=self.ridge,
             order=self.order,
             max_batches=self.max_batches,
+            to_inputs=(lambda batch: model_input(batch, self.input_key)) if self.input_key else None,
             **self.rules,
             **options,
         )
         if INPUTS_ATTRIBUTE not in model._buffers:
             example = getattr(model, "example_input_array", None)
             if example is None and batches is not None:
-                example = batch_input(next(iter(batches)))
+                example = batch_input(next(iter(batches)), self.input_key)
             if example is not None:
                 store_example(model, example)
         return results

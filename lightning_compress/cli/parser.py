@@ -27,7 +27,7 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-COMPRESS_OPTIONS = ("method", "include", "exclude", "ridge", "order", "data", "max_batches")
+COMPRESS_OPTIONS = ("method", "include", "exclude", "ridge", "order", "data", "max_batches", "input_key")
 """The ``LowRankCompression`` arguments that ``compress`` takes as flags, beside the rank rule's."""
 
 

@@ -1,6 +1,7 @@
 """Splitting layers in two: the split and its record, rank rules, layers calibrated on data (DALR, SVD)."""
 
-from lightning_compress.surgery.factorize.calibrated import compress_low_rank, low_rank_layers
+from lightning_compress.surgery.factorize.calibrated import compress_low_rank
+from lightning_compress.surgery.factorize.layers import low_rank_layers
 from lightning_compress.surgery.factorize.rank_rules import (
     RANK_RULES,
     CalibrationOrder,

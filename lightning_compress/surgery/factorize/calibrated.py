@@ -28,6 +28,7 @@ from lightning_compress.functional import (
     truncated_svd,
 )
 from lightning_compress.surgery.base.activations import InputStatistics, input_statistics, paired_statistics
+from lightning_compress.surgery.factorize.layers import low_rank_layers
 from lightning_compress.surgery.factorize.rank_rules import (
     CalibrationOrder,
     CalibrationOrderName,
@@ -39,7 +40,7 @@ from lightning_compress.surgery.factorize.rank_rules import (
     check_ridge,
 )
 from lightning_compress.surgery.factorize.split import factorize_layer
-from lightning_compress.surgery.groups import LayerSelector, check_selectors, matches, validate_selectors
+from lightning_compress.surgery.groups import LayerSelector
 
 __all__ = [
     "CalibrationOrder",
@@ -55,44 +56,6 @@ _DALR = (LowRankMethod.dalr, LowRankMethod.dalr_bias)
 
 def _weight(model: nn.Module, name: str) -> torch.Tensor:
     return cast(torch.Tensor, model.get_submodule(name).weight)
-
-
-def _splittable(layer: nn.Module) -> bool:
-    return isinstance(layer, nn.Linear) or (
-        isinstance(layer, nn.Conv2d) and layer.groups == 1 and isinstance(layer.padding, tuple)
-    )
-
-
-def low_rank_layers(
-    model: nn.Module, include: Sequence[LayerSelector] | None = None, exclude: Sequence[LayerSelector] = ()
-) -> list[str]:
-    """The layers :func:`compress_low_rank` acts on, in module order.
-
-    Default: every Linear and ``groups=1`` Conv2d but the last one registered (the output layer).
-    ``include`` / ``exclude``: name patterns or module types; an entry matching nothing, or an
-    ``include`` naming a grouped convolution (it cannot be split), is an error.
-
-    Example:
-        >>> low_rank_layers(nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 4), nn.Linear(4, 2)))
-        ['0', '2']
-        >>> low_rank_layers(nn.Sequential(nn.Conv2d(4, 4, 3, groups=4), nn.Conv2d(4, 8, 1), nn.Conv2d(8, 2, 1)))
-        ['1']
-    """
-    check_selectors(include, exclude)
-    for argument, selectors in (("include", include or []), ("exclude", exclude)):
-        try:
-            validate_selectors(model, list(selectors), argument)
-        except (TypeError, ValueError) as err:
-            raise ArgumentError(argument, str(err)) from None
-    layers = [(n, m) for n, m in model.named_modules() if n and isinstance(m, (nn.Linear, nn.Conv2d))]
-    default = [(n, m) for n, m in layers[:-1] if _splittable(m)]  # grouped convs left out
-    layers = default if include is None else [(n, m) for n, m in layers if matches(n, m, include)]
-    names = [n for n, m in layers if not matches(n, m, exclude)]
-    if bad := next((n for n in names if not _splittable(model.get_submodule(n))), None):
-        raise ArgumentError("include", f"layer {bad!r}: grouped convolutions cannot be split")
-    if not names:
-        raise ArgumentError("include", "include/exclude leave no Linear or Conv2d layer to compress")
-    return names
 
 
 def _statistics(
