@@ -230,6 +230,6 @@ def test_the_residual_width_through_depthwise_convs_is_removed_exactly() -> None
     _zero(model, width, torch.tensor([1, 4, 6]))
     before = model(X)
     compress_zero_groups(model, X[:1])
-    dw = model[1].dw
+    dw: Any = model[1].dw
     assert (dw.in_channels, dw.out_channels, dw.groups) == (c - 3, c - 3, c - 3)
     assert torch.allclose(model(X), before, atol=1e-5)
