@@ -36,7 +36,7 @@ from lightning_compress.surgery.groups.layer_kinds import (
     is_depthwise,
     param_specs,
 )
-from lightning_compress.surgery.groups.norms import layers_feeding_feature_norms
+from lightning_compress.surgery.groups.norms import channels_first_layer_norm, layers_feeding_feature_norms
 from lightning_compress.surgery.groups.walk import settled_groups
 
 __all__ = [
@@ -199,8 +199,9 @@ def _own_layer_norms(model: nn.Module, family: NeuronGroups) -> set[str]:
     return {
         s.module
         for s in family.slices
-        if last_dim_layer_norm(model.get_submodule(s.module))
-        or rms_norm_eps(model.get_submodule(s.module)) is not None
+        if last_dim_layer_norm(layer := model.get_submodule(s.module))
+        or channels_first_layer_norm(layer)
+        or rms_norm_eps(layer) is not None
     }
 
 

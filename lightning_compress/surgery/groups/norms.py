@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["is_feature_norm", "layers_feeding_feature_norms"]
+__all__ = ["channels_first_layer_norm", "is_feature_norm", "layers_feeding_feature_norms"]
 
 _FEATURE_NORMS: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm) + (
     (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
@@ -28,6 +28,41 @@ _MIXING = (
     nn.MultiheadAttention,
 )  # outputs that mix their inputs' features
 _PER_CHANNEL = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def channels_first_layer_norm(module: nn.Module) -> bool:
+    """An affine ``nn.LayerNorm`` subclass that normalizes dimension 1 of an ``(N, C, H, W)`` input, as
+    torchvision's and timm's ``LayerNorm2d`` (or one already cut, which keeps its divisor).
+
+    Example:
+        >>> class LayerNorm2d(nn.LayerNorm):
+        ...     def forward(self, x):
+        ...         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        >>> channels_first_layer_norm(LayerNorm2d(4)), channels_first_layer_norm(nn.LayerNorm(4))
+        (True, False)
+    """
+    if not isinstance(module, nn.LayerNorm) or module.weight is None or len(module.normalized_shape) != 1:
+        return False
+    if hasattr(module, "full_width"):
+        return bool(getattr(module, "channels_first", False))
+    if type(module).forward is nn.LayerNorm.forward:
+        return False
+    weight = module.weight
+    gen = torch.Generator(device=weight.device).manual_seed(0)
+    shape = (2, module.normalized_shape[0], 3, 3)
+    x = torch.randn(shape, generator=gen, device=weight.device, dtype=weight.dtype)
+    try:
+        with torch.no_grad():
+            y = module(x)
+    except Exception:  # the user's forward code: any failure says it is not one
+        return False
+    last = x.permute(0, 2, 3, 1)
+    expected = nn.functional.layer_norm(last, module.normalized_shape, module.weight, module.bias, module.eps)
+    return (
+        isinstance(y, torch.Tensor)
+        and y.shape == x.shape
+        and bool(torch.allclose(y, expected.permute(0, 3, 1, 2), atol=1e-5))
+    )
 
 
 def is_feature_norm(module: nn.Module) -> bool:

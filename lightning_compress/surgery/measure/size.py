@@ -13,6 +13,7 @@ from torch import nn
 from lightning_compress.surgery.removal import (
     InputSelectLinear,
     PrunedLayerNorm,
+    PrunedLayerNorm2d,
     PrunedMultiheadAttention,
     count_attention_macs,
     count_input_select_macs,
@@ -29,6 +30,7 @@ MAC_COUNTERS: Mapping[type[nn.Module], MacCounter] = MappingProxyType(
         InputSelectLinear: count_input_select_macs,
         PrunedMultiheadAttention: count_attention_macs,
         PrunedLayerNorm: count_layer_norm_macs,
+        PrunedLayerNorm2d: count_layer_norm_macs,
     }
 )
 """MAC counters of the layer types surgery creates, which Torch-Pruning's counter does not know."""

@@ -31,6 +31,7 @@ from lightning_compress.surgery.removal.optimizer import (
 from lightning_compress.surgery.removal.prune import remove_groups, replay_prune
 from lightning_compress.surgery.removal.width import (
     PrunedLayerNorm,
+    PrunedLayerNorm2d,
     count_layer_norm_macs,
     is_width_family,
     remove_width,
@@ -41,6 +42,7 @@ __all__ = [
     "INPUTS_SUFFIX",
     "InputSelectLinear",
     "PrunedLayerNorm",
+    "PrunedLayerNorm2d",
     "PrunedMultiheadAttention",
     "StateFn",
     "apply_removals",

@@ -24,12 +24,14 @@ from torch import nn
 from lightning_compress.surgery.base import rms_norm_eps
 from lightning_compress.surgery.base.records import append_history
 from lightning_compress.surgery.groups import HEADS_SUFFIX, NeuronGroups, find_groups, fit_attributes
+from lightning_compress.surgery.groups.norms import channels_first_layer_norm
 from lightning_compress.surgery.removal.heads import PrunedMultiheadAttention, _prune
 from lightning_compress.surgery.removal.inputs import _set_submodule
 from lightning_compress.surgery.removal.optimizer import rebind_by_name
 
 __all__ = [
     "PrunedLayerNorm",
+    "PrunedLayerNorm2d",
     "PrunedRMSNorm",
     "count_layer_norm_macs",
     "is_width_family",
@@ -79,6 +81,22 @@ class PrunedLayerNorm(nn.LayerNorm):
         if self.bias is not None:
             y = y + self.bias
         return y
+
+
+class PrunedLayerNorm2d(PrunedLayerNorm):
+    """:class:`PrunedLayerNorm` over dimension 1 of an ``(N, C, H, W)`` input (a channels-first ``LayerNorm2d``).
+
+    Example:
+        >>> x = torch.randn(2, 5, 3, 3); x[:, 1] = 0
+        >>> full, pruned = PrunedLayerNorm2d(5, full_width=5), PrunedLayerNorm2d(4, full_width=5)
+        >>> torch.allclose(full(x)[:, [0, 2, 3, 4]], pruned(x[:, [0, 2, 3, 4]]), atol=1e-6)
+        True
+    """
+
+    channels_first = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class PrunedRMSNorm(nn.Module):
@@ -149,7 +167,8 @@ def _convert(model: nn.Module, family: NeuronGroups) -> None:
         if isinstance(layer, nn.LayerNorm) and not isinstance(layer, PrunedLayerNorm):
             (width,) = layer.normalized_shape
             ref = layer.weight if layer.weight is not None else None
-            new = PrunedLayerNorm(
+            kind = PrunedLayerNorm2d if channels_first_layer_norm(layer) else PrunedLayerNorm
+            new = kind(
                 width,
                 width,
                 layer.eps,
