@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_compress import CompressibleMixin, GroupSparsity, StructuredPruning
 from lightning_compress.surgery import (
+    compress_low_rank,
     compress_zero_groups,
     count_params_and_macs,
     enable_history_restore,
@@ -233,3 +234,42 @@ def test_the_residual_width_through_depthwise_convs_is_removed_exactly() -> None
     dw: Any = model[1].dw
     assert (dw.in_channels, dw.out_channels, dw.groups) == (c - 3, c - 3, c - 3)
     assert torch.allclose(model(X), before, atol=1e-5)
+
+
+def _encoder() -> nn.Module:
+    """torch's own attention: it reads ``out_proj.weight`` without calling it."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn, self.fc = nn.MultiheadAttention(16, 2, batch_first=True), nn.Linear(16, 16)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x + self.attn(x, x, x, need_weights=False)[0])
+
+    return nn.Sequential(nn.Linear(3 * 32 * 32 // 64, 16), Block(), nn.Flatten(), nn.Linear(64 * 16, 4))
+
+
+LOW_RANK = {"hf.gpt2": BUILDERS["hf.gpt2"], "hf.llama": BUILDERS["hf.llama"], "torch.encoder": _encoder}
+
+
+@pytest.mark.parametrize("name", list(LOW_RANK))
+def test_low_rank_splits_every_called_layer_and_the_checkpoint_reloads(name: str) -> None:
+    torch.manual_seed(0)
+    model = LOW_RANK[name]().eval()
+    x = _input(name) if name.startswith("hf.") else X.reshape(2, 64, 48)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = compress_low_rank(model, [x, x], method="dalr", param_ratio=0.5)
+    split = {r.name for r in results if r.rank is not None}
+    assert split, "nothing was split"
+    if name == "hf.gpt2":  # Conv1D layers, stored (in, out), are split as the Linears they are
+        assert "transformer.h.0.mlp.c_fc" in split
+    assert not any(n.endswith("out_proj") for n in split)  # read by nn.MultiheadAttention, never called
+    after = _logits(model(x))
+    if name == "torch.encoder":
+        assert "1.fc" in split
+    fresh = LOW_RANK[name]().eval()
+    enable_history_restore(fresh, x[:1])
+    fresh.load_state_dict(model.state_dict())
+    assert torch.allclose(_logits(fresh(x)), after, atol=1e-5)

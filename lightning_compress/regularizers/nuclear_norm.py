@@ -77,7 +77,7 @@ class NuclearNorm(AttachedRegularizer):
         that ``include``/``exclude`` select, the output layer and already split pairs left out."""
         split = {n for n, m in model.named_modules() if is_factorized(m)}
         try:
-            names = low_rank_layers(model, self.include, self.exclude)
+            names = low_rank_layers(model, self.include, self.exclude, x)
         except ArgumentError as err:
             if not split or "leave no" not in str(err):
                 raise

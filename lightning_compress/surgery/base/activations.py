@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from lightning_compress.surgery.base.conv1d import is_conv1d
 from lightning_compress.surgery.base.example import model_input
 from lightning_compress.surgery.base.tracing import kept_modes
 
@@ -66,7 +67,7 @@ def layer_input_rows(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         >>> layer_input_rows(conv, torch.zeros(5, 2, 8, 8)).shape  # 5 images x 4 x 4 positions, 2*3*3 inputs
         torch.Size([80, 18])
     """
-    if isinstance(layer, nn.Linear):
+    if isinstance(layer, nn.Linear) or is_conv1d(layer):
         return x.reshape(-1, x.shape[-1])
     if isinstance(layer, nn.Conv2d):
         if layer.groups != 1 or not isinstance(layer.padding, tuple):
@@ -89,6 +90,8 @@ def layer_input_rows(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _fan_in(layer: nn.Module) -> int:
     if isinstance(layer, nn.Linear):
         return layer.in_features
+    if is_conv1d(layer):
+        return int(cast(torch.Tensor, layer.weight).shape[0])
     if isinstance(layer, nn.Conv2d):
         kh, kw = layer.kernel_size
         return layer.in_channels * kh * kw

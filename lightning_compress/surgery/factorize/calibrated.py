@@ -9,7 +9,7 @@ as for any other shape change.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import torch
@@ -27,6 +27,7 @@ from lightning_compress.functional import (
     output_spectrum,
     truncated_svd,
 )
+from lightning_compress.surgery.base import is_conv1d, model_input
 from lightning_compress.surgery.base.activations import InputStatistics, input_statistics, paired_statistics
 from lightning_compress.surgery.factorize.layers import low_rank_layers
 from lightning_compress.surgery.factorize.rank_rules import (
@@ -55,7 +56,9 @@ _DALR = (LowRankMethod.dalr, LowRankMethod.dalr_bias)
 
 
 def _weight(model: nn.Module, name: str) -> torch.Tensor:
-    return cast(torch.Tensor, model.get_submodule(name).weight)
+    """The layer's weight as ``(out, in...)`` (a ``Conv1D``'s is stored transposed)."""
+    layer = model.get_submodule(name)
+    return cast(torch.Tensor, layer.weight).T if is_conv1d(layer) else cast(torch.Tensor, layer.weight)
 
 
 def _statistics(
@@ -91,6 +94,11 @@ def _errors(weight: torch.Tensor, stats: InputStatistics | None, method: LowRank
     moments = _moments(weight, stats, method is LowRankMethod.dalr_bias)
     zzt = moments["zzt"] if "zzt" in moments else w @ moments["xxt"] @ w.T
     return output_spectrum(zzt)[0][: min(w.shape)]
+
+
+def _first_input(batches: Any, to_inputs: Callable[[Any], Any] | None) -> Any:
+    batch = next(iter(batches), None)
+    return None if batch is None else to_inputs(batch) if to_inputs else model_input(batch)
 
 
 def compress_low_rank(
@@ -154,7 +162,9 @@ def compress_low_rank(
     order = check_choice(CalibrationOrder, order, "order")
     RankRule(params=params, macs=macs, rank=rank, energy=energy, param_ratio=param_ratio)
     check_ridge(ridge)
-    names = low_rank_layers(model, include, exclude)
+    reusable = batches is not None and not isinstance(batches, Iterator)  # a loader, not a one-pass iterator
+    example = _first_input(batches, to_inputs) if reusable else None
+    names = low_rank_layers(model, include, exclude, example)
     shapes = {n: cast(tuple[int, int], tuple(as_matrix(_weight(model, n)).shape)) for n in names}
     budget = check_budget(params, "params", sum(m * n for m, n in shapes.values()))
     if batches is None and method is not LowRankMethod.svd:
@@ -234,7 +244,9 @@ def _solve(
     values: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float | None]:
     """Factors, new bias (or ``None``) and relative output error of one layer."""
-    weight = cast(torch.Tensor, layer.weight).detach()
+    weight = (
+        cast(torch.Tensor, layer.weight).T if is_conv1d(layer) else cast(torch.Tensor, layer.weight)
+    ).detach()
     layer_bias = cast("torch.Tensor | None", layer.bias)
     bias = None
     if method in _DALR:

@@ -2,7 +2,8 @@
 
 A ``Linear(in, out)`` of rank ``r`` becomes ``Sequential(Linear(in, r, bias=False), Linear(r, out))``; a
 ``Conv2d(in, out, k)`` becomes ``Sequential(Conv2d(in, r, k, stride, padding, dilation, bias=False),
-Conv2d(r, out, 1))``. The pair stays under the old layer's name and is plain PyTorch. Grouped and
+Conv2d(r, out, 1))``; a Hugging Face ``Conv1D`` (a Linear stored ``(in, out)``) becomes a Linear pair. The
+pair stays under the old layer's name and is plain PyTorch. Grouped and
 transposed convolutions are not factorized (an error says so).
 """
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from lightning_compress.functional.low_rank import truncated_svd
+from lightning_compress.surgery.base import is_conv1d
 from lightning_compress.surgery.base.records import append_history
 from lightning_compress.surgery.removal import InputSelectLinear, StateFn, fresh_state, rebind_optimizer
 
@@ -22,6 +24,14 @@ __all__ = ["factorize_layer", "factorized", "replay_factorize"]
 
 
 def _check(layer: nn.Module, name: str) -> nn.Linear | nn.Conv2d:
+    if is_conv1d(layer):  # GPT-2's Conv1D: the Linear it is, its weight stored (in, out)
+        weight = cast(torch.Tensor, layer.weight)
+        bias = cast("torch.Tensor | None", layer.bias)
+        linear = nn.Linear(weight.shape[0], weight.shape[1], bias=bias is not None)
+        linear.weight = nn.Parameter(weight.detach().T.clone(), requires_grad=False)
+        if bias is not None:
+            linear.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+        return linear.train(layer.training)
     if isinstance(layer, nn.Conv2d):
         if layer.groups != 1 or layer.transposed:
             raise ValueError(f"layer {name!r}: grouped and transposed convolutions cannot be factorized")
@@ -129,18 +139,19 @@ def factorize_layer(
         >>> model[0][0].weight.shape, model[0][1].weight.shape
         (torch.Size([2, 6]), torch.Size([4, 2]))
     """
-    layer = _check(model.get_submodule(name), name)
+    original = model.get_submodule(name)
+    layer = _check(original, name)
     pair = factorized(layer, rank, factors=factors, bias=bias)
     model.set_submodule(name, pair)
     first, second = cast(nn.Linear, pair[0]), cast(nn.Linear, pair[1])  # or both Conv2d
-    weight = cast(nn.Parameter, layer.weight)
+    weight = cast(nn.Parameter, original.weight)
     replaced: dict[nn.Parameter, list[tuple[nn.Parameter, StateFn]]] = {
         weight: [
             (cast(nn.Parameter, first.weight), fresh_state),
             (cast(nn.Parameter, second.weight), fresh_state),
         ]
     }
-    old_bias, new_bias = cast("nn.Parameter | None", layer.bias), second.bias
+    old_bias, new_bias = cast("nn.Parameter | None", original.bias), second.bias
     if old_bias is not None and new_bias is not None:
         replaced[old_bias] = [(new_bias, _carry)]
     for optimizer in optimizers:
