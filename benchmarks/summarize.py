@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tables import LEVELS, TABLES, Row, Table
+from zoo_summary import torch_pruning_section, zoo_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -367,6 +368,8 @@ def main() -> None:
         lines += front_section(table, runs)
         if table.in_readme:
             write_readme_table(table, runs)
+    lines += zoo_section()
+    lines += torch_pruning_section()
     lines += dalr_section()
     lines += latency_section()
     lines += throughput_section()

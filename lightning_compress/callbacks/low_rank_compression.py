@@ -157,7 +157,8 @@ class LowRankCompression(TracingCallback):
         if INPUTS_ATTRIBUTE not in model._buffers:
             example = getattr(model, "example_input_array", None)
             if example is None and batches is not None:
-                example = batch_input(next(iter(batches)), self.input_key)
+                with torch.random.fork_rng(devices=[]):  # a shuffling loader's draw is not the run's
+                    example = batch_input(next(iter(batches)), self.input_key)
             if example is not None:
                 store_example(model, example)
         return results

@@ -97,7 +97,8 @@ def _errors(weight: torch.Tensor, stats: InputStatistics | None, method: LowRank
 
 
 def _first_input(batches: Any, to_inputs: Callable[[Any], Any] | None) -> Any:
-    batch = next(iter(batches), None)
+    with torch.random.fork_rng(devices=[]):  # a shuffling loader draws its order: the run's own draws stay
+        batch = next(iter(batches), None)
     return None if batch is None else to_inputs(batch) if to_inputs else model_input(batch)
 
 
