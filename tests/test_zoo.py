@@ -273,3 +273,45 @@ def test_low_rank_splits_every_called_layer_and_the_checkpoint_reloads(name: str
     enable_history_restore(fresh, x[:1])
     fresh.load_state_dict(model.state_dict())
     assert torch.allclose(_logits(fresh(x)), after, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["torchvision.resnet18", "timm.vit_tiny", "timm.convnext_atto"])
+def test_low_rank_during_fit_then_dalr_reload_and_resume(name: str, tmp_path: Path) -> None:
+    """LowRank's prox and split during a plain fit, DALR at its end, then the checkpoint reloads and
+    resumes into a fresh module of the user's class."""
+    from lightning_compress import LowRank, LowRankCompression
+
+    pl.seed_everything(0, verbose=False)
+    module = ZooModule(name)
+    dense = sum(p.numel() for p in module.parameters())
+
+    def trainer(epochs: int, callbacks: list[Any]) -> pl.Trainer:
+        return pl.Trainer(
+            max_epochs=epochs,
+            callbacks=callbacks,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            default_root_dir=tmp_path,
+        )
+
+    loader = DataLoader(_Images(), batch_size=8)
+    low_rank = LowRank(strength=0.5, every_n_steps=1, param_ratio=0.5)
+    calibrate = LowRankCompression(method="dalr", param_ratio=0.5, data="train")
+    fit = trainer(1, [low_rank, calibrate])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit.fit(module, loader)
+    kinds = {r["kind"] for r in get_history(module)}
+    assert "factorize" in kinds and sum(p.numel() for p in module.parameters()) < dense
+    path = tmp_path / "low_rank.ckpt"
+    fit.save_checkpoint(path)
+    restored = ZooModule.load_from_checkpoint(path).eval()
+    module.eval()
+    assert torch.allclose(restored(X), module(X), atol=1e-5)
+    again = ZooModule(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer(2, []).fit(again, loader, ckpt_path=str(path))
+    assert get_history(again) == get_history(module)
