@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_compress import CompressibleMixin, GroupSparsity, StructuredPruning, load_compressed
+from lightning_compress._checks import ArgumentError
 from lightning_compress.surgery import get_history
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,3 +237,24 @@ def test_a_config_given_for_a_checkpoint_is_one_line(
     assert main([command[0], "configs/lenet300_fmnist.yaml", *command[1:]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is a YAML config, not a checkpoint" in err[0], err
+
+
+def test_input_key_names_a_dict_batchs_input_for_every_callback(tmp_path: Path) -> None:
+    model = MixedNet(key="pixels")  # a batch key we do not know: input_key names it
+    loader = DataLoader(Blobs("dict", key="pixels"), batch_size=32, shuffle=True)
+    trainer = pl.Trainer(
+        max_epochs=3,
+        callbacks=[
+            GroupSparsity(strength=0.05, input_key="pixels"),
+            StructuredPruning(every_n_epochs=1, input_key="pixels"),
+        ],
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    trainer.fit(model, loader)
+    assert tuple(model.example_input_array.shape) == (1, 16) and _hidden(model) < 48
+    with pytest.raises(ArgumentError, match="input_key"):
+        StructuredPruning(input_key=3)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lightning_compress._checks import ArgumentError
 from lightning_compress.surgery import INPUTS_ATTRIBUTE, batch_input, enable_history_restore, store_example
 
 __all__ = ["TracingCallback", "example_inputs", "has_example", "remember_example", "use_example"]
@@ -41,6 +42,13 @@ def example_inputs(pl_module: pl.LightningModule) -> Any:
             "to the callback"
         )
     return _to(x, pl_module.device)
+
+
+def check_input_key(input_key: Any) -> str | None:
+    """``input_key`` if it is ``None`` or a string; else the one-line argument error."""
+    if input_key is not None and not isinstance(input_key, str):
+        raise ArgumentError("input_key", f"input_key must be a string, got {input_key!r}")
+    return input_key
 
 
 def use_example(pl_module: pl.LightningModule, given: Any) -> None:

@@ -15,7 +15,7 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from lightning_compress._checks import ArgumentError, check_choice, check_int
-from lightning_compress.callbacks._common import TracingCallback, example_inputs, has_example
+from lightning_compress.callbacks._common import TracingCallback, check_input_key, example_inputs, has_example
 from lightning_compress.regularizers import Regularizer
 
 __all__ = ["ProxSchedule", "ProximalCallback"]
@@ -58,9 +58,11 @@ class ProximalCallback(TracingCallback):
         warmup_epochs: int = 0,
         ramp_epochs: int = 0,
         stop_epoch: int | None = None,
+        input_key: str | None = None,
         example_input: Any = None,
     ) -> None:
         self.example_input = example_input
+        self.batch_key = check_input_key(input_key)
         self.schedule = check_choice(ProxSchedule, schedule, "schedule")
         self.every_n_steps = check_int(every_n_steps, "every_n_steps", 1)
         self.warmup_epochs = check_int(warmup_epochs, "warmup_epochs", 0)

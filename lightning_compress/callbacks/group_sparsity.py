@@ -60,6 +60,8 @@ class GroupSparsity(ProximalCallback):
             start) stay unpenalized, a floor under every layer. 0 is the plain group lasso.
         log_effective_size: Log the size the model would have with its zero groups removed (one copy
             and trace per epoch).
+        input_key: The model input's key in a dict batch (default: the first of ``BATCH_INPUT_KEYS`` it
+            holds; a tuple or list batch's first item; a tensor batch itself).
         example_input: An input to trace the model with (a batch of one), when the module has no
             ``example_input_array``; without either, the first training batch's input is used.
 
@@ -90,6 +92,7 @@ class GroupSparsity(ProximalCallback):
         cost_exponent: float = 1.0,
         keep_ratio: float = 0.0,
         log_effective_size: bool = True,
+        input_key: str | None = None,
         example_input: Any = None,
     ) -> None:
         super().__init__(
@@ -98,6 +101,7 @@ class GroupSparsity(ProximalCallback):
             warmup_epochs=warmup_epochs,
             ramp_epochs=ramp_epochs,
             stop_epoch=stop_epoch,
+            input_key=input_key,
             example_input=example_input,
         )
         self.regularizer: GroupLasso = GroupLasso(

@@ -59,6 +59,8 @@ class LowRank(ProximalCallback):
             the current device (timed on the layer's input for the example, ``speed_batch`` samples);
             slower splits keep the dense layer and are reported.
         speed_batch: Batch size of that timing (1: latency of one sample).
+        input_key: The model input's key in a dict batch (default: the first of ``BATCH_INPUT_KEYS`` it
+            holds; a tuple or list batch's first item; a tensor batch itself).
         example_input: An input to trace the model with (a batch of one), when the module has no
             ``example_input_array``; without either, the first training batch's input is used.
 
@@ -90,6 +92,7 @@ class LowRank(ProximalCallback):
         randomized_svd: bool = True,
         only_if_faster: bool = False,
         speed_batch: int = 1,
+        input_key: str | None = None,
         example_input: Any = None,
     ) -> None:
         super().__init__(
@@ -98,6 +101,7 @@ class LowRank(ProximalCallback):
             warmup_epochs=warmup_epochs,
             ramp_epochs=ramp_epochs,
             stop_epoch=stop_epoch,
+            input_key=input_key,
             example_input=example_input,
         )
         self.regularizer: NuclearNorm = NuclearNorm(

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_compress._checks import ArgumentError, check_choice, check_int
 from lightning_compress._compat import rewrap_ddp
-from lightning_compress.callbacks._common import TracingCallback, remember_example
+from lightning_compress.callbacks._common import TracingCallback, check_input_key, remember_example
 from lightning_compress.surgery import (
     INPUTS_ATTRIBUTE,
     CalibrationOrder,
@@ -90,9 +90,7 @@ class LowRankCompression(TracingCallback):
         example_input: Any = None,
     ) -> None:
         self.example_input = example_input
-        if input_key is not None and not isinstance(input_key, str):
-            raise ArgumentError("input_key", f"input_key must be a string, got {input_key!r}")
-        self.input_key = self.batch_key = input_key
+        self.input_key = self.batch_key = check_input_key(input_key)
         self.method = check_choice(LowRankMethod, method, "method")
         self.order = check_choice(CalibrationOrder, order, "order")
         # the same checks as compress_low_rank, before any training

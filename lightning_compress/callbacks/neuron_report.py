@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_compress._checks import check_int, check_nonneg
-from lightning_compress.callbacks._common import TracingCallback, example_inputs
+from lightning_compress.callbacks._common import TracingCallback, check_input_key, example_inputs
 from lightning_compress.surgery.measure.report import format_neuron_report, neuron_report
 
 __all__ = ["NeuronReport"]
@@ -25,6 +25,7 @@ class NeuronReport(TracingCallback):
     Args:
         relative_threshold: Near zero: a group norm at most this times the largest of its layer.
         every_n_epochs: Report every N epochs (and at fit end).
+        input_key: As for :class:`StructuredPruning`.
         example_input: As for :class:`StructuredPruning`.
 
     Example:
@@ -33,9 +34,14 @@ class NeuronReport(TracingCallback):
     """
 
     def __init__(
-        self, relative_threshold: float = 1e-3, every_n_epochs: int = 1, example_input: Any = None
+        self,
+        relative_threshold: float = 1e-3,
+        every_n_epochs: int = 1,
+        input_key: str | None = None,
+        example_input: Any = None,
     ) -> None:
         self.example_input = example_input
+        self.batch_key = check_input_key(input_key)
         check_nonneg(relative_threshold, "relative_threshold")
         check_int(every_n_epochs, "every_n_epochs", 1)
         self.relative_threshold = relative_threshold

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 
 from lightning_compress._checks import ArgumentError, check_choice, check_int, check_ints, check_nonneg
-from lightning_compress.callbacks._common import TracingCallback, example_inputs
+from lightning_compress.callbacks._common import TracingCallback, check_input_key, example_inputs
 from lightning_compress.callbacks._shape_change import change_shape
 from lightning_compress.callbacks.group_sparsity import GroupSparsity
 from lightning_compress.surgery import (
@@ -53,6 +53,8 @@ class StructuredPruning(TracingCallback):
         fold_constants: Fold constant outputs of removed neurons into the next bias.
         input_layers: Linear layers whose (near-)zero input features are removed too (see
             :class:`GroupSparsity`'s ``input_layers``).
+        input_key: The model input's key in a dict batch (default: the first of ``BATCH_INPUT_KEYS`` it
+            holds; a tuple or list batch's first item; a tensor batch itself).
         example_input: An input to trace the model with (a batch of one), when the module has no
             ``example_input_array``; without either, the first training batch's input is used.
 
@@ -75,9 +77,11 @@ class StructuredPruning(TracingCallback):
         exclude: Sequence[LayerSelector] = (),
         fold_constants: bool = True,
         input_layers: Sequence[str] = (),
+        input_key: str | None = None,
         example_input: Any = None,
     ) -> None:
         self.example_input = example_input
+        self.batch_key = check_input_key(input_key)
         epochs = check_ints(epochs, "epochs", 0)
         every_n_epochs = check_int(every_n_epochs, "every_n_epochs", 1, optional=True)
         check_nonneg(threshold, "threshold")
