@@ -18,12 +18,18 @@ __all__ = ["WalkTooLong", "bounded_group", "close_process_group", "parameter_nam
 
 
 class WalkTooLong(RuntimeError):
-    """Torch-Pruning's walk for one group went past its budget of coupled slices."""
+    """Torch-Pruning's walk for one group went past its budget of coupled slices; ``items`` holds what
+    it had reached (the layers of the family it was walking)."""
+
+    def __init__(self, message: str, items: list[Any]) -> None:
+        super().__init__(message)
+        self.items = items
 
 
 @contextmanager
-def bounded_group(budget: int) -> Iterator[None]:
-    """Make every Torch-Pruning group built inside stop with :class:`WalkTooLong` past ``budget`` items.
+def bounded_group(budget: int, indices: int) -> Iterator[None]:
+    """Make every Torch-Pruning group built inside stop with :class:`WalkTooLong` past ``budget`` items
+    or ``indices`` channel indices in all.
 
     Torch-Pruning's walk from a root layer re-visits a layer whenever the channel indices reaching it
     differ; through some chains of reshapes and rolls (shifted-window attention, rotary embeddings) they
@@ -36,8 +42,8 @@ def bounded_group(budget: int) -> Iterator[None]:
     class _Counted(original):  # type: ignore[misc,valid-type]
         def add_dep(self, dep: Any, idxs: Any) -> None:
             self._volume = getattr(self, "_volume", 0) + len(idxs)
-            if len(self._group) >= budget or self._volume > 100 * budget:
-                raise WalkTooLong(f"more than {budget} coupled slices or {100 * budget} indices")
+            if len(self._group) >= budget or self._volume > indices:
+                raise WalkTooLong(f"more than {budget} coupled slices or {indices} indices", self._group)
             super().add_dep(dep, idxs)
 
     tp_graph.Group = _Counted

@@ -12,9 +12,12 @@ from torch import nn
 from lightning_compress._compat import WalkTooLong, bounded_group
 from lightning_compress.surgery.base.conv1d import is_conv1d
 
-__all__ = ["WALK_BUDGET", "settled_groups"]
+__all__ = ["WALK_BUDGET", "WALK_INDICES", "settled_groups"]
 
 WALK_BUDGET = 2_000
+"""Items of one group's walk (each checked against all before: the walk's time grows as their square)."""
+WALK_INDICES = 2_000_000
+"""Channel indices of one group's walk in all (a flatten multiplies them)."""
 
 
 def settled_groups(dg: tp.DependencyGraph, names: dict[nn.Module, str], skip: set[str]) -> Iterator[Any]:
@@ -41,18 +44,23 @@ def settled_groups(dg: tp.DependencyGraph, names: dict[nn.Module, str], skip: se
         if pruner is None or pruner.get_out_channels(module) is None:
             continue
         try:
-            with bounded_group(WALK_BUDGET):
+            with bounded_group(WALK_BUDGET, WALK_INDICES):
                 group = dg.get_pruning_group(
                     module, pruner.prune_out_channels, list(range(pruner.get_out_channels(module)))
                 )
-        except WalkTooLong:
+        except WalkTooLong as stop:
             warnings.warn(
                 f"the channels of {names.get(module, type(module).__name__)!r} stay: the dependency walk "
-                f"from it went past {WALK_BUDGET} coupled slices or indices without settling (index mappings "
-                "through reshapes that do not close)",
+                f"from it went past {WALK_BUDGET} coupled slices or {WALK_INDICES} indices without "
+                "settling (index mappings through reshapes that do not close)",
                 stacklevel=4,
             )
-            seen.add(module)
+            seen.add(module)  # and the layers it reached: the same family, not walked (nor warned) again
+            seen.update(
+                item.dep.target.module
+                for item in stop.items
+                if dg.is_out_channel_pruning_fn(item.dep.handler)
+            )
             continue
         seen.update(
             item.dep.target.module for item in group if dg.is_out_channel_pruning_fn(item.dep.handler)
