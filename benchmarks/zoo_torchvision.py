@@ -1,6 +1,7 @@
 """Torchvision's whole classification list, the slower check: groups found, half of every family zeroed,
 removed exactly (the models under 30 M parameters, plus vgg11_bn, vit_b_32 and swin_t, as Torch-Pruning's
-own torchvision test list picks them; built without weights, 64x64 inputs, 96x96 for inception_v3).
+own torchvision test list picks them; built without weights, 64x64 inputs, 96x96 for inception_v3,
+four patches a side for a ViT).
 
 Usage: python benchmarks/zoo_torchvision.py [--models resnet50 ...]
 Results go to benchmarks/results/zoo_torchvision.jsonl (one line per model).
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -25,28 +25,41 @@ EXTRA = ("vgg11_bn", "vit_b_32", "swin_t")
 
 def _models() -> list[str]:
     sys.path.insert(0, str(ROOT))
+    import torch
+
     from tests.zoo import zoo
 
     tv = zoo("torchvision")
     names = []
     for name in tv.models.list_models(module=tv.models):
-        model = tv.models.get_model(name, num_classes=4, **_kwargs(name))
+        try:
+            with torch.device("meta"):  # counted without memory or init time
+                model = tv.models.get_model(name, num_classes=4, **_kwargs(name))
+        except NotImplementedError:  # a constructor that computes with tensors (RegNet)
+            model = tv.models.get_model(name, num_classes=4, **_kwargs(name))
         if sum(p.numel() for p in model.parameters()) < 30e6 or name in EXTRA:
             names.append(name)
     return names
+
+
+def _size(name: str) -> int:
+    if name.startswith("vit_"):
+        return 4 * int(name.rsplit("_", 1)[1])  # four patches a side
+    return 96 if name == "inception_v3" else 64
 
 
 def _kwargs(name: str) -> dict[str, Any]:
     if name in ("googlenet", "inception_v3"):
         return {"aux_logits": False, "init_weights": False}
     if name.startswith("vit_"):
-        return {"image_size": 64}
+        return {"image_size": _size(name)}
     return {}
 
 
 def _measure(name: str) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     import torch
+    from zoo_table import peak_mib
 
     from lightning_compress.surgery import compress_zero_groups, count_params_and_macs, find_groups
     from tests.test_zoo import _randomize_zeros, _zero
@@ -54,8 +67,7 @@ def _measure(name: str) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    size = 96 if name == "inception_v3" else 64
-    x = torch.randn(2, 3, size, size)
+    x = torch.randn(2, 3, _size(name), _size(name))
     model = _randomize_zeros(zoo("torchvision").models.get_model(name, num_classes=4, **_kwargs(name)).eval())
     params = count_params_and_macs(model, x[:1])[0]
     start = time.perf_counter()
@@ -67,7 +79,7 @@ def _measure(name: str) -> dict[str, Any]:
         "params": params,
         "groups_seconds": round(time.perf_counter() - start, 2),
     }
-    row["groups_peak_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    row["groups_peak_mib"] = peak_mib()
     row["families"] = len(families)
     row["skipped"] = sorted({str(w.message) for w in said if issubclass(w.category, UserWarning)})
     for f in families:
