@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tables import LEVELS, TABLES, Row, Table
-from zoo_summary import torch_pruning_section, zoo_section
+from zoo_summary import torch_pruning_section, torchvision_section, zoo_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -369,6 +369,7 @@ def main() -> None:
         if table.in_readme:
             write_readme_table(table, runs)
     lines += zoo_section()
+    lines += torchvision_section()
     lines += torch_pruning_section()
     lines += dalr_section()
     lines += latency_section()

@@ -60,6 +60,32 @@ def zoo_section() -> list[str]:
     return [*lines, ""]
 
 
+def torchvision_section() -> list[str]:
+    """Torchvision's whole list, the slower check (benchmarks/zoo_torchvision.py)."""
+    rows = _rows("zoo_torchvision.jsonl")
+    if not rows:
+        return []
+    exact = [r for r in rows if "crash" not in r and r["removal_relative_difference"] <= 1e-5]
+    lines = [
+        "### Torchvision's whole list (benchmarks/zoo_torchvision.py)",
+        "",
+        f"{len(exact)} of {len(rows)} models: half of every family zeroed and removed, outputs within 1e-5",
+        "of their scale. Families left out are counted (each has its warning).",
+        "",
+        "| model | params | groups (s / MiB) | families | skipped | params after removal | rel. diff |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "crash" in r:
+            lines.append(f"| {r['model']} | crash: {r['crash'][:160]} ||||||")
+            continue
+        lines.append(
+            f"| {r['model']} | {r['params']:,} | {r['groups_seconds']} / {r['groups_peak_mib']} | {r['families']} "
+            f"| {len(r['skipped'])} | {r['removal_params']:,} | {r['removal_relative_difference']:.0e} |"
+        )
+    return [*lines, ""]
+
+
 def _cell(rows: list[dict]) -> str:
     accs = [r["test_acc"] * 100 for r in rows]
     sd = statistics.stdev(accs) if len(accs) > 1 else 0.0

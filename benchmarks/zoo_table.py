@@ -67,7 +67,7 @@ def _measure(name: str) -> dict[str, Any]:
         enable_history_restore,
         find_groups,
     )
-    from tests.test_zoo import BUILDERS, SLOW, _input, _logits, _randomize_zeros, _zero
+    from tests.test_zoo import BUILDERS, SLOW, _input, _Logits, _logits, _randomize_zeros, _zero
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -104,16 +104,8 @@ def _measure(name: str) -> dict[str, Any]:
     with torch.no_grad():
         row["reload_relative_difference"] = float((_logits(fresh(x)) - after).abs().max()) / scale
 
-    class Logits(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return _logits(self.inner(x))
-
     try:
-        program = torch.export.export(Logits(model), (x,)).module()
+        program = torch.export.export(_Logits(model), (x,)).module()
         with torch.no_grad():
             row["export_relative_difference"] = float((program(x) - after).abs().max()) / scale
     except Exception as err:  # reported in the table, as any failure
