@@ -30,7 +30,7 @@ def signature_options(target: Any, skip: tuple[str, ...] = ()) -> dict[str, insp
     Example:
         >>> from lightning_compress.callbacks import NeuronReport
         >>> list(signature_options(NeuronReport))
-        ['relative_threshold', 'every_n_epochs']
+        ['relative_threshold', 'every_n_epochs', 'input_key']
     """
     function = target.__init__ if inspect.isclass(target) else target
     hints = typing.get_type_hints(function)
