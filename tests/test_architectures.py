@@ -367,3 +367,23 @@ def test_fit_of_the_example_transformer_removes_heads_units_and_width(tmp_path: 
     assert module.model.pos.shape[-1] == module.model.embed.out_features == 7  # ceil(0.4 * 16)
     for name, param in module.named_parameters():
         assert not torch.equal(param, snap.after_prune[name]), f"{name} did not update after the prune"
+
+
+def test_single_head_attention_is_left_out_with_its_reason() -> None:
+    class OneHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.num_heads, self.qkv, self.proj = 1, nn.Linear(8, 24), nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            return self.proj(nn.functional.scaled_dot_product_attention(q, k, v))
+
+    model = nn.Sequential(nn.Linear(8, 8), OneHead(), nn.Linear(8, 3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        families = find_groups(model, torch.zeros(1, 4, 8))
+    assert "the heads of attention '1' are not grouped: it has one key/value head" in " ".join(
+        str(w.message) for w in caught
+    )
+    assert not any("1.qkv" in f.layers for f in families)

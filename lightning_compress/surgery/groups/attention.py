@@ -184,7 +184,12 @@ def hand_head_groups(model: nn.Module, example_inputs: Any) -> tuple[list[Neuron
                 stacklevel=3,
             )
             left_out.add(att.name)  # every family reading its input
-        if att.heads(model)[0] < 2:
+        if att.heads(model)[0] // att.group(model) < 2:  # one head (or one key/value group) to keep
+            warnings.warn(
+                f"the heads of attention {att.name!r} are not grouped: it has one key/value head, and its "
+                "q/k/v channels are not removable one by one (the attention scale depends on their number)",
+                stacklevel=3,
+            )
             continue
         if (failure := _trial(model, att, call, width=False)) is None:
             families.append(_family(model, att))

@@ -64,8 +64,8 @@ def trial_failure(model: nn.Module, family: NeuronGroups, example_inputs: Any) -
         for sl in family.slices:
             layer = trial.get_submodule(sl.module)
             tensor = getattr(layer, sl.param)
-            gone = family.positions(sl, torch.tensor([0]))
-            keep = torch.tensor([i for i in range(tensor.shape[sl.dim]) if i not in set(gone.tolist())])
+            gone = set(family.positions(sl, torch.tensor([0])).tolist())
+            keep = torch.tensor([i for i in range(tensor.shape[sl.dim]) if i not in gone])
             setattr(layer, sl.param, nn.Parameter(tensor.data.index_select(sl.dim, keep)))
             for buf in ("running_mean", "running_var") if sl.param == "weight" else ():
                 if isinstance(value := getattr(layer, buf, None), torch.Tensor):
