@@ -8,7 +8,8 @@ Every run trains ``--epochs`` epochs in total (SGD momentum 0.9, lr 0.05 cosine,
                strength; ``${kept}`` for 1 - LEVEL) and ``${budget.third}``, ``${budget.half}``,
                ``${budget.two_thirds}`` for that share of the epoch budget (``${budget.last_of_first_half}``:
                the 0-based index of the first half's last epoch); ``refit: true`` runs the peers' schedule (a first fit of half
-               the budget with the recipe, then a second fit, with a new optimizer, fine-tunes)
+               the budget with the recipe, then a second fit, with a new optimizer, fine-tunes);
+               ``training:`` replaces the SGD settings (``Classifier`` arguments, e.g. ``{optimizer: adamw}``)
   dense        the baseline (LEVEL ignored)
   tp_magnitude Torch-Pruning MagnitudePruner (L2 group importance): half the epochs dense, one-shot prune
                to the channel ratio LEVEL, fine-tune the other half (the transformer: its residual width,
@@ -63,13 +64,16 @@ DEFAULT_JOBS = [
 ]
 
 
-def _module(seed: int, model: str, widths: list[int] | None = None) -> Classifier:
+def _module(
+    seed: int, model: str, widths: list[int] | None = None, optimizer: dict[str, Any] | None = None
+) -> Classifier:
     pl.seed_everything(seed, verbose=False)
     if model == "transformer_small":
         return Classifier(model, optimizer="adamw", lr=2e-3, weight_decay=0.05, scheduler="cosine")
     wd = 1e-4 if model == "lenet300_100" else 5e-4
     kwargs = {"hidden": widths} if widths else {}
-    return Classifier(model, model_kwargs=kwargs, lr=0.05, momentum=0.9, weight_decay=wd, scheduler="cosine")
+    settings: dict[str, Any] = {"lr": 0.05, "momentum": 0.9, "weight_decay": wd, "scheduler": "cosine"}
+    return Classifier(model, model_kwargs=kwargs, **{**settings, **(optimizer or {})})
 
 
 def _prunable(net: torch.nn.Module) -> list[torch.nn.Module]:
@@ -130,6 +134,7 @@ class Recipe:
     budget: Budget = field(default_factory=Budget)
     grid: dict[str, list[float]] = field(default_factory=dict)  # the recipe's variants: name -> values
     variant: dict[str, float] = field(default_factory=dict)  # this run's point of the grid
+    training: dict[str, Any] = field(default_factory=dict)  # Classifier arguments replacing the SGD defaults
     compression: Any = field(default_factory=CompressionConfig)
 
 
@@ -197,7 +202,9 @@ def run(
     widths: list[int] | None = None,
     variant: dict[str, float] | None = None,
 ) -> dict:
-    module = _module(seed, model)
+    path = recipe_path(method)
+    recipe = load_recipe(path, level, epochs, variant) if path is not None else None
+    module = _module(seed, model, optimizer=recipe.training if recipe is not None else None)
     dense = module.size()
     if method == "scratch":
         if not widths or model != "lenet300_100":
@@ -207,8 +214,7 @@ def run(
     start = time.perf_counter()
     if method in ("dense", "scratch"):
         _fit(module, dm, epochs, [])
-    elif (path := recipe_path(method)) is not None:
-        recipe = load_recipe(path, level, epochs, variant)
+    elif recipe is not None:
         callbacks = build_callbacks(recipe.compression)
         if recipe.refit:  # as the peers: sparsify in a first fit, fine-tune in a second one
             _fit(module, dm, half, callbacks)

@@ -16,7 +16,8 @@ from torch.utils.hooks import RemovableHandle
 
 from lightning_compress._checks import ArgumentError, check_choice, check_int
 from lightning_compress.callbacks._common import TracingCallback, check_input_key, example_inputs, has_example
-from lightning_compress.regularizers import Regularizer
+from lightning_compress.callbacks._target import Budget, Steering
+from lightning_compress.regularizers import Regularizer, SizeTarget
 
 __all__ = ["ProxSchedule", "ProximalCallback"]
 
@@ -49,6 +50,8 @@ class ProximalCallback(TracingCallback):
 
     regularizer: Regularizer
     log_prefix = "regularizer"
+    target: SizeTarget | None = None
+    budget: Budget | None = None
 
     def __init__(
         self,
@@ -77,6 +80,32 @@ class ProximalCallback(TracingCallback):
         self._epoch_lr = 0.0
         self._module: pl.LightningModule | None = None
         self._handles: list[RemovableHandle] = []
+        self._steering = Steering(self.every_n_steps)
+        self._ratio = 1.0
+        self._lr = 0.0
+
+    def _set_target(self, target: SizeTarget | None, strength: float | None, default: float) -> float:
+        """Keep ``target`` after checking what conflicts with it; returns the strength to build with."""
+        self.target = target
+        if target is None:
+            return default if strength is None else strength
+        conflicts = {
+            "strength": strength is not None,
+            "ramp_epochs": self.ramp_epochs > 0,
+            "schedule": self.schedule == ProxSchedule.subgradient,
+        }
+        for name, conflict in conflicts.items():
+            if conflict:
+                raise ArgumentError(
+                    name,
+                    f"{target.argument} steers the strength itself: {name} cannot be given with it "
+                    "(a target shrinks by proximal steps, schedule 'step' or 'epoch')",
+                )
+        return 1.0  # layer_strengths are then relative weights
+
+    def make_budget(self) -> Budget:
+        """The regularizer's size budget for ``self.target`` (a subclass with targets overrides it)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------ schedule
     def factor(self) -> float:
@@ -93,6 +122,11 @@ class ProximalCallback(TracingCallback):
         if self._module is not pl_module:
             self.regularizer.attach(pl_module, lambda: example_inputs(pl_module))
             self._module = pl_module
+            if self.target is not None:
+                self.budget = self.make_budget()
+                self.budget.goal()  # a target not below the dense size: one line, before any step
+                self.budget.ratio = self._ratio  # restored from a checkpoint (1 on a fresh fit)
+                self.budget.select()  # a target the floors make impossible: one line, before any step
 
     def prox(self, pl_module: pl.LightningModule, step: float) -> None:
         """Apply the proximal step now, with step size ``step`` times :meth:`factor`."""
@@ -127,6 +161,11 @@ class ProximalCallback(TracingCallback):
         self._steps += 1
         if self._module is not None and self._steps % self.every_n_steps == 0:
             lr = float(optimizer.param_groups[0]["lr"])
+            if self.budget is not None:
+                self._lr = lr * self.every_n_steps
+                if self._epoch >= self.warmup_epochs:
+                    self._steering.step(self.budget, self._steps)
+                return
             self.prox(self._module, lr * self.every_n_steps)
 
     def on_before_optimizer_step(
@@ -141,12 +180,19 @@ class ProximalCallback(TracingCallback):
         self._epoch = trainer.current_epoch
         # epoch-interval LR schedulers step before on_train_epoch_end: keep the LR this epoch trained with
         self._epoch_lr = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else 0.0
+        if self.target is not None and self._steering.steps_per_epoch == 0:
+            self._steering.start(trainer, self.stop_epoch, self.target.argument)
+            self._steering.start_epoch = self.warmup_epochs
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.schedule == ProxSchedule.epoch:
-            self.prox(pl_module, self._epoch_lr)
+            if self.budget is None:
+                self.prox(pl_module, self._epoch_lr)
+            elif self._epoch >= self.warmup_epochs:
+                self._lr = self._epoch_lr
+                self._steering.step(self.budget, self._steps, self._steering.deadline - self._epoch)
         self._attach(pl_module)
-        metrics = {**self.regularizer.metrics(), **self.extra_metrics(pl_module)}
+        metrics = {**self.regularizer.metrics(), **self.extra_metrics(pl_module), **self._target_metrics()}
         for key, value in metrics.items():  # equal on every rank: the mean over ranks is the value
             pl_module.log(
                 f"{self.log_prefix}/{key}", float(value), on_epoch=True, on_step=False, sync_dist=True
@@ -156,6 +202,13 @@ class ProximalCallback(TracingCallback):
         """More values to log at each epoch end (a subclass hook)."""
         return {}
 
+    def _target_metrics(self) -> dict[str, float]:
+        if self.budget is None or self.target is None:
+            return {}
+        lr = self._lr
+        strength = self._steering.unit / lr if lr > 0 else 0.0  # what a plain strength would have been
+        return {f"target_{self.target.measure}": self.budget.goal(), "strength": strength}
+
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         for handle in self._handles:
             handle.remove()
@@ -163,8 +216,10 @@ class ProximalCallback(TracingCallback):
         self._module = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"steps": self._steps, **self.regularizer.state_dict()}
+        ratio = {"budget_ratio": self.budget.ratio} if self.budget is not None else {}
+        return {"steps": self._steps, **ratio, **self.regularizer.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._steps = int(state_dict.get("steps", 0))
+        self._ratio = float(state_dict.get("budget_ratio", 1.0))
         self.regularizer.load_state_dict(state_dict)

@@ -6,10 +6,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_compress._checks import ArgumentError
 from lightning_compress.callbacks._common import example_inputs
 from lightning_compress.callbacks._proximal import ProximalCallback, ProxSchedule, ProxScheduleName
-from lightning_compress.regularizers import Cost, GroupLasso
+from lightning_compress.regularizers import Cost, GroupBudget, GroupLasso, size_target
 from lightning_compress.regularizers.group_lasso import CostName
 from lightning_compress.surgery import GroupMode, LayerSelector, effective_size
 from lightning_compress.surgery.groups import GroupModeName
@@ -33,7 +35,15 @@ class GroupSparsity(ProximalCallback):
     with ``log_effective_size``, ``effective_params`` / ``effective_macs`` (the size once zeros are removed).
 
     Args:
-        strength: :math:`\lambda`, the default strength of every layer.
+        strength: :math:`\lambda`, the default strength of every layer (default 1e-4). The prox step is
+            ``lr * strength``: with Adam or AdamW, whose updates do not scale with the gradient, the same
+            size needs a far larger strength than with SGD (measured in ``benchmarks/RESULTS.md``).
+        target_params: Instead of a strength, the size to reach: a share of the dense model's parameters
+            in (0, 1) or a count. The groups a uniform lasso would zero first are chosen until removing
+            them meets the target (floors kept, no layer emptied); only they are shrunk, to exactly zero
+            by the end of epoch ``stop_epoch - 1`` (else of the fit), and held there. Logs
+            ``target_params``, the effective size and the equivalent ``strength`` each epoch.
+        target_macs: The same in multiply-accumulates (sets ``cost="macs"`` unless ``cost`` is given).
         l1_ratio: :math:`\alpha` in [0, 1]: 0 is group lasso, >0 sparse group lasso.
         layer_strengths: Name pattern -> strength, overriding ``strength`` for matching layers.
         groups: ``"incoming"`` (the paper's), ``"coupled"`` or ``"bn"`` (see
@@ -53,7 +63,7 @@ class GroupSparsity(ProximalCallback):
         input_layers: Linear layers whose input features (e.g. pixels) are groups too, one per weight
             column, removed by ``StructuredPruning(input_layers=...)``.
         input_strength: Strength of the input-feature groups (default: ``strength``).
-        cost: ``"params"`` (the paper's :math:`\sqrt{P}` weights) or ``"macs"`` (each layer also weighted by
+        cost: ``"params"`` (the default: the paper's :math:`\sqrt{P}` weights) or ``"macs"`` (each layer also weighted by
             the MACs a group's removal saves per parameter, relative to the whole model's ratio).
         cost_exponent: With ``cost="macs"``, that ratio is raised to this power (0: the paper's weights).
         keep_ratio: The trimmed group lasso: ``ceil(keep_ratio * width)`` groups per layer (width at fit
@@ -74,8 +84,10 @@ class GroupSparsity(ProximalCallback):
 
     def __init__(
         self,
-        strength: float = 1e-4,
+        strength: float | None = None,
         *,
+        target_params: float | None = None,
+        target_macs: float | None = None,
         l1_ratio: float = 0.0,
         layer_strengths: Mapping[str, float] | None = None,
         groups: GroupMode | GroupModeName = GroupMode.incoming,
@@ -88,7 +100,7 @@ class GroupSparsity(ProximalCallback):
         stop_epoch: int | None = None,
         input_layers: Sequence[str] = (),
         input_strength: float | None = None,
-        cost: Cost | CostName = Cost.params,
+        cost: Cost | CostName | None = None,
         cost_exponent: float = 1.0,
         keep_ratio: float = 0.0,
         log_effective_size: bool = True,
@@ -104,6 +116,14 @@ class GroupSparsity(ProximalCallback):
             input_key=input_key,
             example_input=example_input,
         )
+        target = size_target(target_params, target_macs)
+        if target is not None and l1_ratio:
+            raise ArgumentError(
+                "l1_ratio", f"{target.argument} steers the group lasso alone: l1_ratio must be 0"
+            )
+        strength = self._set_target(target, strength, default=1e-4)
+        if cost is None:
+            cost = Cost.macs if target is not None and target.measure == "macs" else Cost.params
         self.regularizer: GroupLasso = GroupLasso(
             strength,
             l1_ratio=l1_ratio,
@@ -117,7 +137,7 @@ class GroupSparsity(ProximalCallback):
             cost_exponent=cost_exponent,
             keep_ratio=keep_ratio,
         )
-        self.log_effective_size = log_effective_size
+        self.log_effective_size = log_effective_size or target is not None
 
     @property
     def strength(self) -> float:
@@ -149,9 +169,29 @@ class GroupSparsity(ProximalCallback):
         self._attach(pl_module)
         return self.regularizer.zero_groups()
 
+    def make_budget(self) -> GroupBudget:
+        assert self.target is not None
+        return GroupBudget(self.regularizer, self.target)
+
+    def effective_size(self, pl_module: pl.LightningModule) -> dict[str, int]:
+        """Parameters and MACs the model would have with its zero groups removed."""
+        r = self.regularizer
+        return effective_size(pl_module, example_inputs(pl_module), include=r.include, exclude=r.exclude)
+
     def extra_metrics(self, pl_module: pl.LightningModule) -> dict[str, float]:
         if not self.log_effective_size:
             return {}
-        r = self.regularizer
-        size = effective_size(pl_module, example_inputs(pl_module), include=r.include, exclude=r.exclude)
+        size = self.effective_size(pl_module)
+        if self.budget is not None:
+            self.budget.calibrate(size)
         return {"effective_params": float(size["params"]), "effective_macs": float(size["macs"])}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.budget is None or self.target is None:
+            return
+        measure, reached = self.target.measure, self.effective_size(pl_module)[self.target.measure]
+        dense = self.budget.dense[measure]
+        rank_zero_info(
+            f"GroupSparsity: {reached:,} {measure} ({100 * reached / dense:.1f}% of dense) against the "
+            f"target {self.target.describe(self.budget.dense)}"
+        )

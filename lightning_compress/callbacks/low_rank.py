@@ -14,8 +14,8 @@ from lightning_compress.callbacks._common import example_inputs
 from lightning_compress.callbacks._proximal import ProximalCallback, ProxSchedule, ProxScheduleName
 from lightning_compress.callbacks._shape_change import change_shape
 from lightning_compress.functional import as_matrix, break_even_rank, split_rank
-from lightning_compress.regularizers import NuclearNorm
-from lightning_compress.surgery import LayerSelector, factorize_layer, split_speedups
+from lightning_compress.regularizers import NuclearNorm, RankBudget, size_target
+from lightning_compress.surgery import LayerSelector, count_params_and_macs, factorize_layer, split_speedups
 
 __all__ = ["LowRank"]
 
@@ -34,7 +34,14 @@ class LowRank(ProximalCallback):
     channels between the two.
 
     Args:
-        strength: :math:`\tau`, the default strength of every layer.
+        strength: :math:`\tau`, the default strength of every layer (default 1e-3).
+        target_params: Instead of a strength, the size to reach after the splits: a share of the dense
+            model's parameters in (0, 1) or a count. The singular values a uniform nuclear norm would
+            remove first are chosen until the split layers meet it (rank 1 kept in every layer); only they
+            are shrunk, to exactly zero by the end of epoch ``stop_epoch - 1`` (else two thirds of the fit),
+            and held there. With :class:`GroupSparsity` and a target of its own, its target is the size
+            after neuron removal and this one the final size.
+        target_macs: The same in multiply-accumulates.
         layer_strengths: Name pattern -> strength, overriding ``strength`` for matching layers.
         include: Only layers matching these name patterns or module types.
         exclude: Never these layers (the output layer never is regularized).
@@ -73,8 +80,10 @@ class LowRank(ProximalCallback):
 
     def __init__(
         self,
-        strength: float = 1e-3,
+        strength: float | None = None,
         *,
+        target_params: float | None = None,
+        target_macs: float | None = None,
         layer_strengths: Mapping[str, float] | None = None,
         include: Sequence[LayerSelector] | None = None,
         exclude: Sequence[LayerSelector] = (),
@@ -104,6 +113,13 @@ class LowRank(ProximalCallback):
             input_key=input_key,
             example_input=example_input,
         )
+        target = size_target(target_params, target_macs)
+        if target is not None and (energy is not None or param_ratio is not None):
+            raise ArgumentError(
+                "energy" if energy is not None else "param_ratio",
+                f"{target.argument} sets the ranks itself: energy and param_ratio cannot be given with it",
+            )
+        strength = self._set_target(target, strength, default=1e-3)
         self.regularizer: NuclearNorm = NuclearNorm(
             strength,
             layer_strengths=layer_strengths,
@@ -198,6 +214,23 @@ class LowRank(ProximalCallback):
         if self._split_due(trainer.current_epoch):
             self.split(trainer, pl_module)
 
+    def make_budget(self) -> RankBudget:
+        assert self.target is not None
+        return RankBudget(self.regularizer, self.target)
+
+    def extra_metrics(self, pl_module: pl.LightningModule) -> dict[str, float]:
+        if not isinstance(self.budget, RankBudget):
+            return {}
+        size = self.budget.size()  # as the split at the current ranks would leave it
+        return {"effective_params": size["params"], "effective_macs": size["macs"]}
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.split_at_fit_end:
             self.split(trainer, pl_module)
+        if self.budget is not None and self.target is not None:
+            params, macs = count_params_and_macs(pl_module, example_inputs(pl_module))
+            reached, dense = {"params": params, "macs": macs}[self.target.measure], self.budget.dense
+            rank_zero_info(
+                f"LowRank: {reached:,} {self.target.measure} ({100 * reached / dense[self.target.measure]:.1f}% "
+                f"of dense) against the target {self.target.describe(dense)}"
+            )

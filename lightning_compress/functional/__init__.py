@@ -3,6 +3,7 @@
 Nothing here knows about modules, Lightning or Torch-Pruning: functions take and return tensors.
 """
 
+from lightning_compress.functional.budget import BudgetError, closing_unit, fewest_to_budget
 from lightning_compress.functional.dalr import (
     bias_compensation,
     dalr_factors,
@@ -23,6 +24,7 @@ from lightning_compress.functional.low_rank import (
     break_even_rank,
     choose_rank,
     nuclear_norm,
+    shrink_spectrum,
     singular_value_threshold,
     split_rank,
     truncated_svd,
@@ -40,6 +42,7 @@ from lightning_compress.functional.sliced import (
 )
 
 __all__ = [
+    "BudgetError",
     "GroupPiece",
     "LayerSpectrum",
     "allocate_ranks",
@@ -49,8 +52,10 @@ __all__ = [
     "break_even_rank",
     "check_strength",
     "choose_rank",
+    "closing_unit",
     "dalr_factors",
     "even_per_block",
+    "fewest_to_budget",
     "group_lasso_penalty",
     "nuclear_norm",
     "output_error",
@@ -58,6 +63,7 @@ __all__ = [
     "output_spectrum",
     "prox_sparse_group_lasso",
     "select_removable",
+    "shrink_spectrum",
     "singular_value_threshold",
     "sliced_group_sizes",
     "sliced_group_sq_norms",

@@ -16,6 +16,7 @@ __all__ = [
     "break_even_rank",
     "choose_rank",
     "nuclear_norm",
+    "shrink_spectrum",
     "singular_value_threshold",
     "split_rank",
     "truncated_svd",
@@ -77,6 +78,22 @@ def singular_value_threshold(
     rank = int((s > 0).sum())
     shrunk = (u[:, :rank] * s[:rank]) @ vh[:rank]
     return shrunk.reshape(weight.shape), rank
+
+
+def shrink_spectrum(weight: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``U diag(max(s - t, 0)) V^T`` with one threshold per singular value (largest first), shaped like
+    ``weight``; and the singular values after.
+
+    Example:
+        >>> w, s = shrink_spectrum(torch.diag(torch.tensor([3.0, 0.5])), torch.tensor([0.0, 1.0]))
+        >>> w, s
+        (tensor([[3., 0.],
+                [0., 0.]]), tensor([3., 0.]))
+    """
+    matrix = as_matrix(weight)
+    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+    s = (s - thresholds.to(s)).clamp_(min=0)
+    return ((u * s) @ vh).reshape(weight.shape), s
 
 
 def truncated_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,19 @@ and offers its penalty, its exact proximal step and a subgradient. The callbacks
 """
 
 from lightning_compress.regularizers.base import AttachedRegularizer, Regularizer
+from lightning_compress.regularizers.budget import GroupBudget, SizeTarget, size_target
 from lightning_compress.regularizers.group_lasso import Cost, GroupLasso
 from lightning_compress.regularizers.nuclear_norm import NuclearNorm
+from lightning_compress.regularizers.rank_budget import RankBudget
 
-__all__ = ["AttachedRegularizer", "Cost", "GroupLasso", "NuclearNorm", "Regularizer"]
+__all__ = [
+    "AttachedRegularizer",
+    "Cost",
+    "GroupBudget",
+    "GroupLasso",
+    "NuclearNorm",
+    "RankBudget",
+    "Regularizer",
+    "SizeTarget",
+    "size_target",
+]

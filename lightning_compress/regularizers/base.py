@@ -100,13 +100,23 @@ class AttachedRegularizer:
             )
         return self._model
 
+    @property
+    def version(self) -> int:
+        """The model's history version at the last build (changes after every shape change)."""
+        return self._version
+
+    def example_inputs(self) -> Any:
+        """The inputs the model is traced with (the callable given to :meth:`attach` called)."""
+        self.model  # noqa: B018 (attached, or the one-line error)
+        return self._inputs() if callable(self._inputs) else self._inputs
+
     def refresh(self, *, force: bool = False) -> None:
         """Rebuild if the model's shape changed since the last build (or if ``force``)."""
         model = self.model
         version = history_version(model)
         if version == self._version and not force:
             return
-        self._build(model, self._inputs() if callable(self._inputs) else self._inputs)
+        self._build(model, self.example_inputs())
         self._version = version
 
     def _build(self, model: nn.Module, example_inputs: Any) -> None:

@@ -207,6 +207,12 @@ class GroupLasso(AttachedRegularizer):
         sizes = sliced_group_sizes(pieces, groups.num_groups)
         return _Family(groups, mode, pieces, sizes, sizes.sqrt(), strength, keep)
 
+    @property
+    def families(self) -> list[_Family]:
+        """The regularized families (after the last refresh): groups, pieces, sizes, strength, floor."""
+        self.refresh()
+        return self._families
+
     # ------------------------------------------------------------- the math
     def _strengths(self, family: _Family, scale: float = 1.0) -> float | torch.Tensor:
         """The family's strength, or one per group with its ``keep`` largest weighted norms freed."""

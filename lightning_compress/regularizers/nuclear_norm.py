@@ -67,7 +67,8 @@ class NuclearNorm(AttachedRegularizer):
     def __repr__(self) -> str:
         return f"NuclearNorm(strength={self.strength})"
 
-    def _strength(self, name: str) -> float:
+    def layer_strength(self, name: str) -> float:
+        """The strength of layer ``name`` (``layer_strengths``' first match, else ``strength``)."""
         return next(
             (v for p, v in self.layer_strengths.items() if fnmatch.fnmatchcase(name, p)), self.strength
         )
@@ -83,7 +84,7 @@ class NuclearNorm(AttachedRegularizer):
                 raise
             names = []  # every selected layer is split already
         layers = [
-            (name, cast(nn.Linear | nn.Conv2d, model.get_submodule(name)), self._strength(name))
+            (name, cast(nn.Linear | nn.Conv2d, model.get_submodule(name)), self.layer_strength(name))
             for name in names
             if name.rpartition(".")[0] not in split
         ]
@@ -128,6 +129,11 @@ class NuclearNorm(AttachedRegularizer):
             u, s, vh = torch.linalg.svd(as_matrix(layer.weight), full_matrices=False)
             keep = s > 0
             layer.weight.grad.add_((u[:, keep] @ vh[keep]).reshape(layer.weight.shape), alpha=scale * tau)
+
+    def weight(self, name: str) -> torch.Tensor:
+        """The weight of regularized layer ``name``."""
+        self.refresh()
+        return next(layer.weight for n, layer, _ in self._layers if n == name)
 
     def layer_names(self) -> list[str]:
         """The regularized layers' names."""

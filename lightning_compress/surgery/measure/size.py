@@ -20,7 +20,7 @@ from lightning_compress.surgery.removal import (
     count_layer_norm_macs,
 )
 
-__all__ = ["MAC_COUNTERS", "MacCounter", "count_params_and_macs"]
+__all__ = ["MAC_COUNTERS", "MacCounter", "count_params_and_macs", "layer_counts"]
 
 MacCounter = Callable[[nn.Module, tuple[Any, ...], Any], None]
 """A forward hook that adds a module's MACs to ``module.__flops__`` (Torch-Pruning's counter protocol)."""
@@ -54,6 +54,19 @@ def count_params_and_macs(model: nn.Module, example_inputs: Any) -> tuple[int, i
         >>> count_params_and_macs(nn.Linear(784, 300), torch.zeros(1, 784))
         (235500, 235500)
     """
+    params, macs, _ = layer_counts(model, example_inputs)
+    return params, macs
+
+
+def layer_counts(model: nn.Module, example_inputs: Any) -> tuple[int, int, dict[nn.Module, int]]:
+    """:func:`count_params_and_macs` and the MACs of each module that has its own parameters.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+        >>> params, macs, per_module = layer_counts(model, torch.zeros(1, 4))
+        >>> params, [per_module[model[0]], per_module[model[2]]]
+        (23, [15, 8])
+    """
     counter = tp.utils.op_counter
     # Torch-Pruning's per-call hook for module types it does not know: it reads this attribute during the
     # call and clears it afterwards; it is set here for the call only and left as found
@@ -61,7 +74,14 @@ def count_params_and_macs(model: nn.Module, example_inputs: Any) -> tuple[int, i
     counter.CUSTOM_MODULES_MAPPING = dict(MAC_COUNTERS)
     try:
         with torch.no_grad():
-            macs, params = tp.utils.count_ops_and_params(model, example_inputs)
+            macs, params, layer_macs, _ = tp.utils.count_ops_and_params(
+                model, example_inputs, layer_wise=True
+            )
     finally:
         counter.CUSTOM_MODULES_MAPPING = previous
-    return int(params), int(macs)
+    own = {}  # a container's count holds its children's: each module keeps what its children do not
+    for module, value in layer_macs.items():
+        if next(module.parameters(recurse=False), None) is not None:
+            children = sum(int(layer_macs.get(child) or 0) for child in module.children())
+            own[module] = max(int(value or 0) - children, 0)
+    return int(params), int(macs), own
