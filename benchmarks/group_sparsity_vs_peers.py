@@ -5,7 +5,8 @@ Every run trains ``--epochs`` epochs in total (SGD momentum 0.9, lr 0.05 cosine,
 
   <recipe>     a recipe file, ``benchmarks/recipes/<recipe>.yaml`` (or a path to any YAML file): the same
                ``compression`` section a run config holds, with ``${level}`` standing for LEVEL (the lasso
-               strength; ``${kept}`` for 1 - LEVEL) and ``${budget.third}``, ``${budget.half}``,
+               strength; ``${kept}`` for 1 - LEVEL; ``${floor}`` for 0.8 * sqrt(LEVEL), 80% of the uniform
+               width that meets a size target of LEVEL) and ``${budget.third}``, ``${budget.half}``,
                ``${budget.two_thirds}`` for that share of the epoch budget (``${budget.last_of_first_half}``:
                the 0-based index of the first half's last epoch); ``refit: true`` runs the peers' schedule (a first fit of half
                the budget with the recipe, then a second fit, with a new optimizer, fine-tunes);
@@ -131,6 +132,7 @@ class Recipe:
     refit: bool = False
     level: float = 0.0
     kept: float = 1.0
+    floor: float = 0.0
     budget: Budget = field(default_factory=Budget)
     grid: dict[str, list[float]] = field(default_factory=dict)  # the recipe's variants: name -> values
     variant: dict[str, float] = field(default_factory=dict)  # this run's point of the grid
@@ -165,7 +167,10 @@ def load_recipe(path: Path, level: float, epochs: int, variant: dict[str, float]
     budget["last_of_first_half"] = budget["half"] - 1
     if variant is None:  # the grid's first point
         variant = {name: float(values[0]) for name, values in grid_of(path).items()}
-    extra = [{"level": level, "kept": round(1 - level, 12), "budget": budget, "variant": variant}]
+    floor = round(0.8 * level**0.5, 2)  # 80% of the uniform width that meets a target of `level`
+    extra = [
+        {"level": level, "kept": round(1 - level, 12), "floor": floor, "budget": budget, "variant": variant}
+    ]
     recipe: Recipe = load_config(path, schema=Recipe, extra=extra)
     return recipe
 

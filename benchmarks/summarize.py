@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tables import LEVELS, TABLES, Row, Table
+from targets_summary import size_target_section
 from zoo_summary import torch_pruning_section, torchvision_section, zoo_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,7 +78,7 @@ def front_section(table: Table, rows: list[dict]) -> list[str]:
         f"### {table.model}, Fashion-MNIST, {table.epochs}-epoch budget, `{table.normalize}` normalization, by {what}",
         "",
     ]
-    plot = front_plot(table, rows)
+    plot = front_plot(table, rows) if table.plot else None
     if plot:
         out += [f"![front]({plot})", ""]
     if dense:
@@ -368,6 +369,7 @@ def main() -> None:
         lines += front_section(table, runs)
         if table.in_readme:
             write_readme_table(table, runs)
+    lines += size_target_section()
     lines += zoo_section()
     lines += torchvision_section()
     lines += torch_pruning_section()

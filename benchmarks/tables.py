@@ -39,6 +39,7 @@ class Table:
     seeds: tuple[int, ...]
     rows: tuple[Row, ...]
     in_readme: bool = False
+    plot: bool = True  # front_<model>_<normalize>_<measure>.png: one table per such name draws it
 
     def runs(self, rows: list[dict]) -> list[dict]:
         """The recorded runs that belong to this table (any method, dense included)."""
@@ -73,6 +74,11 @@ TABLES = (
                 "group_lasso",
                 (0.0002, 0.0005, 0.001, 0.002, 0.004),
             ),
+            Row(
+                "ours: `GroupSparsity(target_params=...)`, the size asked for",
+                "target_group_lasso",
+                (0.5, 0.2, 0.1),
+            ),
             Row("post-hoc truncated SVD (train half, split, fine-tune)", "svd", (0.5, 0.8, 0.91, 0.96)),
             Row(
                 "Torch-Pruning GroupNormPruner (sparse training, prune, fine-tune)",
@@ -81,6 +87,27 @@ TABLES = (
             ),
             Row("Torch-Pruning MagnitudePruner (train, prune, fine-tune)", "tp_magnitude", PEER_LEVELS),
             Row("Lightning ModelPruning (ln_structured) + physical removal", "lt_pruning", PEER_LEVELS),
+        ),
+    ),
+    Table(
+        name="lenet300_100_adamw",
+        model="lenet300_100",
+        normalize="global",
+        key="removed_params",
+        epochs=30,
+        seeds=(0, 1, 2),
+        plot=False,
+        rows=(
+            Row(
+                "ours: `GroupSparsity(target_params=...)` with AdamW",
+                "target_group_lasso_adamw",
+                (0.5, 0.2, 0.1),
+            ),
+            Row(
+                "ours: `GroupSparsity(strength)` with AdamW, strengths swept",
+                "group_lasso_adamw",
+                (0.015, 0.03, 0.045, 0.065, 0.1),
+            ),
         ),
     ),
     Table(

@@ -15,6 +15,10 @@ AdamW lr 1e-3 cosine, wd 0.05 for the ViT. Test accuracy on the whole test split
   group_lasso   trimmed group lasso (``GroupSparsity(strength, keep_ratio=keep)``: the largest ``keep`` share of
                 each family is not penalized), prox after every step until two thirds of the budget, zeroed
                 groups removed every epoch (``StructuredPruning``); the last third fine-tunes
+  target        ``GroupSparsity(target_macs=level, keep_ratio=floor)``: steered to ``level`` of the dense MACs by
+                two thirds of the budget, floors at ``floor = 0.8 * sqrt(level)`` (80% of the uniform width
+                that meets the target), zeroed groups removed every epoch; ``target_adamw``: the same with
+                AdamW (lr 1e-3, wd 5e-4, cosine) for resnet18
   tp_magnitude  Torch-Pruning MagnitudePruner (L2): half the epochs dense, one-shot prune to channel ratio
                 ``ratio``, fine-tune the other half
   tp_groupnorm  Torch-Pruning GroupNormPruner: half the epochs sparse training (``pruner.regularize``), prune,
@@ -72,9 +76,9 @@ def build(model: str) -> nn.Module:
 class UserModule(CompressibleMixin, pl.LightningModule):
     """A user's LightningModule around a zoo model."""
 
-    def __init__(self, model: str, epochs: int) -> None:
+    def __init__(self, model: str, epochs: int, optimizer: str = "") -> None:
         super().__init__()
-        self.kind, self.epochs = model, epochs
+        self.kind, self.epochs, self.optimizer = model, epochs, optimizer
         self.net = build(model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,6 +90,8 @@ class UserModule(CompressibleMixin, pl.LightningModule):
     def configure_optimizers(self) -> Any:
         if self.kind == "vit":
             opt: torch.optim.Optimizer = torch.optim.AdamW(self.parameters(), lr=1e-3, weight_decay=0.05)
+        elif self.optimizer == "adamw":
+            opt = torch.optim.AdamW(self.parameters(), lr=1e-3, weight_decay=5e-4)
         else:
             opt = torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
         steps = int(self.trainer.estimated_stepping_batches)
@@ -172,7 +178,7 @@ def run(
     model: str, method: str, level: float, seed: int, epochs: int, train_size: int, strength: float
 ) -> dict:
     pl.seed_everything(seed, verbose=False)
-    module = UserModule(model, epochs)
+    module = UserModule(model, epochs, "adamw" if method.endswith("_adamw") else "")
     data, test = loaders(train_size, seed)
     params, macs = count_params_and_macs(module.net, X)
     start = time.perf_counter()
@@ -182,6 +188,10 @@ def run(
         sparsity = GroupSparsity(
             strength, keep_ratio=level, stop_epoch=2 * epochs // 3, log_effective_size=False
         )
+        fit(module, data, epochs, [sparsity, StructuredPruning(every_n_epochs=1)])
+    elif method in ("target", "target_adamw"):
+        floor = round(0.8 * level**0.5, 2)
+        sparsity = GroupSparsity(target_macs=level, keep_ratio=floor, stop_epoch=2 * epochs // 3)
         fit(module, data, epochs, [sparsity, StructuredPruning(every_n_epochs=1)])
     elif method in ("tp_magnitude", "tp_groupnorm"):
         torch_pruning(module, data, method, level, epochs)

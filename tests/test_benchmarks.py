@@ -33,9 +33,12 @@ RECIPES = sorted((ROOT / "benchmarks" / "recipes").glob("*.yaml"))
 def test_every_recipe_builds_its_callbacks(peers: ModuleType, path: Path) -> None:
     recipe = peers.load_recipe(path, 0.002, 12)
     callbacks = peers.build_callbacks(recipe.compression)
-    # the level is a strength, or the share of parameters a low-rank split removes (``${kept}`` = 1 - level)
+    # the level is a strength, the share of parameters a low-rank split removes (``${kept}`` = 1 - level),
+    # or a size target
     assert any(
-        getattr(cb, "strength", None) == 0.002 or getattr(cb, "param_ratio", None) == pytest.approx(0.998)
+        getattr(cb, "strength", None) == 0.002
+        or getattr(cb, "param_ratio", None) == pytest.approx(0.998)
+        or getattr(getattr(cb, "target", None), "value", None) == 0.002
         for cb in callbacks
     )
     assert recipe.description
@@ -52,6 +55,20 @@ def test_the_plain_recipe_is_the_papers_lasso(peers: ModuleType) -> None:
         0.0,
     )
     assert (gs.warmup_epochs, gs.ramp_epochs, gs.stop_epoch, gs.every_n_steps) == (0, 0, None, 1)
+
+
+def test_size_target_recipes_floor_and_optimizer(peers: ModuleType) -> None:
+    """A target recipe's floor is 80% of the uniform width meeting it; ``training`` replaces SGD."""
+    recipe = peers.load_recipe(peers.recipe_path("target_group_lasso_macs_adamw"), 0.25, 6)
+    (gs,) = [cb for cb in peers.build_callbacks(recipe.compression) if hasattr(cb, "target")]
+    assert (gs.target.measure, gs.target.value, gs.regularizer.keep_ratio) == ("macs", 0.25, 0.4)
+    assert gs.regularizer.cost.value == "macs"
+    module = peers._module(0, "lenet300_100", optimizer=recipe.training)
+    assert (module.hparams["optimizer"], module.hparams["lr"], module.hparams["weight_decay"]) == (
+        "adamw",
+        1e-3,
+        5e-4,
+    )
 
 
 def test_budget_shares_fill_in(peers: ModuleType) -> None:

@@ -46,6 +46,11 @@ class SizeTarget:
     value: float
 
     @property
+    def given(self) -> str:
+        """The value as the user wrote it (``0.2``, ``1000000``)."""
+        return f"{self.value:g}" if self.value < 1 else str(int(self.value))
+
+    @property
     def argument(self) -> str:
         """The argument it was given as (``target_params`` or ``target_macs``)."""
         return f"target_{self.measure}"
@@ -57,7 +62,7 @@ class SizeTarget:
         if count >= full:
             raise ArgumentError(
                 self.argument,
-                f"{self.argument}={self.value:g} is not below the model's {self.measure} ({full:,.0f})",
+                f"{self.argument}={self.given} is not below the model's {self.measure} ({full:,.0f})",
             )
         return count
 
@@ -107,7 +112,7 @@ def budget_error(target: SizeTarget, err: BudgetError, dense: dict[str, int], fl
     left = err.smallest
     return ArgumentError(
         target.argument,
-        f"{target.argument}={target.value:g} cannot be reached: {floors} leave{'s' if floors.startswith('rank') else ''} "
+        f"{target.argument}={target.given} cannot be reached: {floors} leave{'s' if floors.startswith('rank') else ''} "
         f"{left:,.0f} {target.measure} ({100 * left / dense[target.measure]:.1f}% of dense); ask for a larger size",
     )
 
