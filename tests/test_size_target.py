@@ -132,9 +132,19 @@ def test_bad_targets_name_their_argument(kwargs: dict, argument: str) -> None:
     assert err.value.argument == argument and argument in str(err.value) and "\n" not in str(err.value)
 
 
+def test_epoch_schedule_and_warmup_reach_the_target(tmp_path: Path) -> None:
+    module = _medium()
+    dense = _size(module)["params"]
+    gs = GroupSparsity(target_params=0.3, schedule="epoch", warmup_epochs=1, stop_epoch=3)
+    _trainer(tmp_path, [gs, StructuredPruning(every_n_epochs=1)], max_epochs=4).fit(module, _loader())
+    assert abs(_size(module)["params"] / dense - 0.3) <= 0.02
+
+
 def test_low_rank_target_conflicts_with_its_rank_rules() -> None:
     with pytest.raises(ArgumentError, match="param_ratio"):
         LowRank(target_params=0.3, param_ratio=0.5)
+    with pytest.raises(ArgumentError, match="only_if_faster"):
+        LowRank(target_params=0.3, only_if_faster=True)
     with pytest.raises(ArgumentError, match="strength"):
         LowRank(target_macs=0.3, strength=1e-3)
 

@@ -74,18 +74,25 @@ class Steering:
         return left // self.every_n_steps + 1 if left >= 0 else 0
 
     def step(self, budget: Budget, steps: int, epoch_calls_left: int | None = None) -> None:
-        """One prox call: shrink towards the deadline, or hold after it."""
-        calls = self.calls_left(steps) if epoch_calls_left is None else epoch_calls_left
+        """One prox call: shrink towards the deadline, or hold after it. ``epoch_calls_left``: the calls
+        left when the prox runs once an epoch (the epochs left to the deadline, this one included)."""
+        if epoch_calls_left is None:
+            calls = self.calls_left(steps)
+            steered = self.calls_left(self.start_epoch * self.steps_per_epoch)
+        else:
+            calls, steered = epoch_calls_left, self.deadline - self.start_epoch
         if calls <= 0:
             budget.hold_()
             self.unit = 0.0
             return
         every = max(1, self.steps_per_epoch // (self.selections_per_epoch * self.every_n_steps))
-        if budget.stale or calls == 1 or (steps // self.every_n_steps) % every == 0:
+        if (
+            budget.stale
+            or calls == 1
+            or epoch_calls_left is not None
+            or (steps // self.every_n_steps) % every == 0
+        ):
             budget.select()
-        total = max(
-            1, round(self.calls_left(self.start_epoch * self.steps_per_epoch) * self.background_share)
-        )
-        self.unit = budget.shrink_(calls, total)
+        self.unit = budget.shrink_(calls, max(1, round(steered * self.background_share)))
         if calls == 1:  # the deadline: exactly zero, not a rounding error away from it
             budget.hold_()

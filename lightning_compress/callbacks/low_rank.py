@@ -114,10 +114,16 @@ class LowRank(ProximalCallback):
             example_input=example_input,
         )
         target = size_target(target_params, target_macs)
-        if target is not None and (energy is not None or param_ratio is not None):
+        rules = {
+            "energy": energy is not None,
+            "param_ratio": param_ratio is not None,
+            "only_if_faster": only_if_faster,
+        }
+        if target is not None and any(rules.values()):
             raise ArgumentError(
-                "energy" if energy is not None else "param_ratio",
-                f"{target.argument} sets the ranks itself: energy and param_ratio cannot be given with it",
+                next(name for name, given in rules.items() if given),
+                f"{target.argument} sets the ranks itself: energy, param_ratio and only_if_faster cannot be "
+                "given with it",
             )
         strength = self._set_target(target, strength, default=1e-3)
         self.regularizer: NuclearNorm = NuclearNorm(
