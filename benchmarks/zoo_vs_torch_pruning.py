@@ -18,7 +18,9 @@ AdamW lr 1e-3 cosine, wd 0.05 for the ViT. Test accuracy on the whole test split
   target        ``GroupSparsity(target_macs=level, keep_ratio=floor)``: steered to ``level`` of the dense MACs by
                 two thirds of the budget, floors at ``floor = 0.8 * sqrt(level)`` (80% of the uniform width
                 that meets the target), zeroed groups removed every epoch; ``target_adamw``: the same with
-                AdamW (lr 1e-3, wd 5e-4, cosine) for resnet18
+                AdamW (lr 1e-3, wd 5e-4, cosine) for resnet18; ``target_params_cost``: groups weighted by
+                parameters (``cost="params"``, the paper's) instead of MACs; ``dense_adamw``,
+                ``group_lasso_adamw``: dense and group_lasso with that AdamW
   tp_magnitude  Torch-Pruning MagnitudePruner (L2): half the epochs dense, one-shot prune to channel ratio
                 ``ratio``, fine-tune the other half
   tp_groupnorm  Torch-Pruning GroupNormPruner: half the epochs sparse training (``pruner.regularize``), prune,
@@ -182,16 +184,17 @@ def run(
     data, test = loaders(train_size, seed)
     params, macs = count_params_and_macs(module.net, X)
     start = time.perf_counter()
-    if method == "dense":
+    if method in ("dense", "dense_adamw"):
         fit(module, data, epochs, [])
-    elif method == "group_lasso":
+    elif method in ("group_lasso", "group_lasso_adamw"):
         sparsity = GroupSparsity(
             strength, keep_ratio=level, stop_epoch=2 * epochs // 3, log_effective_size=False
         )
         fit(module, data, epochs, [sparsity, StructuredPruning(every_n_epochs=1)])
-    elif method in ("target", "target_adamw"):
+    elif method in ("target", "target_adamw", "target_params_cost"):
         floor = round(0.8 * level**0.5, 2)
-        sparsity = GroupSparsity(target_macs=level, keep_ratio=floor, stop_epoch=2 * epochs // 3)
+        cost = "params" if method == "target_params_cost" else "macs"
+        sparsity = GroupSparsity(target_macs=level, keep_ratio=floor, cost=cost, stop_epoch=2 * epochs // 3)
         fit(module, data, epochs, [sparsity, StructuredPruning(every_n_epochs=1)])
     elif method in ("tp_magnitude", "tp_groupnorm"):
         torch_pruning(module, data, method, level, epochs)
@@ -203,7 +206,7 @@ def run(
         "model": model,
         "method": method,
         "level": level,
-        "strength": strength if method == "group_lasso" else None,
+        "strength": strength if method.startswith("group_lasso") else None,
         "seed": seed,
         "epochs": epochs,
         "train_size": train_size,

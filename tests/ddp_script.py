@@ -37,6 +37,8 @@ def main(out: str, method: str = "group_sparsity") -> None:
             StructuredPruning(epochs=[0, 1], min_width=4),
         ],
         "low_rank": [LowRank(2.0, every_n_steps=2, split_epochs=[0], split_at_fit_end=False)],
+        # a size target: each rank chooses the groups from its own copy of the (equal) weights
+        "target": [GroupSparsity(target_params=0.4, stop_epoch=2), StructuredPruning(every_n_epochs=1)],
         # each rank calibrates on its own shard: the statistics are all-reduced, rank 0 decides
         "dalr": [
             LowRankCompression(
@@ -60,7 +62,7 @@ def main(out: str, method: str = "group_sparsity") -> None:
     )
     trainer.fit(module, DataLoader(data, batch_size=16))
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    if method == "transformer":
+    if method in ("transformer", "target"):
         torch.save({"state": state, "history": get_history(module)}, f"{out}/rank{trainer.global_rank}.pt")
         close_process_group(trainer)
         return

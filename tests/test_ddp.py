@@ -64,3 +64,15 @@ def test_two_process_ddp_removes_heads_units_and_residual_width_alike(tmp_path: 
     assert rank0["state"].keys() == rank1["state"].keys()
     for key, value in rank0["state"].items():
         assert torch.equal(value, rank1["state"][key]), key
+
+
+def test_two_process_ddp_reaches_a_size_target_alike(tmp_path: Path) -> None:
+    rank0, rank1 = _run_ranks(tmp_path, "target")
+    assert rank0["history"] == rank1["history"] and rank0["history"], "both ranks removed the same groups"
+    for key, value in rank0["state"].items():
+        assert torch.equal(value, rank1["state"][key]), key
+    params = sum(
+        v.numel() for k, v in rank0["state"].items() if k.startswith("model.") and "history" not in k
+    )
+    dense, neuron = 784 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10, 784 + 1 + 16
+    assert 0.4 * dense - neuron <= params <= 0.4 * dense
