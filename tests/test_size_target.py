@@ -167,6 +167,27 @@ def test_cli_target_error_is_one_line_before_training(
     assert not list(tmp_path.glob("*/*/final.ckpt"))
 
 
+def test_cli_target_the_floors_forbid_is_one_line_before_training(
+    tiny_idx_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "train",
+            "gs_lenet300_fmnist",
+            f"data.data_dir={tiny_idx_dir}",
+            "compression.group_sparsity.strength=null",
+            "compression.group_sparsity.target_params=0.01",
+            "compression.group_sparsity.keep_ratio=0.5",
+            "data.val_size=16",
+            f"output_dir={tmp_path / 'out'}",
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "compression.group_sparsity.target_params" in err[0] and "cannot be reached" in err[0]
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
 def _resumable(
     tmp_path: Path, max_epochs: int, ckpt_path: str | None = None, save: bool = False
 ) -> Classifier:

@@ -7,6 +7,7 @@ the optimizer post-step hook, the step size from the current learning rate, chec
 
 from __future__ import annotations
 
+import copy
 from enum import Enum
 from typing import Any, Literal
 
@@ -102,6 +103,16 @@ class ProximalCallback(TracingCallback):
                     "(a target shrinks by proximal steps, schedule 'step' or 'epoch')",
                 )
         return 1.0  # layer_strengths are then relative weights
+
+    def preflight(self, pl_module: pl.LightningModule) -> None:
+        """Check, on a copy of ``pl_module`` and before any work, what needs the model: a size target not
+        below the dense size and not forbidden by the floors (one-line :class:`ArgumentError`)."""
+        if self.target is None or not has_example(pl_module):
+            return
+        try:
+            self._attach(copy.deepcopy(pl_module))
+        finally:
+            self._module, self.budget = None, None
 
     def make_budget(self) -> Budget:
         """The regularizer's size budget for ``self.target`` (a subclass with targets overrides it)."""

@@ -13,6 +13,7 @@ from lightning_compress.config.methods import (
     NeuronReportConfig,
     PruningConfig,
     build_callbacks,
+    preflight_callbacks,
 )
 from lightning_compress.config.schema import (
     DataConfig,
@@ -54,6 +55,7 @@ __all__ = [
     "build_module",
     "find_config",
     "load_config",
+    "preflight_callbacks",
     "to_yaml",
     "trainer_kwargs",
     "validate_config",

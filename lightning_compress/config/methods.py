@@ -37,6 +37,7 @@ __all__ = [
     "NeuronReportConfig",
     "PruningConfig",
     "build_callbacks",
+    "preflight_callbacks",
 ]
 
 
@@ -122,3 +123,30 @@ def build_callbacks(cfg: Any) -> list[Callback]:
         except (ValueError, TypeError) as err:
             raise ConfigError(f"compression.{name}", str(err)) from None
     return callbacks
+
+
+def preflight_callbacks(callbacks: list[Callback], module: Any) -> None:
+    """Let each callback check what needs the model (``preflight``) before training starts.
+
+    Raises:
+        ConfigError: naming ``compression.<section>.<argument>`` (a size target the floors forbid).
+
+    Example:
+        >>> from lightning_compress.models import Classifier
+        >>> section = GroupSparsityConfig(strength=None, target_params=0.01, keep_ratio=0.5)
+        >>> preflight_callbacks(build_callbacks(CompressionConfig(group_sparsity=section)), Classifier())
+        Traceback (most recent call last):
+        ...
+        lightning_compress.config.errors.ConfigError: compression.group_sparsity.target_params: target_params=0.01 cannot be reached: the floors (one group a layer, keep_ratio) leave 125,810 params (47.2% of dense); ask for a larger size
+    """
+    sections = {method.callback: name for name, method in METHODS.items()}
+    for callback in callbacks:
+        check = getattr(callback, "preflight", None)
+        if check is None:
+            continue
+        try:
+            check(module)
+        except ArgumentError as err:
+            raise ConfigError(
+                f"compression.{sections.get(type(callback), '?')}.{err.argument}", str(err)
+            ) from None

@@ -27,6 +27,7 @@ from lightning_compress.config import (
     build_callbacks,
     build_datamodule,
     build_module,
+    preflight_callbacks,
     to_yaml,
     trainer_kwargs,
 )
@@ -162,15 +163,17 @@ def train(
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = datamodule if datamodule is not None else build_datamodule(cfg.data)
+    module = build_module(cfg)
+    dense = module.size()
+    compression = build_callbacks(cfg.compression)
+    preflight_callbacks(compression, module)  # a target the floors forbid: one line, nothing written
     out = Path(run_dir) if run_dir is not None else make_run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     _write_text(out / "config.yaml", to_yaml(cfg))
-    module = build_module(cfg)
-    dense = module.size()
     trainer = pl.Trainer(
         **trainer_kwargs(cfg.trainer),
         default_root_dir=out,
-        callbacks=[*build_callbacks(cfg.compression), EpochCheckpoint(out / "checkpoints"), *callbacks],
+        callbacks=[*compression, EpochCheckpoint(out / "checkpoints"), *callbacks],
         logger=[CSVLogger(out, name="logs", version=""), *loggers],
         plugins=[AtomicCheckpointIO()],
     )
