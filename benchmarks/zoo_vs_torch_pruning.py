@@ -42,7 +42,7 @@ import time
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -193,7 +193,7 @@ def run(
         fit(module, data, epochs, [sparsity, StructuredPruning(every_n_epochs=1)])
     elif method in ("target", "target_adamw", "target_params_cost"):
         floor = round(0.8 * level**0.5, 2)
-        cost = "params" if method == "target_params_cost" else "macs"
+        cost: Literal["params", "macs"] = "params" if method == "target_params_cost" else "macs"
         sparsity = GroupSparsity(target_macs=level, keep_ratio=floor, cost=cost, stop_epoch=2 * epochs // 3)
         fit(module, data, epochs, [sparsity, StructuredPruning(every_n_epochs=1)])
     elif method in ("tp_magnitude", "tp_groupnorm"):
