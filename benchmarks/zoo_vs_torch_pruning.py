@@ -15,11 +15,11 @@ AdamW lr 1e-3 cosine, wd 0.05 for the ViT. Test accuracy on the whole test split
   group_lasso   trimmed group lasso (``GroupSparsity(strength, keep_ratio=keep)``: the largest ``keep`` share of
                 each family is not penalized), prox after every step until two thirds of the budget, zeroed
                 groups removed every epoch (``StructuredPruning``); the last third fine-tunes
-  target        ``GroupSparsity(target_macs=level, keep_ratio=floor)``: steered to ``level`` of the dense MACs by
+  target        ``GroupSparsity(target_macs=level, keep_ratio=floor, cost="macs")``: steered to ``level`` of the dense MACs by
                 two thirds of the budget, floors at ``floor = 0.8 * sqrt(level)`` (80% of the uniform width
                 that meets the target), zeroed groups removed every epoch; ``target_adamw``: the same with
-                AdamW (lr 1e-3, wd 5e-4, cosine) for resnet18; ``target_params_cost``: groups weighted by
-                parameters (``cost="params"``, the paper's) instead of MACs; ``dense_adamw``,
+                AdamW (lr 1e-3, wd 5e-4, cosine) for resnet18; ``target_params_cost`` (``_adamw``): groups
+                weighted by parameters (``cost="params"``, the default) instead of MACs; ``dense_adamw``,
                 ``group_lasso_adamw``: dense and group_lasso with that AdamW
   tp_magnitude  Torch-Pruning MagnitudePruner (L2): half the epochs dense, one-shot prune to channel ratio
                 ``ratio``, fine-tune the other half
@@ -191,9 +191,9 @@ def run(
             strength, keep_ratio=level, stop_epoch=2 * epochs // 3, log_effective_size=False
         )
         fit(module, data, epochs, [sparsity, StructuredPruning(every_n_epochs=1)])
-    elif method in ("target", "target_adamw", "target_params_cost"):
+    elif method in ("target", "target_adamw", "target_params_cost", "target_params_cost_adamw"):
         floor = round(0.8 * level**0.5, 2)
-        cost: Literal["params", "macs"] = "params" if method == "target_params_cost" else "macs"
+        cost: Literal["params", "macs"] = "params" if "params_cost" in method else "macs"
         sparsity = GroupSparsity(target_macs=level, keep_ratio=floor, cost=cost, stop_epoch=2 * epochs // 3)
         fit(module, data, epochs, [sparsity, StructuredPruning(every_n_epochs=1)])
     elif method in ("tp_magnitude", "tp_groupnorm"):

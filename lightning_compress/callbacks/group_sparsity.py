@@ -43,7 +43,7 @@ class GroupSparsity(ProximalCallback):
             them meets the target (floors kept, no layer emptied); only they are shrunk, to exactly zero
             by the end of epoch ``stop_epoch - 1`` (else of the fit), and held there. Logs
             ``target_params``, the effective size and the equivalent ``strength`` each epoch.
-        target_macs: The same in multiply-accumulates (sets ``cost="macs"`` unless ``cost`` is given).
+        target_macs: The same in multiply-accumulates (``cost`` still decides which groups go first).
         l1_ratio: :math:`\alpha` in [0, 1]: 0 is group lasso, >0 sparse group lasso.
         layer_strengths: Name pattern -> strength, overriding ``strength`` for matching layers.
         groups: ``"incoming"`` (the paper's), ``"coupled"`` or ``"bn"`` (see
@@ -63,7 +63,7 @@ class GroupSparsity(ProximalCallback):
         input_layers: Linear layers whose input features (e.g. pixels) are groups too, one per weight
             column, removed by ``StructuredPruning(input_layers=...)``.
         input_strength: Strength of the input-feature groups (default: ``strength``).
-        cost: ``"params"`` (the default: the paper's :math:`\sqrt{P}` weights) or ``"macs"`` (each layer also weighted by
+        cost: ``"params"`` (the paper's :math:`\sqrt{P}` weights) or ``"macs"`` (each layer also weighted by
             the MACs a group's removal saves per parameter, relative to the whole model's ratio).
         cost_exponent: With ``cost="macs"``, that ratio is raised to this power (0: the paper's weights).
         keep_ratio: The trimmed group lasso: ``ceil(keep_ratio * width)`` groups per layer (width at fit
@@ -100,7 +100,7 @@ class GroupSparsity(ProximalCallback):
         stop_epoch: int | None = None,
         input_layers: Sequence[str] = (),
         input_strength: float | None = None,
-        cost: Cost | CostName | None = None,
+        cost: Cost | CostName = Cost.params,
         cost_exponent: float = 1.0,
         keep_ratio: float = 0.0,
         log_effective_size: bool = True,
@@ -122,8 +122,6 @@ class GroupSparsity(ProximalCallback):
                 "l1_ratio", f"{target.argument} steers the group lasso alone: l1_ratio must be 0"
             )
         strength = self._set_target(target, strength, default=1e-4)
-        if cost is None:
-            cost = Cost.macs if target is not None and target.measure == "macs" else Cost.params
         self.regularizer: GroupLasso = GroupLasso(
             strength,
             l1_ratio=l1_ratio,
