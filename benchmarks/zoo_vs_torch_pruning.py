@@ -15,9 +15,10 @@ AdamW lr 1e-3 cosine, wd 0.05 for the ViT. Test accuracy on the whole test split
   group_lasso   trimmed group lasso (``GroupSparsity(strength, keep_ratio=keep)``: the largest ``keep`` share of
                 each family is not penalized), prox after every step until two thirds of the budget, zeroed
                 groups removed every epoch (``StructuredPruning``); the last third fine-tunes
-  target        ``GroupSparsity(target_macs=level, keep_ratio=floor, cost="macs")``: steered to ``level`` of the dense MACs by
-                two thirds of the budget, floors at ``floor = 0.8 * sqrt(level)`` (80% of the uniform width
-                that meets the target), zeroed groups removed every epoch; ``target_adamw``: the same with
+  target        ``GroupSparsity(target_macs=level, keep_ratio=floor, cost="macs")``: steered to ``level`` of
+                the dense MACs by two thirds of the budget, floors at ``floor = 0.8 * sqrt(level)`` (80% of
+                the uniform width that meets the target; ``--floor-factor`` changes the 0.8, recorded in
+                the method's name), zeroed groups removed every epoch; ``target_adamw``: the same with
                 AdamW (lr 1e-3, wd 5e-4, cosine) for resnet18; ``target_params_cost`` (``_adamw``): groups
                 weighted by parameters (``cost="params"``, the default) instead of MACs; ``dense_adamw``,
                 ``group_lasso_adamw``: dense and group_lasso with that AdamW
@@ -177,7 +178,14 @@ def torch_pruning(module: UserModule, data: DataLoader, method: str, ratio: floa
 
 
 def run(
-    model: str, method: str, level: float, seed: int, epochs: int, train_size: int, strength: float
+    model: str,
+    method: str,
+    level: float,
+    seed: int,
+    epochs: int,
+    train_size: int,
+    strength: float,
+    floor_factor: float = 0.8,
 ) -> dict:
     pl.seed_everything(seed, verbose=False)
     module = UserModule(model, epochs, "adamw" if method.endswith("_adamw") else "")
@@ -192,7 +200,7 @@ def run(
         )
         fit(module, data, epochs, [sparsity, StructuredPruning(every_n_epochs=1)])
     elif method in ("target", "target_adamw", "target_params_cost", "target_params_cost_adamw"):
-        floor = round(0.8 * level**0.5, 2)
+        floor = round(floor_factor * level**0.5, 2)
         cost: Literal["params", "macs"] = "params" if "params_cost" in method else "macs"
         sparsity = GroupSparsity(target_macs=level, keep_ratio=floor, cost=cost, stop_epoch=2 * epochs // 3)
         fit(module, data, epochs, [sparsity, StructuredPruning(every_n_epochs=1)])
@@ -202,9 +210,12 @@ def run(
         raise ValueError(f"unknown method {method!r}")
     seconds = time.perf_counter() - start
     after = count_params_and_macs(module.net, X)
+    named = (
+        f"{method}_floor{floor_factor:g}" if method.startswith("target") and floor_factor != 0.8 else method
+    )
     return {
         "model": model,
-        "method": method,
+        "method": named,
         "level": level,
         "strength": strength if method.startswith("group_lasso") else None,
         "seed": seed,
@@ -230,6 +241,9 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=8_000)
     parser.add_argument("--strength", type=float, default=1e-3, help="group_lasso's strength")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--floor-factor", type=float, default=0.8, help="target methods: keep_ratio = this * sqrt(level)"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -238,7 +252,9 @@ def main() -> None:
         for job in args.jobs:
             model, method, level, *strength = job.split(":")
             lasso = float(strength[0]) if strength else args.strength
-            row = run(model, method, float(level), seed, args.epochs, args.train_size, lasso)
+            row = run(
+                model, method, float(level), seed, args.epochs, args.train_size, lasso, args.floor_factor
+            )
             print(json.dumps(row), flush=True)
             with args.out.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
