@@ -18,7 +18,7 @@ AdamW lr 1e-3 cosine, wd 0.05 for the ViT. Test accuracy on the whole test split
   target        ``GroupSparsity(target_macs=level, keep_ratio=floor, cost="macs")``: steered to ``level`` of
                 the dense MACs by two thirds of the budget, floors at ``floor = 0.8 * sqrt(level)`` (80% of
                 the uniform width that meets the target; ``--floor-factor`` changes the 0.8, recorded in
-                the method's name), zeroed groups removed every epoch; ``target_adamw``: the same with
+                the method's name; ``--deadline`` the two thirds), zeroed groups removed every epoch; ``target_adamw``: the same with
                 AdamW (lr 1e-3, wd 5e-4, cosine) for resnet18; ``target_params_cost`` (``_adamw``): groups
                 weighted by parameters (``cost="params"``, the default) instead of MACs; ``dense_adamw``,
                 ``group_lasso_adamw``: dense and group_lasso with that AdamW
@@ -186,6 +186,7 @@ def run(
     train_size: int,
     strength: float,
     floor_factor: float = 0.8,
+    deadline: float = 2 / 3,
 ) -> dict:
     pl.seed_everything(seed, verbose=False)
     module = UserModule(model, epochs, "adamw" if method.endswith("_adamw") else "")
@@ -202,7 +203,8 @@ def run(
     elif method in ("target", "target_adamw", "target_params_cost", "target_params_cost_adamw"):
         floor = round(floor_factor * level**0.5, 2)
         cost: Literal["params", "macs"] = "params" if "params_cost" in method else "macs"
-        sparsity = GroupSparsity(target_macs=level, keep_ratio=floor, cost=cost, stop_epoch=2 * epochs // 3)
+        stop = max(1, round(deadline * epochs))
+        sparsity = GroupSparsity(target_macs=level, keep_ratio=floor, cost=cost, stop_epoch=stop)
         fit(module, data, epochs, [sparsity, StructuredPruning(every_n_epochs=1)])
     elif method in ("tp_magnitude", "tp_groupnorm"):
         torch_pruning(module, data, method, level, epochs)
@@ -242,6 +244,9 @@ def main() -> None:
     parser.add_argument("--strength", type=float, default=1e-3, help="group_lasso's strength")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
+        "--deadline", type=float, default=2 / 3, help="target methods: the share of the epochs to reach it by"
+    )
+    parser.add_argument(
         "--floor-factor", type=float, default=0.8, help="target methods: keep_ratio = this * sqrt(level)"
     )
     parser.add_argument("--out", type=Path, default=OUT)
@@ -253,7 +258,15 @@ def main() -> None:
             model, method, level, *strength = job.split(":")
             lasso = float(strength[0]) if strength else args.strength
             row = run(
-                model, method, float(level), seed, args.epochs, args.train_size, lasso, args.floor_factor
+                model,
+                method,
+                float(level),
+                seed,
+                args.epochs,
+                args.train_size,
+                lasso,
+                args.floor_factor,
+                args.deadline,
             )
             print(json.dumps(row), flush=True)
             with args.out.open("a") as fh:
