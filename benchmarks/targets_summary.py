@@ -156,12 +156,21 @@ def size_target_section() -> list[str]:
             {
                 "target_params_cost": "SGD",
                 "target_params_cost_floor0.95": "SGD, floors 0.95 sqrt(target)",
+                "target_params_cost_deadline0.33": "SGD, deadline at a third",
                 "target_params_cost_adamw": "AdamW",
                 "target": 'SGD, `cost="macs"`',
                 "target_adamw": 'AdamW, `cost="macs"`',
             },
             {
-                **{m: SGD_SWEPT for m in ("target", "target_params_cost", "target_params_cost_floor0.95")},
+                **{
+                    m: SGD_SWEPT
+                    for m in (
+                        "target",
+                        "target_params_cost",
+                        "target_params_cost_floor0.95",
+                        "target_params_cost_deadline0.33",
+                    )
+                },
                 **{m: ADAMW_SWEPT for m in ("target_adamw", "target_params_cost_adamw")},
             },
         ),

@@ -16,12 +16,13 @@ AdamW lr 1e-3 cosine, wd 0.05 for the ViT. Test accuracy on the whole test split
                 each family is not penalized), prox after every step until two thirds of the budget, zeroed
                 groups removed every epoch (``StructuredPruning``); the last third fine-tunes
   target        ``GroupSparsity(target_macs=level, keep_ratio=floor, cost="macs")``: steered to ``level`` of
-                the dense MACs by two thirds of the budget, floors at ``floor = 0.8 * sqrt(level)`` (80% of
-                the uniform width that meets the target; ``--floor-factor`` changes the 0.8, recorded in
-                the method's name; ``--deadline`` the two thirds), zeroed groups removed every epoch; ``target_adamw``: the same with
-                AdamW (lr 1e-3, wd 5e-4, cosine) for resnet18; ``target_params_cost`` (``_adamw``): groups
-                weighted by parameters (``cost="params"``, the default) instead of MACs; ``dense_adamw``,
-                ``group_lasso_adamw``: dense and group_lasso with that AdamW
+                the dense MACs by two thirds of the budget (``--deadline``), floors at ``floor = 0.8 *
+                sqrt(level)`` (80% of the uniform width that meets the target; ``--floor-factor``; either
+                changed is recorded in the method's name), zeroed groups removed every epoch;
+                ``target_adamw``: the same with AdamW (lr 1e-3, wd 5e-4, cosine) for resnet18;
+                ``target_params_cost`` (``_adamw``): groups weighted by parameters (``cost="params"``, the
+                default) instead of MACs; ``dense_adamw``, ``group_lasso_adamw``: dense and group_lasso
+                with that AdamW
   tp_magnitude  Torch-Pruning MagnitudePruner (L2): half the epochs dense, one-shot prune to channel ratio
                 ``ratio``, fine-tune the other half
   tp_groupnorm  Torch-Pruning GroupNormPruner: half the epochs sparse training (``pruner.regularize``), prune,
