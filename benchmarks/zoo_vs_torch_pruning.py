@@ -213,9 +213,11 @@ def run(
         raise ValueError(f"unknown method {method!r}")
     seconds = time.perf_counter() - start
     after = count_params_and_macs(module.net, X)
-    named = (
-        f"{method}_floor{floor_factor:g}" if method.startswith("target") and floor_factor != 0.8 else method
-    )
+    named = method
+    if method.startswith("target") and floor_factor != 0.8:
+        named += f"_floor{floor_factor:g}"
+    if method.startswith("target") and abs(deadline - 2 / 3) > 1e-9:
+        named += f"_deadline{deadline:.2g}"
     return {
         "model": model,
         "method": named,
