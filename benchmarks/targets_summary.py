@@ -17,6 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+HEADLINE = {  # each model's default recipe, per optimizer, with a reference of the same optimizer
+    "target_group_lasso",
+    "target_group_lasso_adamw",
+    "target_group_lasso_macs",
+    "target_params_cost",
+    "target_params_cost_adamw",
+}
 SGD_SWEPT = ("trimmed `group_lasso`, SGD", lambda r: r["method"] == "group_lasso")
 ADAMW_SWEPT = ("trimmed `group_lasso`, AdamW", lambda r: r["method"] == "group_lasso_adamw")
 
@@ -69,12 +76,14 @@ def _setting(
             kept = [1 - r[key] for r in sorted(cell, key=lambda r: r["seed"])]
             miss = max(abs(k - level) for k in kept) * 100
             within.append(miss <= 2.0)
+            headline = method in HEADLINE
             acc = [100 * r["test_acc"] for r in cell]
             ref_label, ref_filter = swept[method]
             ref = [100 * a for a in _best_per_seed([r for r in runs if ref_filter(r)], key, level)]
             if ref:
                 diff, noise = statistics.mean(acc) - statistics.mean(ref), max(_sd(acc), _sd(ref))
-                level_with.append(diff >= -noise)
+                if headline:
+                    level_with.append(diff >= -noise)
                 against = f"{statistics.mean(ref):.2f} ± {_sd(ref):.2f} ({ref_label}, {len(ref)})"
                 verdict = f"{diff:+.2f} ({noise:.2f})"
             else:
@@ -201,8 +210,9 @@ def size_target_section() -> list[str]:
         )
         lines += tp_lines
     lines += [
-        f"Every run within 2 points of its target: {sum(within)} of {len(within)} cells; accuracy not below "
-        f"the swept model by more than seed noise: {sum(level_with)} of {len(level_with)} cells with a reference.",
+        f"Every run within 2 points of its target: {sum(within)} of {len(within)} cells. Accuracy not below "
+        f"the swept model by more than seed noise, for the default recipes (SGD and AdamW rows with a "
+        f"reference of their optimizer): {sum(level_with)} of {len(level_with)} cells.",
         "",
     ]
     return lines
