@@ -66,6 +66,19 @@ def test_bad_compression_values_name_the_key(overrides: list[str], key: str) -> 
     assert info.value.key == key, str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("override", "key", "shape"),
+    [
+        ("compression.low_rank.layer_strengths=[1,2]", "compression.low_rank.layer_strengths", "a mapping"),
+        ("compression.low_rank.exclude={a: 1}", "compression.low_rank.exclude", "a list"),
+    ],
+)
+def test_an_override_of_the_wrong_container_names_its_key(override: str, key: str, shape: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(next(p for p in CONFIGS if p.name == "lr_lenet300_fmnist.yaml"), [override])
+    assert info.value.key == key and f"must be {shape}" in str(info.value)
+
+
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("optimizer: [unclosed\n")

@@ -248,3 +248,46 @@ def test_summary_of_a_finished_run_is_complete(tiny_idx_dir: Path, tmp_path: Pat
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs"] == 1 and (run / "checkpoints" / "last.ckpt").is_file()
     assert not list(run.rglob("*.part"))
+
+
+@pytest.mark.parametrize(
+    ("config", "override", "needles"),
+    [
+        (
+            "lr_lenet300_fmnist",
+            "compression.low_rank.include=[nosuch]",
+            ["compression.low_rank.include", "nosuch"],
+        ),
+        (
+            "dalr_lenet300_fmnist",
+            "compression.low_rank_compression.include=[nosuch]",
+            ["compression.low_rank_compression.include"],
+        ),
+        (
+            "gs_lenet300_fmnist",
+            "compression.group_sparsity.layer_strengths={nosuch: 1}",
+            ["compression.group_sparsity.layer_strengths", "nosuch"],
+        ),
+        # a compression epoch past the fit's end would train without compressing, without a word
+        (
+            "dalr_lenet300_fmnist",
+            "trainer.max_epochs=2",
+            ["compression.low_rank_compression.at_epoch", "never reached"],
+        ),
+        ("lr_lenet300_fmnist", "compression.low_rank.layer_strengths=[1,2]", ["must be a mapping"]),
+    ],
+)
+def test_what_needs_the_model_is_one_line_before_training(
+    tiny_idx_dir: Path, tmp_path: Path, config: str, override: str, needles: list[str]
+) -> None:
+    proc = _cli(
+        "train",
+        config,
+        f"data.data_dir={tiny_idx_dir}",
+        "data.val_size=16",
+        override,
+        "output_dir=out",
+        cwd=tmp_path,
+    )
+    _one_error_line(proc, *needles)
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()], "nothing written"

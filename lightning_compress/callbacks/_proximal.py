@@ -104,10 +104,11 @@ class ProximalCallback(TracingCallback):
                 )
         return 1.0  # layer_strengths are then relative weights
 
-    def preflight(self, pl_module: pl.LightningModule) -> None:
-        """Check, on a copy of ``pl_module`` and before any work, what needs the model: a size target not
-        below the dense size and not forbidden by the floors (one-line :class:`ArgumentError`)."""
-        if self.target is None or not has_example(pl_module):
+    def preflight(self, pl_module: pl.LightningModule, max_epochs: int | None = None) -> None:
+        """Check, on a copy of ``pl_module`` and before any work, what needs the model: ``include`` /
+        ``exclude`` / ``layer_strengths`` patterns that match no layer, a size target not below the dense
+        size or forbidden by the floors (one-line :class:`ArgumentError`)."""
+        if not has_example(pl_module):
             return
         try:
             self._attach(copy.deepcopy(pl_module))

@@ -12,7 +12,13 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_compress._checks import ArgumentError, check_choice, check_int
 from lightning_compress._compat import rewrap_ddp
-from lightning_compress.callbacks._common import TracingCallback, check_input_key, remember_example
+from lightning_compress.callbacks._common import (
+    TracingCallback,
+    check_input_key,
+    example_inputs,
+    has_example,
+    remember_example,
+)
 from lightning_compress.surgery import (
     INPUTS_ATTRIBUTE,
     CalibrationOrder,
@@ -23,6 +29,7 @@ from lightning_compress.surgery import (
     batch_input,
     check_ridge,
     compress_low_rank,
+    low_rank_layers,
     store_example,
 )
 from lightning_compress.surgery.base import model_input
@@ -107,6 +114,18 @@ class LowRankCompression(TracingCallback):
         self.at_epoch, self.data, self.max_batches = at_epoch, data, max_batches
         self.done = False
         self.results: list[LayerResult] = []
+
+    def preflight(self, pl_module: pl.LightningModule, max_epochs: int | None = None) -> None:
+        """Before any work: a compression epoch the fit never reaches, or ``include`` / ``exclude`` that
+        select no layer, is a one-line :class:`ArgumentError`."""
+        if self.at_epoch is not None and max_epochs is not None and 0 <= max_epochs <= self.at_epoch:
+            raise ArgumentError(
+                "at_epoch",
+                f"at_epoch={self.at_epoch} is never reached: the fit ends after epoch {max_epochs - 1} "
+                "(max_epochs); lower at_epoch, or leave it out to compress at fit end",
+            )
+        if has_example(pl_module):
+            low_rank_layers(pl_module, self.include, self.exclude, example_inputs(pl_module))
 
     def __repr__(self) -> str:
         rule = ", ".join(f"{k}={v!r}" for k, v in self.rules.items())

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,12 +26,32 @@ def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-def _merge(schema: Any, *sources: Any) -> Any:
+def _merge(schema: Any, *sources: Any, key: str | None = None) -> Any:
     try:
         return OmegaConf.merge(schema, *sources)
     except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "config"
+        key = getattr(err, "full_key", None) or key or "config"
         raise ConfigError(str(key), _first_line(err)) from None
+    except TypeError as err:  # a list where a mapping belongs, or the other way round
+        shape = _shape(schema, key) if key else None
+        wanted = f"must be {shape}" if shape else "has the wrong shape"
+        raise ConfigError(key or "config", f"{wanted} ({_first_line(err)})") from None
+
+
+def _shape(cfg: Any, key: str) -> str | None:
+    """``"a mapping"`` or ``"a list"``: what the schema declares at ``key`` (``None`` if neither)."""
+    parent, _, last = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    owner = OmegaConf.get_type(node) if node is not None else None
+    kind: Any = typing.get_type_hints(owner).get(last) if dataclasses.is_dataclass(owner) else None
+    while typing.get_origin(kind) in (typing.Union, types.UnionType):  # Optional[X] -> X
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    origin = typing.get_origin(kind) or kind
+    if isinstance(origin, type) and issubclass(origin, (dict, Mapping)):
+        return "a mapping"
+    if isinstance(origin, type) and issubclass(origin, (list, tuple, Sequence)) and origin is not str:
+        return "a list"
+    return None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -140,8 +163,9 @@ def load_config(
     """
     sources: list[Any] = [] if path is None else [_read_yaml(path)]
     sources.extend(dict(m) for m in extra)
-    sources.extend(_override(item) for item in overrides)
     merged = _merge(OmegaConf.structured(schema), *sources)
+    for item in overrides:  # one at a time: an error names the override's key
+        merged = _merge(merged, _override(item), key=item.partition("=")[0].strip())
     try:
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:

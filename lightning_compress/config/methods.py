@@ -125,11 +125,12 @@ def build_callbacks(cfg: Any) -> list[Callback]:
     return callbacks
 
 
-def preflight_callbacks(callbacks: list[Callback], module: Any) -> None:
-    """Let each callback check what needs the model (``preflight``) before training starts.
+def preflight_callbacks(callbacks: list[Callback], module: Any, max_epochs: int | None = None) -> None:
+    """Let each callback check what needs the model or the fit's length (``preflight``) before training.
 
     Raises:
-        ConfigError: naming ``compression.<section>.<argument>`` (a size target the floors forbid).
+        ConfigError: naming ``compression.<section>.<argument>`` (a layer pattern matching nothing, a size
+            target the floors forbid, an epoch the fit never reaches).
 
     Example:
         >>> from lightning_compress.models import Classifier
@@ -145,8 +146,10 @@ def preflight_callbacks(callbacks: list[Callback], module: Any) -> None:
         if check is None:
             continue
         try:
-            check(module)
+            check(module, max_epochs)
         except ArgumentError as err:
             raise ConfigError(
                 f"compression.{sections.get(type(callback), '?')}.{err.argument}", str(err)
             ) from None
+        except ValueError as err:  # e.g. include/exclude leaving no layer at all
+            raise ConfigError(f"compression.{sections.get(type(callback), '?')}", str(err)) from None

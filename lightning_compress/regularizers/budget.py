@@ -129,7 +129,8 @@ class GroupBudget:
         >>> model = LeNet300100(hidden=(8, 6)); lasso = GroupLasso()
         >>> lasso.attach(model, torch.zeros(1, 1, 28, 28))
         >>> budget = GroupBudget(lasso, SizeTarget("params", 0.5))
-        >>> budget.select(); unit = budget.shrink_(steps_left=1)   # the deadline: the chosen go to zero
+        >>> budget.select(); unit = budget.shrink_(steps_left=2)   # one step before the deadline
+        >>> budget.hold_()   # the deadline: the chosen groups exactly zero
         >>> budget.size()["params"] <= 0.5 * budget.dense["params"], sum(lasso.zero_groups().values()) > 0
         (True, True)
     """
