@@ -291,3 +291,33 @@ def test_what_needs_the_model_is_one_line_before_training(
     )
     _one_error_line(proc, *needles)
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()], "nothing written"
+
+
+def test_usage_errors_and_a_folder_as_config_are_one_line(tmp_path: Path) -> None:
+    proc = _cli(
+        "compress", "x.ckpt", "--method", "tucker", "--params", "0.5", "--out", "o.ckpt", cwd=tmp_path
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "invalid choice: 'tucker'" in proc.stderr and "'dalr'" in proc.stderr
+    (tmp_path / "folder").mkdir()
+    _one_error_line(_cli("train", "folder", cwd=tmp_path), "is a folder, not a config file")
+
+
+def test_compress_to_a_budget_below_rank_one_is_one_line(tiny_idx_dir: Path, tmp_path: Path) -> None:
+    train = _cli(
+        "train",
+        "lenet300_fmnist",
+        f"data.data_dir={tiny_idx_dir}",
+        "data.val_size=16",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "output_dir=out",
+        cwd=tmp_path,
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    (final,) = tmp_path.glob("out/*/*/final.ckpt")
+    proc = _cli(
+        "compress", str(final), "--method", "svd", "--params", "2.0", "--out", "small.ckpt", cwd=tmp_path
+    )
+    _one_error_line(proc, "--params", "below rank 1", upfront=False)
+    assert not (tmp_path / "small.ckpt").exists()

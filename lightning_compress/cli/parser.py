@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NoReturn
 
 from lightning_compress import __version__
 from lightning_compress.sweep import STORAGE_ENV
@@ -43,6 +44,13 @@ def _compress_flags(compress: argparse.ArgumentParser) -> None:
     add_flags(compress, LowRankCompression, COMPRESS_OPTIONS)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors on one line (argparse prints the whole usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser(derived: bool = True) -> argparse.ArgumentParser:
     """The ``lightning-compress`` argument parser: one subcommand per entry point.
 
@@ -54,7 +62,7 @@ def build_parser(derived: bool = True) -> argparse.ArgumentParser:
         0.001
     """
     fmt = _Help
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lightning-compress",
         description="Train and compress networks with Lightning.",
         formatter_class=fmt,

@@ -84,6 +84,10 @@ def find_config(path: str | os.PathLike[str], folders: Sequence[str] = ("configs
     """
     if os.path.isfile(path):
         return Path(path)
+    if os.path.isdir(path):
+        raise ConfigError(
+            "config", f"{os.fspath(path)!r} is a folder, not a config file: give the YAML file in it"
+        )
     name, parent = Path(path).name, Path(path).parent.name
     order = [parent, *folders] if parent in ("configs", "sweeps") else list(folders)
     for folder in order if str(path).count("/") <= 1 else ():

@@ -210,6 +210,9 @@ def compress_checkpoint(
         results = callback.apply(module, loader, progress=cfg.trainer.enable_progress_bar)
     except ArgumentError as err:
         raise ConfigError(f"--{err.argument.replace('_', '-')}", str(err)) from None
+    except ValueError as err:  # a budget the model cannot meet (below rank 1 in every layer)
+        rule = next(iter(callback.rule.given))
+        raise ConfigError(f"--{rule.replace('_', '-')}", str(err)) from None
     seconds = time.perf_counter() - start
     if finetune_epochs:
         if finetune_lr is not None and "lr" in module.hparams:
