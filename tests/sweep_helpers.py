@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -46,3 +49,20 @@ def write_sweep(folder: Path, data_dir: Path, *, n_trials: int = 4, epochs: int 
     path = folder / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
     return path
+
+
+@contextmanager
+def mounted_tmpfs(folder: Path, options: str) -> Iterator[bool]:
+    """A small tmpfs at ``folder`` where this machine lets us mount one (root), else nothing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ok = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True
+        ).returncode
+        == 0
+    )
+    try:
+        yield ok
+    finally:
+        if ok:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)

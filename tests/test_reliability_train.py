@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,8 @@ import torch
 from lightning_compress.config import RunConfig
 from lightning_compress.run import make_run_dir
 from lightning_compress.surgery.base import decode_history
+
+from .sweep_helpers import mounted_tmpfs
 
 ROOT = Path(__file__).resolve().parents[1]
 GS = ROOT / "configs" / "gs_lenet300_fmnist.yaml"
@@ -101,23 +101,6 @@ def test_a_run_killed_mid_fit_after_a_prune_resumes_to_the_same_weights(
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6, rtol=1e-5), key
 
 
-@contextmanager
-def _mounted_tmpfs(folder: Path, options: str) -> Iterator[bool]:
-    """A small tmpfs at ``folder`` where this machine lets us mount one (root), else nothing."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ok = (
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True
-        ).returncode
-        == 0
-    )
-    try:
-        yield ok
-    finally:
-        if ok:
-            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
 def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_last_good_checkpoint(
     real_fmnist: Path, tmp_path: Path
 ) -> None:
@@ -125,7 +108,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_last_good_checkpo
     # a dense LeNet-300-100 checkpoint (weights and momentum) is about 2.1 MB: on 3 MB the second cannot be
     # written beside the first
     dense = ROOT / "configs" / "lenet300_fmnist.yaml"
-    with _mounted_tmpfs(disk, "size=3m") as mounted:
+    with mounted_tmpfs(disk, "size=3m") as mounted:
         if not mounted:
             pytest.skip("cannot mount a small filesystem here; the simulated failure test covers it")
         proc = _cli(
@@ -166,7 +149,7 @@ def test_a_failed_write_never_replaces_a_good_checkpoint(
 
 def test_a_read_only_output_folder_is_one_line_before_training(tiny_idx_dir: Path, tmp_path: Path) -> None:
     folder = tmp_path / "ro"
-    with _mounted_tmpfs(folder, "size=1m,ro") as mounted:
+    with mounted_tmpfs(folder, "size=1m,ro") as mounted:
         if not mounted:  # no mount here: a path under a regular file cannot be created either
             (tmp_path / "file").write_text("")
             folder = tmp_path / "file" / "runs"

@@ -157,7 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lightning-compress: error: {err.args[0] if err.args else err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as err:  # a file or folder that cannot be read or written, a full disk
-        text = err.strerror if err.strerror and err.filename is None and err.errno else _first(err)
+        if err.filename is not None and err.strerror:
+            text = f"{err.filename}: {err.strerror}"
+        else:
+            text = err.strerror if err.strerror and err.errno else _first(err)
         print(f"lightning-compress: error: {text}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = [
     "find_run_config",
     "load_checkpoint",
     "load_user_checkpoint",
+    "writable_folder",
 ]
 
 
@@ -84,13 +86,41 @@ def load_checkpoint(checkpoint: str | Path) -> Classifier:
     """
     check_checkpoint(checkpoint)
     try:
-        torch.load(checkpoint, map_location="cpu", weights_only=True)
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file fails in many ways inside torch.load
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ConfigError(
             "checkpoint", f"{str(checkpoint)!r} is not a readable checkpoint: {first}"
         ) from None
+    _check_lightning(saved, checkpoint)
     return Classifier.load_from_checkpoint(checkpoint, map_location="cpu")
+
+
+def _check_lightning(saved: Any, checkpoint: str | Path) -> None:
+    if not (isinstance(saved, dict) and "state_dict" in saved and "pytorch-lightning_version" in saved):
+        raise ConfigError(
+            "checkpoint",
+            f"{str(checkpoint)!r} is a torch file but not a Lightning checkpoint (it has no state_dict and "
+            "pytorch-lightning_version): give the final.ckpt that 'train' wrote, or one of Trainer.save_checkpoint",
+        )
+
+
+def writable_folder(folder: str | Path, flag: str) -> None:
+    """A one-line :class:`ConfigError` naming ``flag`` unless a file can be created in ``folder`` (or, when
+    it does not exist yet, in its nearest existing parent): a read-only disk or folder is found before
+    any work, not at the end.
+
+    Example:
+        >>> writable_folder(Path(tempfile.mkdtemp()) / "not" / "yet", "--out")  # its parent takes a file
+    """
+    path = Path(folder).absolute()
+    while not path.is_dir() and path != path.parent:
+        path = path.parent
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise ConfigError(flag, f"cannot write in {str(path)!r}: {err.strerror or err}") from None
 
 
 def _import_class(path: str) -> type[Any]:
@@ -117,6 +147,7 @@ def load_user_checkpoint(checkpoint: str | Path, model_class: str | type[Any]) -
     check_checkpoint(checkpoint)
     cls = _import_class(model_class) if isinstance(model_class, str) else model_class
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    _check_lightning(saved, checkpoint)
     module = cls(**saved.get("hyper_parameters", {}))
     return load_compressed(module, saved)
 
@@ -185,6 +216,7 @@ def compress_checkpoint(
     target = Path(out)
     if not target.parent.is_dir():
         raise ConfigError("--out", f"folder not found: {str(target.parent)!r}")
+    writable_folder(target.parent, "--out")
     module = (
         load_checkpoint(checkpoint) if model_class is None else load_user_checkpoint(checkpoint, model_class)
     )

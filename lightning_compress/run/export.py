@@ -8,7 +8,12 @@ from typing import Any
 import torch
 
 from lightning_compress.config import ConfigError, build_datamodule, load_config
-from lightning_compress.run.compress import find_run_config, load_checkpoint, load_user_checkpoint
+from lightning_compress.run.compress import (
+    find_run_config,
+    load_checkpoint,
+    load_user_checkpoint,
+    writable_folder,
+)
 from lightning_compress.surgery import INPUTS_ATTRIBUTE, example_from_spec, export_model
 
 __all__ = ["export_checkpoint"]
@@ -36,6 +41,7 @@ def export_checkpoint(
         lightning_compress.config.errors.ConfigError: checkpoint: file not found: '/no/such.ckpt'
     """
     normalize = None
+    writable_folder(out_dir, "--out")
     if model_class is not None:
         module = load_user_checkpoint(checkpoint, model_class)
     else:

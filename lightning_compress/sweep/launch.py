@@ -77,12 +77,21 @@ class Workers:
     def __init__(self, count: int, *, threads: int, offset: int = 0) -> None:
         self.count, self.threads, self.offset = count, threads, offset
         self.method = start_method()
+        self.messages: Any = None
+
+    def failures(self) -> list[str]:
+        """The lines the workers sent since the last call (a failed write's description)."""
+        lines = []
+        while self.messages is not None and not self.messages.empty():
+            lines.append(str(self.messages.get()))
+        return lines
 
     def start(self, sweep: str, overrides: list[str], url: str, *, n_trials: int) -> list[_Worker]:
         """Start the workers on the study; returns them."""
         from lightning_compress.sweep.worker import run_worker
 
         context: Any = multiprocessing.get_context(self.method)
+        self.messages = context.SimpleQueue()
         procs = []
         for index in range(self.count):
             order = {
@@ -92,7 +101,9 @@ class Workers:
                 "n_trials": n_trials,
                 "worker_index": self.offset + index,
             }
-            process = context.Process(target=run_worker, args=(order, self.threads), name=f"worker-{index}")
+            process = context.Process(
+                target=run_worker, args=(order, self.threads, self.messages), name=f"worker-{index}"
+            )
             process.start()
             procs.append(_Worker(process))
         return procs

@@ -18,10 +18,18 @@ import optuna
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
+from lightning_compress.sweep.faults import WriteFailed, write_failure
 from lightning_compress.sweep.launch import Workers, threads_for
 from lightning_compress.sweep.load import load_sweep, make_sampler, sweep_paths
 from lightning_compress.sweep.report import format_table, pareto_rows, trial_rows, write_plots
-from lightning_compress.sweep.storage import create_or_load_study, default_storage_url, open_storage, redact
+from lightning_compress.sweep.schema import SweepConfig
+from lightning_compress.sweep.storage import (
+    create_or_load_study,
+    default_storage_url,
+    load_existing_study,
+    open_storage,
+    redact,
+)
 from lightning_compress.sweep.tracking import log_summary, wandb_enabled
 from lightning_compress.sweep.worker import EXIT_INTERRUPTED, count_done
 
@@ -95,7 +103,9 @@ def run_sweep(
 
     The study is created here, once, before any worker starts. Re-running the same command resumes:
     the budget counts trials already completed. Ctrl-C stops every worker after its current batch; the
-    interrupted trials are queued again for the next run.
+    interrupted trials are queued again for the next run. The first write that fails in a worker (a full
+    disk) stops every worker and raises :class:`~lightning_compress.sweep.faults.WriteFailed` with its
+    line; every trial completed before it stays in the study.
 
     Example:
         >>> run_sweep("sweeps/no_such_sweep.yaml", [])  # doctest: +ELLIPSIS
@@ -108,6 +118,7 @@ def run_sweep(
     sweep_dir.mkdir(parents=True, exist_ok=True)
     url = storage or cfg.storage or default_storage_url(sweep_dir)
     budget = n_trials or cfg.n_trials
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the line below says what Optuna's would
     study = create_or_load_study(open_storage(url), cfg.name, make_sampler(cfg))
     with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what the dashboard shows
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -131,10 +142,16 @@ def run_sweep(
 
     previous = signal.signal(signal.SIGINT, _interrupt)
     warm = _Warm()
+    broken: list[str] = []  # failed writes the workers reported
     try:
         with _Progress(budget, min(count_done(study), budget), cfg.name) as bar:
             while any(p.poll() is None for p in procs):
                 time.sleep(0.25)
+                broken += launch.failures()
+                if broken:  # a write failed (a full disk): stop every worker, read and write nothing more
+                    _interrupt()
+                    interrupted = False
+                    break
                 done = min(count_done(study), budget)
                 failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
                 running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
@@ -143,12 +160,17 @@ def run_sweep(
                     warm.start()  # a core is free until the end: load what the report needs
                 if done >= budget and not running:
                     break  # every trial is in: report while the workers shut down
-            bar.show(min(count_done(study), budget))
-        summary = summarize(sweep, overrides, storage=url) if not interrupted else None
+            if not broken:
+                bar.show(min(count_done(study), budget))
+        broken += launch.failures()
+        summary = summarize(sweep, overrides, storage=url) if not (interrupted or broken) else None
         for p in procs:
             p.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
+    broken += launch.failures()
+    if broken:
+        raise WriteFailed(broken[0])
     codes = [p.wait() for p in procs]
     for index, code in enumerate(codes):
         if code < 0:
@@ -182,15 +204,27 @@ def summarize(
 
     Example:
         >>> import tempfile  # a storage that holds no such study yet
-        >>> summarize("sweeps/lenet300_fmnist.yaml", [f"storage={tempfile.mkdtemp()}/journal.log"])
+        >>> summarize("sweeps/lenet300_fmnist.yaml", [f"storage={tempfile.mkdtemp()}/journal.log"])  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        KeyError: 'Record does not exist.'
+        lightning_compress.config.errors.ConfigError: storage: .../journal.log does not exist: no sweep of that name...
     """
     cfg = load_sweep(sweep, overrides)
     _, sweep_dir = sweep_paths(cfg, sweep)
+    try:
+        return _summarize(cfg, sweep_dir, storage, outcome)
+    except OSError as err:  # a full disk while writing the plots or the summary: name the folder
+        failure = write_failure(err)
+        if failure is None or failure.filename:
+            raise
+        raise OSError(failure.errno, failure.strerror, str(sweep_dir)) from None
+
+
+def _summarize(
+    cfg: SweepConfig, sweep_dir: Path, storage: str | None, outcome: dict[str, Any] | None
+) -> dict[str, Any]:
     url = storage or cfg.storage or default_storage_url(sweep_dir)
-    study = optuna.load_study(study_name=cfg.name, storage=open_storage(url))
+    study = load_existing_study(open_storage(url, create=False), cfg.name, redact(url))
     size_name = cfg.objectives.size.value
     states = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
     summary: dict[str, Any] = {"study": cfg.name, "storage": redact(url), "trials": states, **(outcome or {})}

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
 import urllib.parse
 import warnings
 from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
 
 from lightning_compress.config.load import ConfigError
+from lightning_compress.sweep.faults import JournalFile, repair_journal
 
-__all__ = ["default_storage_url", "open_storage", "redact"]
+__all__ = ["default_storage_url", "load_existing_study", "open_storage", "redact"]
 
 
 def redact(url: str) -> str:
@@ -44,17 +45,24 @@ def _is_journal(url: str) -> bool:
     return "://" not in url or url.startswith("journal://")
 
 
-def open_storage(url: str) -> BaseStorage:
+def open_storage(url: str, *, create: bool = True) -> BaseStorage:
     """Open (creating when needed) the storage at ``url``.
 
     ``url`` is a journal file path (``*.log``, or ``journal:///abs/path``), or an SQLAlchemy URL such as
     ``postgresql://user:password@host:5432/db``. An unreachable database raises :class:`ConfigError`
-    naming the URL with its password redacted.
+    naming the URL with its password redacted. A journal whose last record was torn by a write that
+    did not finish is repaired first (every complete record kept), with one line on stderr saying so.
+    With ``create=False`` a journal file that does not exist is a :class:`ConfigError`.
     """
     if _is_journal(url):
         path = url[len("journal://") :] if url.startswith("journal://") else url
+        if not create and not Path(path).is_file():
+            raise ConfigError("storage", f"{path} does not exist: no sweep of that name has run there yet")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(path))
+        repaired = repair_journal(path)
+        if repaired:
+            print(f"lightning-compress: {repaired}", file=sys.stderr)
+        return JournalStorage(JournalFile(path))
     if url.startswith("sqlite"):
         warnings.warn(
             "SQLite storage is not safe for parallel workers (see Optuna's FAQ); use the journal default or "
@@ -90,3 +98,16 @@ def create_or_load_study(
         sampler=sampler,
         load_if_exists=True,
     )
+
+
+def load_existing_study(storage: BaseStorage, name: str, where: str) -> optuna.Study:
+    """The study ``name`` in ``storage``; a name it does not hold is a :class:`ConfigError` listing the
+    names it does (``where``: the storage as it may be shown)."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = sorted(s.study_name for s in storage.get_all_studies())
+        held = (
+            f"; it holds {', '.join(map(repr, names))} (set name= to one)" if names else ", which holds none"
+        )
+        raise ConfigError("name", f"no study {name!r} in {where}{held}") from None

@@ -56,7 +56,7 @@ def trial_logger(cfg: SweepConfig, trial: optuna.Trial, sweep_dir: Path, run_con
     except ImportError:  # pragma: no cover - lightning always has it; wandb itself is checked below
         return None
     try:
-        import wandb  # noqa: F401
+        import wandb
     except ImportError as err:
         raise ImportError("W&B logging needs wandb: pip install 'lightning-compress[sweep]'") from err
     from omegaconf import OmegaConf
@@ -67,7 +67,7 @@ def trial_logger(cfg: SweepConfig, trial: optuna.Trial, sweep_dir: Path, run_con
         if run_config is not None
         else {}
     )
-    return WandbLogger(
+    logger = WandbLogger(
         project=cfg.wandb.project,
         entity=cfg.wandb.entity,
         group=cfg.name,
@@ -85,7 +85,11 @@ def trial_logger(cfg: SweepConfig, trial: optuna.Trial, sweep_dir: Path, run_con
             "search": search_config(trial),
             **(resolved if isinstance(resolved, dict) else {}),
         },
+        settings=wandb.Settings(console="off"),  # a worker's console is not the trial's record
     )
+    # Lightning always passes ``anonymous`` (None when unset), which W&B warns about once per process
+    logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 def finish_trial_logger(logger: Any) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -24,11 +23,14 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from lightning_compress._logging import hide_lightning_tips
+from lightning_compress.sweep.faults import describe, watch_log_writes, write_failure
+from lightning_compress.sweep.signals import stop_on_signals, stop_with_parent
 from lightning_compress.sweep.trial import Interrupted, StopFlag, run_trial
 
 __all__ = ["count_done", "reclaim_stale_trials", "run_worker", "stop_on_signals", "work"]
 
 EXIT_INTERRUPTED = 130
+EXIT_WRITE_FAILED = 2
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -68,16 +70,37 @@ def reclaim_stale_trials(study: optuna.Study, storage: BaseStorage, stale_after:
     return reclaimed
 
 
+class _Failed:
+    """The first failed write seen in this worker (by a thread or a log handler); it stops the worker."""
+
+    def __init__(self, stop: StopFlag) -> None:
+        self.stop = stop
+        self.error: OSError | None = None
+
+    def __call__(self, error: OSError) -> None:
+        if self.error is None:
+            self.error = error
+        self.stop.set()
+
+
 class _Beat(threading.Thread):
-    def __init__(self, trial: optuna.Trial, interval: float) -> None:
+    def __init__(self, trial: optuna.Trial, interval: float, failed: _Failed) -> None:
         super().__init__(daemon=True)
         self.trial = trial
         self.interval = interval
+        self.failed = failed
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(self.interval):
-            self.trial.set_user_attr("heartbeat", time.time())
+            try:
+                self.trial.set_user_attr("heartbeat", time.time())
+            except OSError as err:
+                failure = write_failure(err)
+                if failure is None:
+                    raise
+                self.failed(failure)
+                return
 
 
 def _work_left(study: optuna.Study, n_trials: int) -> bool:
@@ -96,51 +119,46 @@ def _slot_free(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
     return len(ahead) < n_trials
 
 
-def stop_on_signals() -> StopFlag:
-    """A :class:`StopFlag` set by Ctrl-C (SIGINT, once or many times), SIGTERM and the parent-death SIGUSR2.
+def work(
+    sweep_path: str,
+    overrides: list[str],
+    storage_url: str,
+    n_trials: int,
+    worker_index: int,
+    report: Any = None,
+) -> int:
+    """Run trials until ``n_trials`` are done, the worker is interrupted, or failures pile up.
 
-    Example:
-        >>> import os, signal
-        >>> previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
-        >>> stop = stop_on_signals()
-        >>> os.kill(os.getpid(), signal.SIGINT); stop.wait(5.0)
-        True
-        >>> for s, handler in previous.items():
-        ...     _ = signal.signal(s, handler)
+    The first failed write (journal, checkpoint, log file: a full disk) stops the worker with exit code
+    2; its one-line description goes to ``report`` (a callable; stderr when ``None``). Its trial is failed
+    and queued again where the storage still takes the write, else left for the next run to reclaim.
     """
-    stop = StopFlag()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
+    stop = stop_on_signals()
+    failed = _Failed(stop)
+    watch_log_writes(failed)
+    try:
+        return _work(sweep_path, overrides, storage_url, n_trials, worker_index, stop, failed)
+    except Exception as err:
+        failure = write_failure(err) or failed.error
+        if failure is None:
+            raise
+    line = describe(failure)
+    if report is not None:
+        report(line)
+    else:
+        print(f"lightning-compress: error: {line}", file=sys.stderr)
+    return EXIT_WRITE_FAILED
 
 
-def _stop_with_parent(stop: StopFlag, interval: float = 1.0) -> None:
-    """Stop this worker (its trial ends cleanly, failed and queued again) when the process that started
-    it dies: a parent-death signal on Linux, and a watchdog on the parent's pid everywhere."""
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            # PR_SET_PDEATHSIG: SIGUSR2 when the parent exits (Lightning takes SIGTERM over during fit)
-            libc.prctl(1, signal.SIGUSR2, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # the watchdog below still notices
-
-    def watch() -> None:
-        while not stop.wait(interval):
-            if os.getppid() != parent:
-                print(f"worker {os.getpid()}: the sweep process {parent} is gone, stopping", file=sys.stderr)
-                stop.set()
-
-    if os.getppid() != parent or parent == 1:
-        stop.set()
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def work(sweep_path: str, overrides: list[str], storage_url: str, n_trials: int, worker_index: int) -> int:
-    """Run trials until ``n_trials`` are done, the worker is interrupted, or failures pile up."""
+def _work(
+    sweep_path: str,
+    overrides: list[str],
+    storage_url: str,
+    n_trials: int,
+    worker_index: int,
+    stop: StopFlag,
+    failed: _Failed,
+) -> int:
     from lightning_compress.sweep.load import load_sweep, make_sampler, sweep_paths
     from lightning_compress.sweep.storage import open_storage
 
@@ -151,8 +169,7 @@ def work(sweep_path: str, overrides: list[str], storage_url: str, n_trials: int,
     started = len(optuna.load_study(study_name=cfg.name, storage=storage).get_trials(deepcopy=False))
     sampler = make_sampler(cfg, worker_index, started)
     study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler)
-    stop = stop_on_signals()
-    _stop_with_parent(stop)
+    stop_with_parent(stop)
     failures = 0
     while not stop.is_set():
         reclaim_stale_trials(study, storage, cfg.stale_after_seconds)
@@ -172,27 +189,46 @@ def work(sweep_path: str, overrides: list[str], storage_url: str, n_trials: int,
             trial.set_user_attr("fail_reason", "budget already met by other workers")
             study.tell(trial, state=TrialState.FAIL)
             continue
-        beat = _Beat(trial, cfg.heartbeat_seconds)
+        beat = _Beat(trial, cfg.heartbeat_seconds, failed)
         beat.start()
         try:
             values = run_trial(trial, cfg, base, sweep_dir, stop)
+            if failed.error is not None:  # a log file failed while the trial ran: its result is not saved
+                raise failed.error
             study.tell(trial, values)
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
         except (Interrupted, SystemExit) as err:  # Lightning ends fit with SystemExit on SIGTERM
+            if failed.error is not None:
+                _give_back(study, trial, failed.error)
+                raise failed.error from None
             reason = "interrupted" if isinstance(err, Interrupted) else "terminated (SIGTERM)"
             trial.set_user_attr("fail_reason", f"{reason}; queued again")
             study.tell(trial, state=TrialState.FAIL)
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
             if isinstance(err, SystemExit):
                 return EXIT_INTERRUPTED
-        except Exception as err:  # a failing trial must not end the sweep
+        except Exception as err:  # a failing trial must not end the sweep; a failed write does
+            if write_failure(err) is not None:
+                _give_back(study, trial, write_failure(err))
+                raise
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
             study.tell(trial, state=TrialState.FAIL)
             failures += 1
         finally:
             beat.done.set()
+    if failed.error is not None:
+        raise failed.error
     return EXIT_INTERRUPTED
+
+
+def _give_back(study: optuna.Study, trial: optuna.Trial, error: OSError | None) -> None:
+    """Fail the trial and queue it again, if the storage still takes writes (a database on another disk
+    does; a full journal's append is cut back whole, so trying costs nothing)."""
+    with contextlib.suppress(Exception):
+        trial.set_user_attr("fail_reason", f"write failed ({error}); queued again"[:500])
+        study.tell(trial, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
 
 
 def _quiet(threads: int) -> None:
@@ -208,12 +244,18 @@ def _quiet(threads: int) -> None:
     hide_lightning_tips()
 
 
-def run_worker(order: dict[str, Any], threads: int) -> None:
+def run_worker(order: dict[str, Any], threads: int, messages: Any = None) -> None:
     """A worker started by the coordinator (:class:`~lightning_compress.sweep.launch.Workers`), forked or
-    spawned; exits with :func:`work`'s code."""
+    spawned; exits with :func:`work`'s code. A failed write's line goes to the coordinator through
+    ``messages`` (a queue), which shows it once."""
     _quiet(threads)
     code = work(
-        order["sweep"], order["overrides"], order["storage"], order["n_trials"], order["worker_index"]
+        order["sweep"],
+        order["overrides"],
+        order["storage"],
+        order["n_trials"],
+        order["worker_index"],
+        report=messages.put if messages is not None else None,
     )
     wandb = sys.modules.get("wandb")
     if wandb is not None:  # a multiprocessing child skips atexit hooks: stop its W&B service here
