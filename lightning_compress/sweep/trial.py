@@ -19,7 +19,7 @@ from lightning_compress.sweep.schema import EarlyStopConfig, SweepConfig
 from lightning_compress.sweep.space import suggest_overrides
 from lightning_compress.sweep.tracking import finish_trial_logger, trial_logger
 
-__all__ = ["Interrupted", "StopFlag", "run_trial"]
+__all__ = ["Interrupted", "StopFlag", "run_trial", "trial_dir"]
 
 
 class Interrupted(Exception):
@@ -125,6 +125,16 @@ def set_floor_constraint(trial: optuna.Trial, value: float) -> None:
     trial.storage.set_trial_system_attr(trial_id(trial), "constraints", [float(value)])
 
 
+def trial_dir(sweep_dir: Path, number: int) -> Path:
+    """The folder a trial's run writes to.
+
+    Example:
+        >>> trial_dir(Path("runs/sweeps/demo"), 7).as_posix()
+        'runs/sweeps/demo/trials/trial-0007'
+    """
+    return sweep_dir / "trials" / f"trial-{number:04d}"
+
+
 def run_trial(
     trial: optuna.Trial, cfg: SweepConfig, base: Path, sweep_dir: Path, stop: StopFlag
 ) -> tuple[float, float]:
@@ -144,7 +154,7 @@ def run_trial(
     )
     trial.set_user_attr("method", method)
     trial.set_user_attr("overrides", overrides)
-    run_dir = sweep_dir / "trials" / f"trial-{trial.number:04d}"
+    run_dir = trial_dir(sweep_dir, trial.number)
     guard = TrialGuard(cfg.early_stop, stop, report=lambda epoch, acc: report_intermediate(trial, epoch, acc))
     logger = trial_logger(cfg, trial, sweep_dir, run_cfg)
     try:

@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lightning_compress._logging import hide_lightning_tips
 from lightning_compress.sweep.faults import describe, watch_log_writes, write_failure
 from lightning_compress.sweep.signals import stop_on_signals, stop_with_parent
-from lightning_compress.sweep.trial import Interrupted, StopFlag, run_trial
+from lightning_compress.sweep.trial import Interrupted, StopFlag, run_trial, trial_dir
 
 __all__ = ["count_done", "reclaim_stale_trials", "run_worker", "stop_on_signals", "work"]
 
@@ -209,9 +209,12 @@ def _work(
             if isinstance(err, SystemExit):
                 return EXIT_INTERRUPTED
         except Exception as err:  # a failing trial must not end the sweep; a failed write does
-            if write_failure(err) is not None:
-                _give_back(study, trial, write_failure(err))
-                raise
+            failure = write_failure(err)
+            if failure is not None:
+                if failure.filename is None:  # a buffered file's flush: name the trial's folder
+                    failure.filename = str(trial_dir(sweep_dir, trial.number))
+                _give_back(study, trial, failure)
+                raise failure from None
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
             study.tell(trial, state=TrialState.FAIL)
             failures += 1
