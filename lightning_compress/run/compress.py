@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import tempfile
@@ -230,12 +231,9 @@ def compress_checkpoint(
         "enable_checkpointing": False,
         "enable_progress_bar": cfg.trainer.enable_progress_bar,
     }
-    trainer = pl.Trainer(
-        accelerator=cfg.trainer.accelerator, devices=1, plugins=[AtomicCheckpointIO()], **quiet
-    )
     tested = type(module).test_step is not pl.LightningModule.test_step
-    before = trainer.test(module, datamodule=datamodule, verbose=False)[0] if tested else {}
-    size_before = _size(module, datamodule)
+    # compressed first, on a copy: a budget the model cannot meet is one line before the test runs
+    original, module = module, copy.deepcopy(module)
     loader = datamodule.val_dataloader() if callback.data == "val" else datamodule.train_dataloader()
     start = time.perf_counter()
     try:
@@ -246,6 +244,12 @@ def compress_checkpoint(
         rule = next(iter(callback.rule.given))
         raise ConfigError(f"--{rule.replace('_', '-')}", str(err)) from None
     seconds = time.perf_counter() - start
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=1, plugins=[AtomicCheckpointIO()], **quiet
+    )
+    before = trainer.test(original, datamodule=datamodule, verbose=False)[0] if tested else {}
+    size_before = _size(original, datamodule)
+    del original
     if finetune_epochs:
         if finetune_lr is not None and "lr" in module.hparams:
             module.hparams["lr"] = finetune_lr
