@@ -12,6 +12,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from flexible_rank import flexible_section
 from tables import LEVELS, TABLES, Row, Table
 from targets_summary import size_target_section
 from zoo_summary import torch_pruning_section, torchvision_section, zoo_section
@@ -370,6 +371,7 @@ def main() -> None:
         if table.in_readme:
             write_readme_table(table, runs)
     lines += size_target_section()
+    lines += flexible_section()
     lines += zoo_section()
     lines += torchvision_section()
     lines += torch_pruning_section()

@@ -10,9 +10,26 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_compress._compat import close_process_group
-from lightning_compress.callbacks import GroupSparsity, LowRank, LowRankCompression, StructuredPruning
+from lightning_compress.callbacks import (
+    FlexibleRank,
+    GroupSparsity,
+    LowRank,
+    LowRankCompression,
+    StructuredPruning,
+)
 from lightning_compress.models import Classifier
 from lightning_compress.surgery import capture_inputs, get_history, input_statistics
+
+
+class _RankLog(pl.Callback):
+    """The ranks FlexibleRank chose at each step."""
+
+    def __init__(self) -> None:
+        self.ranks: list[dict[str, int]] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        flexible = next(c for c in trainer.callbacks if isinstance(c, FlexibleRank))  # type: ignore[attr-defined]
+        self.ranks.append(dict(flexible.last_ranks))
 
 
 def main(out: str, method: str = "group_sparsity") -> None:
@@ -37,6 +54,12 @@ def main(out: str, method: str = "group_sparsity") -> None:
             StructuredPruning(epochs=[0, 1], min_width=4),
         ],
         "low_rank": [LowRank(2.0, every_n_steps=2, split_epochs=[0], split_at_fit_end=False)],
+        # each rank draws the ratio and chooses the ranks from its own copy of the (equal) weights
+        "flexible": [FlexibleRank(ratio_range=(0.1, 0.6), min_rank=1, svd_every=2), _RankLog()],
+        "flexible_alternate": [
+            FlexibleRank(ratio_range=(0.1, 0.6), min_rank=1, grad="exact", passes="alternate"),
+            _RankLog(),
+        ],
         # a size target: each rank chooses the groups from its own copy of the (equal) weights
         "target": [GroupSparsity(target_params=0.4, stop_epoch=2), StructuredPruning(every_n_epochs=1)],
         # each rank calibrates on its own shard: the statistics are all-reduced, rank 0 decides
@@ -62,6 +85,11 @@ def main(out: str, method: str = "group_sparsity") -> None:
     )
     trainer.fit(module, DataLoader(data, batch_size=16))
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    if method.startswith("flexible"):
+        log = next(c for c in callbacks[method] if isinstance(c, _RankLog))
+        torch.save({"state": state, "ranks": log.ranks}, f"{out}/rank{trainer.global_rank}.pt")
+        close_process_group(trainer)
+        return
     if method in ("transformer", "target"):
         torch.save({"state": state, "history": get_history(module)}, f"{out}/rank{trainer.global_rank}.pt")
         close_process_group(trainer)

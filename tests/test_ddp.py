@@ -76,3 +76,12 @@ def test_two_process_ddp_reaches_a_size_target_alike(tmp_path: Path) -> None:
     )
     dense, neuron = 784 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10, 784 + 1 + 16
     assert 0.4 * dense - neuron <= params <= 0.4 * dense
+
+
+@pytest.mark.parametrize("method", ["flexible", "flexible_alternate"])
+def test_two_process_ddp_flexible_rank_chooses_the_same_ranks(tmp_path: Path, method: str) -> None:
+    rank0, rank1 = _run_ranks(tmp_path, method)
+    assert rank0["ranks"] and rank0["ranks"] == rank1["ranks"], "both processes trained the same ranks"
+    assert len({tuple(r.values()) for r in rank0["ranks"] if r}) > 1, "the drawn ranks vary from step to step"
+    for key, value in rank0["state"].items():
+        assert torch.equal(value, rank1["state"][key]), key

@@ -111,6 +111,26 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sizes(args: argparse.Namespace) -> int:
+    from lightning_compress.run.sizes import format_sizes, take_sizes
+
+    by = next(m for m in ("params", "macs", "ratio") if getattr(args, m) is not None)
+    rows = take_sizes(
+        args.checkpoint,
+        getattr(args, by),
+        by=by,
+        out=args.out,
+        config=args.config,
+        bn_batches=args.bn_batches,
+        min_rank=args.min_rank,
+        progress=sys.stderr.isatty(),
+    )
+    print(format_sizes(rows))
+    if args.out:
+        print(f"models, sizes.json and sizes.png in {args.out}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from lightning_compress.config import load_config
 
@@ -146,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "neurons":
             return _neurons(args)
+        if args.command == "sizes":
+            return _sizes(args)
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "report":

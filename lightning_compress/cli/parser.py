@@ -164,6 +164,29 @@ def build_parser(derived: bool = True) -> argparse.ArgumentParser:
     export.add_argument(
         "--static-batch", action="store_true", help="export for the example's batch size only"
     )
+    sizes = sub.add_parser(
+        "sizes",
+        help="take a flexible-rank checkpoint at many sizes: a model per size, accuracy against size",
+        formatter_class=fmt,
+    )
+    sizes.add_argument("checkpoint", help="a checkpoint of 'train' (trained with flexible_rank, or any)")
+    budget = sizes.add_mutually_exclusive_group(required=True)
+    for measure, meaning in (
+        ("params", "shares (<= 1) of the dense model's parameters, or counts"),
+        ("macs", "shares (<= 1) of the dense model's MACs per sample, or counts"),
+        ("ratio", "shares of all layers' singular values kept"),
+    ):
+        budget.add_argument(f"--{measure}", type=float, nargs="+", default=None, help=f"the sizes: {meaning}")
+    sizes.add_argument("--out", default=None, help="write each model, sizes.json and sizes.png here")
+    sizes.add_argument(
+        "--config", default=None, help="the run config (default: the run folder's config.yaml)"
+    )
+    sizes.add_argument(
+        "--bn-batches", type=int, default=20, help="training batches that re-estimate BatchNorm statistics"
+    )
+    sizes.add_argument(
+        "--min-rank", type=int, default=None, help="smallest rank of a layer (default: the trained one's)"
+    )
     neurons = sub.add_parser(
         "neurons", help="report zero / near-zero neurons per layer of a checkpoint", formatter_class=fmt
     )

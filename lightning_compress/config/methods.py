@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import Callback
 
 from lightning_compress._checks import ArgumentError
 from lightning_compress.callbacks import (
+    FlexibleRank,
     GroupSparsity,
     LowRank,
     LowRankCompression,
@@ -30,6 +31,7 @@ from lightning_compress.config.sections import section_schema
 __all__ = [
     "METHODS",
     "CompressionConfig",
+    "FlexibleRankConfig",
     "GroupSparsityConfig",
     "LowRankCompressionConfig",
     "LowRankConfig",
@@ -75,6 +77,9 @@ METHODS = MappingProxyType(
         "low_rank_compression": Method(
             LowRankCompression, "split trained layers in two on data (DALR, SVD, SVD with bias compensation)"
         ),
+        "flexible_rank": Method(
+            FlexibleRank, "one model that runs at any rank after training (Decomposable-Net)"
+        ),
         "neuron_report": Method(NeuronReport, "log how many neurons are near zero"),
     }
 )
@@ -84,6 +89,7 @@ LowRankConfig: Any = METHODS["low_rank"].schema
 PruningConfig: Any = METHODS["pruning"].schema
 LowRankCompressionConfig: Any = METHODS["low_rank_compression"].schema
 NeuronReportConfig: Any = METHODS["neuron_report"].schema
+FlexibleRankConfig: Any = METHODS["flexible_rank"].schema
 
 CompressionConfig: Any = make_dataclass(
     "CompressionConfig",

@@ -9,12 +9,14 @@ from lightning_compress.surgery.measure.size import (
     count_params_and_macs,
     layer_counts,
 )
+from lightning_compress.surgery.measure.sizes import SizePlan, plan_size, recalibrate_batchnorm, set_size
 from lightning_compress.surgery.measure.speed import split_speedups
 
 __all__ = [
     "MAC_COUNTERS",
     "MacCounter",
     "SizeModel",
+    "SizePlan",
     "count_params_and_macs",
     "effective_size",
     "format_neuron_report",
@@ -23,5 +25,8 @@ __all__ = [
     "layer_counts",
     "layer_widths",
     "neuron_report",
+    "plan_size",
+    "recalibrate_batchnorm",
+    "set_size",
     "split_speedups",
 ]
