@@ -270,3 +270,31 @@ def test_sizes_writes_a_model_per_size_and_refuses_bad_sizes_first(
         assert proc.returncode == 2, proc.stderr[-2000:]
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and needle in lines[0], proc.stderr[-2000:]
+
+
+def test_a_flexible_trial_adds_its_sizes_to_the_study_front(tiny_idx_dir: Path, tmp_path: Path) -> None:
+    import optuna
+
+    from .sweep_helpers import write_sweep
+
+    flexible = {
+        "compression": {"flexible_rank": {"ratio_range": [0.1, 0.5], "min_rank": 1, "svd_every": 5}},
+        "search_space": {"compression.flexible_rank.alpha": {"type": "float", "low": 0.3, "high": 0.7}},
+        "sizes": [0.5, 0.2],
+    }
+    sweep = write_sweep(tmp_path, tiny_idx_dir, n_trials=1, methods={"flexible_rank": flexible})
+    proc = _cli("sweep", str(sweep), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "out" / "tiny" / "journal.log"))
+    )
+    trials = optuna.load_study(study_name="tiny", storage=storage).get_trials()
+    trained = [t for t in trials if "size_of" not in t.user_attrs]
+    sizes = [t for t in trials if "size_of" in t.user_attrs]
+    assert len(trained) == 1, "the sizes do not count toward the budget"
+    assert sorted(t.user_attrs["share"] for t in sizes) == [0.2, 0.5]
+    dense = trained[0].user_attrs["dense_params"]
+    for t in sizes:
+        assert t.user_attrs["size_of"] == trained[0].number and t.params == trained[0].params
+        assert t.values[0] <= t.user_attrs["share"] * dense and Path(t.user_attrs["checkpoint"]).is_file()
+    assert "a size of trial 0" in proc.stdout, "the report shows which trial a size came from"

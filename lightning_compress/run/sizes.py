@@ -45,6 +45,7 @@ def take_sizes(
     bn_batches: int = 20,
     min_rank: int | None = None,
     progress: bool = True,
+    validate: bool = False,
 ) -> list[dict[str, Any]]:
     """One model per size of a ``train`` checkpoint (trained with ``FlexibleRank``, or any other: then it is
     plain truncated SVD), each tested; returns a row per size (size, ranks, test accuracy, seconds).
@@ -52,7 +53,8 @@ def take_sizes(
     ``by``: the sizes are ``params`` or ``macs`` (shares <= 1 of the dense model, or counts) or ``ratio``
     (shares of the singular values kept). With ``out``, each model is written there as
     ``<by>-<size>.ckpt`` beside ``sizes.json`` and ``sizes.png`` (accuracy against size). ``min_rank``:
-    the smallest rank of any layer (default: the one the model was trained with, else 1).
+    the smallest rank of any layer (default: the one the model was trained with, else 1). ``validate``:
+    the validation accuracy too (``val_acc``), which a sweep's objective reads.
 
     Example:
         >>> take_sizes("/no/such.ckpt", [0.5])
@@ -103,7 +105,9 @@ def take_sizes(
             min_rank=min_rank,
         )
         seconds = time.perf_counter() - start
-        result = trainer.test(small, datamodule=datamodule, verbose=False)[0]
+        result = dict(trainer.test(small, datamodule=datamodule, verbose=False)[0])
+        if validate:
+            result.update(trainer.validate(small, datamodule=datamodule, verbose=False)[0])
         counted = small.size()
         row = {
             "by": by,
@@ -111,6 +115,7 @@ def take_sizes(
             "params": counted["params"],
             "macs": counted["macs"],
             "test_acc": float(result["test/acc"]),
+            **({"val_acc": float(result["val/acc"])} if validate else {}),
             "set_size_seconds": round(seconds, 3),
             "ranks": {r["module"]: r["rank"] for r in get_history(small) if r.get("kind") == "factorize"},
         }

@@ -45,6 +45,7 @@ def _row(trial: FrozenTrial) -> dict[str, Any]:
         "dense_params": attrs.get("dense_params"),
         "dense_macs": attrs.get("dense_macs"),
         "settings": {k: v for k, v in trial.params.items()},
+        "size_of": attrs.get("size_of"),
     }
 
 
@@ -78,6 +79,8 @@ def format_table(rows: Sequence[dict[str, Any]], hypervolume: float, size_name: 
         size = r.get(size_name) or 0
         dense = r.get(f"dense_{size_name}") or size or 1
         widths = ",".join(str(w) for w in (r.get("widths") or {}).values())
+        if r.get("size_of") is not None:  # a size taken from a trained trial's model
+            widths = f"a size of trial {r['size_of']}"
         lines.append(
             f"{r['trial']:>5}  {r['method'] or '-'!s:<20}{size:>10,}{size / dense:>8.1%}"
             f"{r['val_acc']:>9.4f}{(r['test_acc'] or 0):>10.4f}  {widths}"

@@ -53,6 +53,9 @@ class MethodConfig:
     compression: dict[str, Any] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     search_space: dict[str, ParamSpec] = field(default_factory=dict)
+    # after training, the model taken at these shares of the size objective (a flexible-rank model's
+    # curve): each size is added to the study as a completed trial of its own (``size_of``: the trial)
+    sizes: list[float] = field(default_factory=list)
 
 
 SizeObjective = SizeCost  # the same two measures as the group weights: params or MACs

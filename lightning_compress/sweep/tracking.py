@@ -106,6 +106,7 @@ TABLE_COLUMNS: list[str | int] = [
     "test_acc",
     "pareto",
     "checkpoint",
+    "size_of",
 ]
 
 

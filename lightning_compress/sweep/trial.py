@@ -19,7 +19,7 @@ from lightning_compress.sweep.schema import EarlyStopConfig, SweepConfig
 from lightning_compress.sweep.space import suggest_overrides
 from lightning_compress.sweep.tracking import finish_trial_logger, trial_logger
 
-__all__ = ["Interrupted", "StopFlag", "run_trial", "trial_dir"]
+__all__ = ["Interrupted", "StopFlag", "add_sizes", "run_trial", "trial_dir"]
 
 
 class Interrupted(Exception):
@@ -180,6 +180,53 @@ def run_trial(
             raise optuna.TrialPruned(guard.hopeless)
         if logger is not None:
             logger.experiment.summary.update({"objective/size": size, "objective/val_acc": acc})
+        sizes = cfg.methods[method].sizes if method else []
+        if sizes:
+            add_sizes(trial, cfg, summary, run_dir, sizes)
     finally:
         finish_trial_logger(logger)
     return size, acc
+
+
+def add_sizes(
+    trial: optuna.Trial, cfg: SweepConfig, summary: Mapping[str, Any], run_dir: Path, sizes: list[float]
+) -> list[float]:
+    """Take the trained model at each of ``sizes`` (shares of the size objective) and add each to the study
+    as a completed trial of its own: its size and validation accuracy, the method and settings of ``trial``,
+    ``size_of`` (the trial it came from) and ``share``; its model is written under ``run_dir/sizes``. A size
+    the model cannot reach is skipped. Returns the shares added (also the trial's ``sizes`` attribute)."""
+    from lightning_compress.config import ConfigError
+    from lightning_compress.run.sizes import take_sizes
+
+    by = cfg.objectives.size.value
+    added = []
+    for share in sizes:
+        try:
+            (row,) = take_sizes(
+                summary["final_checkpoint"],
+                [share],
+                by=by,
+                out=run_dir / "sizes",
+                progress=False,
+                validate=True,
+            )
+        except ConfigError:
+            continue
+        floor = cfg.objectives.accuracy_floor
+        attrs = {
+            "method": trial.user_attrs.get("method"), "size_of": trial.number, "share": share,
+            "params": row["params"], "macs": row["macs"], "test_acc": row["test_acc"],
+            "checkpoint": row["checkpoint"], "ranks": row["ranks"],
+            **{k: summary[k] for k in ("dense_params", "dense_macs")},
+        }  # fmt: skip
+        frozen = optuna.trial.create_trial(
+            values=[float(row[by]), float(row["val_acc"])],
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs=attrs,
+            system_attrs={"constraints": [floor - row["val_acc"]]} if floor is not None else None,
+        )
+        trial.study.add_trial(frozen)
+        added.append(share)
+    trial.set_user_attr("sizes", added)
+    return added

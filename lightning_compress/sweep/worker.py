@@ -34,9 +34,14 @@ EXIT_WRITE_FAILED = 2
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+def _trained(study: optuna.Study, states: tuple[TrialState, ...]) -> list[FrozenTrial]:
+    """The trials in ``states`` that trained (a size taken from a trained model, ``size_of``, is not one)."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if "size_of" not in t.user_attrs]
+
+
 def count_done(study: optuna.Study) -> int:
-    """Trials that count towards the budget: completed and pruned ones."""
-    return len(study.get_trials(deepcopy=False, states=_DONE))
+    """Trials that count towards the budget: completed and pruned ones (sizes taken from them do not)."""
+    return len(_trained(study, _DONE))
 
 
 def _heartbeat(trial: FrozenTrial) -> float:
@@ -105,17 +110,13 @@ class _Beat(threading.Thread):
 
 def _work_left(study: optuna.Study, n_trials: int) -> bool:
     """Whether a new (or queued) trial is needed: done and running trials do not fill the budget yet."""
-    busy = len(study.get_trials(deepcopy=False, states=(*_DONE, TrialState.RUNNING)))
+    busy = len(_trained(study, (*_DONE, TrialState.RUNNING)))
     return busy < n_trials or bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def _slot_free(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
     """Whether ``trial`` fits the budget: trials numbered before it that are done or running come first."""
-    ahead = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(*_DONE, TrialState.RUNNING))
-        if t.number < trial.number
-    ]
+    ahead = [t for t in _trained(study, (*_DONE, TrialState.RUNNING)) if t.number < trial.number]
     return len(ahead) < n_trials
 
 
