@@ -104,19 +104,20 @@ def reused_timing(model: str, out: Path) -> dict:
 
 
 def run(model: str, seeds: list[int], workers: int, reuse: Path | None = None) -> list[dict]:
-    """Train (or, with ``reuse``, read back the fits an interrupted run of this script left there), then
-    take the sizes."""
+    """Train, then take the sizes. With ``reuse`` (the folder of an earlier run of this script), its fits
+    and timing runs are read back and only what is missing is run."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = reuse or Path(tempfile.mkdtemp(prefix="flexible_rank_"))
     by, epochs = MODELS[model][1], MODELS[model][2]
+    timed = len(list((out / "timing").glob("*/*/summary.json"))) >= 4
     rows = [
-        {**(reused_timing(model, out) if reuse else timing(model, out)), "model": model, "measured": stamp}
+        {**(reused_timing(model, out) if timed else timing(model, out)), "model": model, "measured": stamp}
     ]
     jobs = [(name, config, seed) for seed in seeds for name, config in _configs(model).items()]
 
     def fit(job: tuple[str, Path, int]) -> tuple[tuple[str, Path, int], dict]:
         name, config, seed = job
-        if reuse:
+        if list((out / f"{name}-{seed}").glob("*/*/summary.json")):
             return job, _summary(out / f"{name}-{seed}")
         return job, _train(config, out / f"{name}-{seed}", f"seed={seed}", f"trainer.max_epochs={epochs}")
 
@@ -253,7 +254,12 @@ def main() -> None:
     parser.add_argument("--model", choices=list(MODELS), default="lenet300_100")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--reuse", type=Path, default=None, help="the folder of an interrupted run: its fits")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="the folder of an earlier run: its fits are read back, the rest run",
+    )
     args = parser.parse_args()
     rows = run(args.model, args.seeds, args.workers, args.reuse)
     (OUT / f"flexible_rank_{args.model}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -298,3 +298,52 @@ def test_a_flexible_trial_adds_its_sizes_to_the_study_front(tiny_idx_dir: Path, 
         assert t.user_attrs["size_of"] == trained[0].number and t.params == trained[0].params
         assert t.values[0] <= t.user_attrs["share"] * dense and Path(t.user_attrs["checkpoint"]).is_file()
     assert "a size of trial 0" in proc.stdout, "the report shows which trial a size came from"
+
+
+def test_the_curve_is_logged_at_fit_end(tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import CSVLogger
+
+    pl.seed_everything(0)
+    module = _lenet()
+    trainer = pl.Trainer(
+        max_epochs=1, logger=CSVLogger(tmp_path), enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, callbacks=[FlexibleRank(min_rank=1, svd_every=2, curve=(0.5, 0.2))],
+    )  # fmt: skip
+    loader = DataLoader(_data(), batch_size=32)
+    trainer.fit(module, loader, loader)
+    (metrics,) = tmp_path.glob("**/metrics.csv")
+    header = metrics.read_text().splitlines()[0]
+    assert "flexible_rank/val_acc@0.5" in header and "flexible_rank/val_acc@0.2" in header
+    with pytest.raises(ArgumentError, match="curve"):
+        FlexibleRank(curve=(0.5, 1.5))
+
+
+class Conv1D(nn.Module):
+    """Hugging Face's GPT-2 layer as it is written there: ``x @ W + b``, ``W`` stored ``(in, out)``."""
+
+    def __init__(self, nf: int, nx: int) -> None:
+        super().__init__()
+        self.nf = nf
+        self.weight = nn.Parameter(torch.randn(nx, nf) * 0.1)
+        self.bias = nn.Parameter(torch.randn(nf) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.view(-1, x.size(-1)) @ self.weight + self.bias).view(*x.shape[:-1], self.nf)
+
+
+@pytest.mark.parametrize("grad", ["projected", "exact"])
+def test_hugging_face_conv1d_runs_at_any_rank_and_back(grad: str) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(Conv1D(12, 8), nn.ReLU(), Conv1D(4, 12))
+    x = torch.randn(3, 5, 8)
+    dense = model(x)
+    make_flexible(model, ["0"], grad=grad)  # type: ignore[arg-type]
+    layer = flexible_layers(model)["0"]
+    layer.refresh()
+    layer.rank = 8
+    assert torch.allclose(model(x), dense, atol=1e-5)
+    layer.rank = 2
+    low = model(x)
+    low.sum().backward()
+    assert not torch.allclose(low, dense, atol=1e-3) and model[0].weight.grad is not None
+    assert type(make_plain(model)[0]) is Conv1D and torch.allclose(model(x), dense, atol=1e-6)

@@ -12,6 +12,8 @@ from lightning_compress._checks import ArgumentError, check_int
 from lightning_compress.callbacks._common import TracingCallback, check_input_key, example_inputs
 from lightning_compress.callbacks._flexible_passes import (
     average_grads,
+    check_settings,
+    log_curve,
     norm_stats,
     restore_norm_stats,
     side_pass,
@@ -61,6 +63,9 @@ class FlexibleRank(TracingCallback):
             running norm.
         every_n_steps: With ``passes="both"``, train the low-rank model on every this many steps only
             (plain steps between: cheaper).
+        curve: Shares of the parameters at which the model is taken at fit end (``set_size``, BatchNorm
+            re-estimated) and its validation accuracy logged: ``flexible_rank/val_acc@<share>`` and, with
+            W&B, a table and a line chart (classification batches ``(input, class)``).
         include: Layers to train at low rank (name patterns or module types; default every Linear and
             ``groups=1`` Conv2d but the output layer).
         exclude: Layers left full rank.
@@ -70,49 +75,32 @@ class FlexibleRank(TracingCallback):
 
     Example:
         >>> FlexibleRank(ratio_range=(0.05, 0.5))
-        FlexibleRank(ratio_range=(0.05, 0.5), alpha=0.5, grad='projected', svd_every=1)
+        FlexibleRank(ratio_range=(0.05, 0.5), alpha=0.5, grad='exact', svd_every=48)
     """
 
     def __init__(
         self,
-        ratio_range: Sequence[float] = (0.01, 0.25),
+        ratio_range: Sequence[float] = (0.02, 0.3),
         alpha: float = 0.5,
         min_rank: int = 5,
         eps: float = 0.99,
-        grad: Literal["projected", "exact"] = "projected",
-        svd_every: int = 1,
-        draw: Literal["uniform", "log_uniform"] = "uniform",
+        grad: Literal["projected", "exact"] = "exact",
+        svd_every: int = 48,
+        draw: Literal["uniform", "log_uniform"] = "log_uniform",
         passes: Literal["both", "alternate"] = "both",
-        every_n_steps: int = 1,
+        every_n_steps: int = 3,
+        curve: Sequence[float] = (),
         include: Sequence[LayerSelector] | None = None,
         exclude: Sequence[LayerSelector] = (),
         seed: int = 0,
         input_key: str | None = None,
         example_input: Any = None,
     ) -> None:
-        values = list(ratio_range) if isinstance(ratio_range, (list, tuple)) else []
-        if len(values) != 2 or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
-        ):
-            raise ArgumentError(
-                "ratio_range", f"ratio_range must be two numbers (low, high), got {ratio_range!r}"
-            )
-        low, high = float(values[0]), float(values[1])
-        if not 0 < low <= high <= 1:
-            raise ArgumentError(
-                "ratio_range", f"ratio_range must satisfy 0 < low <= high <= 1, got {ratio_range!r}"
-            )
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise ArgumentError("alpha", f"alpha must be in [0, 1], got {alpha!r}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
-            raise ArgumentError("eps", f"eps must be in (0, 1), got {eps!r}")
-        if grad not in ("projected", "exact"):
-            raise ArgumentError("grad", f"grad must be 'projected' or 'exact', got {grad!r}")
-        if draw not in ("uniform", "log_uniform"):
-            raise ArgumentError("draw", f"draw must be 'uniform' or 'log_uniform', got {draw!r}")
-        if passes not in ("both", "alternate"):
-            raise ArgumentError("passes", f"passes must be 'both' or 'alternate', got {passes!r}")
+        low, high = check_settings(ratio_range, alpha, eps, grad, draw, passes)
         self.draw, self.passes = draw, passes
+        self.curve = [float(c) for c in curve]
+        if any(not 0 < c <= 1 for c in self.curve):
+            raise ArgumentError("curve", f"curve must hold shares in (0, 1], got {list(curve)!r}")
         self._low_step = False
         self._norms: dict[str, torch.Tensor] = {}
         self._saved_norm_stats: list[dict[str, torch.Tensor]] = []
@@ -287,6 +275,10 @@ class FlexibleRank(TracingCallback):
         self._refreshed = state_dict.get("refreshed")
         self._norms = dict(state_dict.get("norms", {}))
         self._resumed_factors = {n: tuple(f) for n, f in state_dict.get("factors", {}).items()}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.curve and trainer.is_global_zero:
+            log_curve(trainer, pl_module, self.curve, self.min_rank, self.input_key)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if flexible_layers(pl_module):  # the fit's end (a test or predict after it finds them plain)

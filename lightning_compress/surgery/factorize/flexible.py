@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_compress.functional.flexible_rank import low_rank_weight, svd_factors
+from lightning_compress.surgery.base import is_conv1d
 
 __all__ = [
     "FlexibleConv2d",
@@ -126,7 +127,33 @@ class FlexibleConv2d(FlexibleMixin, nn.Conv2d):  # type: ignore[misc]
         return F.conv2d(hidden, image[:, :, None, None], self.bias)
 
 
+class _FlexibleConv1D(FlexibleMixin):
+    """Hugging Face's ``Conv1D`` (GPT-2: ``x @ W + b``, ``W`` stored ``(in, out)``) at ``rank``."""
+
+    nf: int
+    bias: torch.Tensor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low = self._low_rank(x)
+        return super().forward(x) if low is None else low  # type: ignore[misc]
+
+    def _with_weight(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return x @ weight + self.bias
+
+    def _thin_forward(self, x: torch.Tensor, v: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return (x @ image) @ v.mT + self.bias  # W V_r V_r^T with W seen (in, out)
+
+
 _FLEXIBLE: dict[type, type] = {nn.Linear: FlexibleLinear, nn.Conv2d: FlexibleConv2d}
+
+
+def _flexible_kind(layer: nn.Module) -> type | None:
+    if is_conv1d(layer):  # one flexible subclass per Conv1D class, made once
+        plain = type(layer)
+        if plain not in _FLEXIBLE:
+            _FLEXIBLE[plain] = type(f"Flexible{plain.__name__}", (_FlexibleConv1D, plain), {})
+        return _FLEXIBLE[plain]
+    return _FLEXIBLE.get(type(layer))
 
 
 def flexible_layers(model: nn.Module) -> dict[str, FlexibleMixin]:
@@ -142,8 +169,8 @@ def flexible_layers(model: nn.Module) -> dict[str, FlexibleMixin]:
 def make_flexible(
     model: nn.Module, names: list[str], *, grad: Grad = "projected", eps: float = 0.99
 ) -> nn.Module:
-    """Turn the layers ``names`` (plain ``Linear`` or ``groups=1`` ``Conv2d``) into flexible layers, in
-    place; returns ``model``.
+    """Turn the layers ``names`` (plain ``Linear``, ``groups=1`` ``Conv2d`` or Hugging Face ``Conv1D``) into
+    flexible layers, in place; returns ``model``.
 
     Example:
         >>> model = make_flexible(nn.Sequential(nn.Linear(3, 3)), ["0"]); type(model[0]).__name__
@@ -155,7 +182,7 @@ def make_flexible(
         layer = model.get_submodule(name)
         if isinstance(layer, FlexibleMixin):
             continue
-        kind = _FLEXIBLE.get(type(layer))
+        kind = _flexible_kind(layer)
         if kind is None or (isinstance(layer, nn.Conv2d) and layer.groups != 1):
             raise ValueError(f"layer {name!r} ({type(layer).__name__}) cannot be made flexible")
         layer.__class__ = kind  # the same object: parameters, hooks and optimizer state are kept
