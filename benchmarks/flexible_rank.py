@@ -224,6 +224,13 @@ def _model_section(model: str, rows: list[dict]) -> list[str]:
             f"training over the same steps, **{cost['ratio']:.2f}x** (medians of 2 runs each, one after the "
             f"other, one thread, {cost['measured']}).",
         ]
+    seconds = [r["set_size_seconds"] for r in sizes if r["method"] == "flexible"]
+    if seconds:
+        lines += [
+            "",
+            f"`set_size` (ranks, splits, BatchNorm re-estimated on 20 training batches): median "
+            f"{statistics.median(seconds):.2f} s, at most {max(seconds):.2f} s per size ({len(seconds)} sizes).",
+        ]
     curve = sorted(
         (r for r in sizes if r["method"] == "flexible" and r["seed"] == seeds[0]), key=lambda r: r[by]
     )
@@ -246,6 +253,18 @@ def flexible_section() -> list[str]:
             lines += _model_section(model, rows)
     if not lines:
         return []
+    stale = OUT / "flexible_rank_staleness.json"
+    if stale.is_file():
+        st = json.loads(stale.read_text())
+        same = ", ".join(f"{float(k):.0%}: {v:.0%}" for k, v in st["same_ranks_share"].items())
+        lines += [
+            f"SVD staleness (`benchmarks/flexible_rank_staleness.py`, LeNet-300-100, {st['epochs']} epochs, SVDs every "
+            f"{st['svd_every']} steps, probed at {st['steps_probed']} steps, median {st['median_steps_since_svd']} "
+            f"steps old): the ranks the stale singular values choose are the fresh ones' at rho {same} of the "
+            f"steps; the low-rank weight from stale factors differs from the fresh truncation by "
+            f"{st['stale_weight_error_median']:.2%} (median; 95th percentile {st['stale_weight_error_p95']:.2%}).",
+            "",
+        ]
     return ["## Flexible rank: one model, every size (`benchmarks/flexible_rank.py`)", "", *lines]
 
 

@@ -134,3 +134,26 @@ def test_a_bad_recipe_key_is_named(peers: ModuleType, tmp_path: Path) -> None:
     bad.write_text("compression:\n  group_sparsity:\n    strenght: 0.1\n")
     with pytest.raises(ValueError, match="compression.group_sparsity.strenght"):
         peers.load_recipe(bad, 1e-3, 12)
+
+
+def test_the_flexible_rank_section_averages_seeds_per_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import flexible_rank
+
+    rows = [
+        {"kind": "fit", "method": m, "seed": s, "test_acc": 0.9}
+        for m in ("flexible", "plain")
+        for s in (0, 1)
+    ]
+    rows += [
+        {"kind": "size", "method": "flexible", "seed": s, "share": 0.1, "params": 100, "macs": 100,
+         "test_acc": acc, "set_size_seconds": 0.5}
+        for s, acc in ((0, 0.80), (1, 0.90))
+    ]  # fmt: skip
+    rows.append({"kind": "size", "method": "plain", "seed": 0, "share": 0.05, "unreachable": "below rank 1"})
+    monkeypatch.setattr(
+        flexible_rank, "_best_separate", lambda model, share: (0.95, "best") if share == 0.1 else None
+    )
+    text = "\n".join(flexible_rank._model_section("lenet300_100", rows))
+    assert "| flexible rank (one model) | 90.00% ± 0.00% (2) | - | - | 85.00% ± 7.07% (2) | - |" in text
+    assert "95.00% (`best`)" in text and "Not reachable: 0.05" in text and "median 0.50 s" in text
