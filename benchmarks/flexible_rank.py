@@ -213,10 +213,13 @@ def _model_section(model: str, rows: list[dict]) -> list[str]:
         + " | ".join(f"{b[0]:.2%} (`{b[1]}`)" if b else "-" for b in best)
         + " |"
     )
-    gone = sorted(
-        {(r["share"], r["unreachable"]) for r in rows if r["kind"] == "size" and "unreachable" in r}
-    )
-    lines += ["", *(f"Not reachable: {share:g}: {why}" for share, why in gone[:2])] if gone else []
+    gone: dict[str, dict[float, str]] = {}
+    for r in rows:
+        if r["kind"] == "size" and "unreachable" in r and r["share"] in SHARES:
+            gone.setdefault(r["method"], {})[r["share"]] = r["unreachable"].split(": ", 1)[-1]
+    for method, why in sorted(gone.items()):
+        shares = ", ".join(f"{s:.0%}" for s in sorted(why, reverse=True))
+        lines += ["", f"`-`: {method} cannot be taken at {shares} of the {what}: {why[min(why)]}."]
     if cost:
         lines += [
             "",
