@@ -100,7 +100,12 @@ def reused_timing(model: str, out: Path) -> dict:
         for name, config in _configs(model).items()
     }
     plain, flexible = statistics.median(times["plain"]), statistics.median(times["flexible"])
-    return {"kind": "cost", "plain_epoch_s": plain, "flexible_epoch_s": flexible, "ratio": flexible / plain}
+    first = min(p.parent.name for p in (out / "timing").glob("*/*/summary.json"))  # the runs' folder stamps
+    when = datetime.datetime.strptime(first, "%Y%m%d-%H%M%S").strftime("%Y-%m-%d %H:%M UTC")
+    return {
+        "kind": "cost", "plain_epoch_s": plain, "flexible_epoch_s": flexible, "ratio": flexible / plain,
+        "measured": when,
+    }  # fmt: skip
 
 
 def run(model: str, seeds: list[int], workers: int, reuse: Path | None = None) -> list[dict]:
@@ -111,7 +116,7 @@ def run(model: str, seeds: list[int], workers: int, reuse: Path | None = None) -
     by, epochs = MODELS[model][1], MODELS[model][2]
     timed = len(list((out / "timing").glob("*/*/summary.json"))) >= 4
     rows = [
-        {**(reused_timing(model, out) if timed else timing(model, out)), "model": model, "measured": stamp}
+        {"model": model, "measured": stamp, **(reused_timing(model, out) if timed else timing(model, out))}
     ]
     jobs = [(name, config, seed) for seed in seeds for name, config in _configs(model).items()]
 
@@ -133,7 +138,15 @@ def run(model: str, seeds: list[int], workers: int, reuse: Path | None = None) -
         for size in _sizes(summary["final_checkpoint"], tuple(sorted(set(shares) | set(SHARES))), by):
             kept = {
                 k: size[k]
-                for k in ("params", "macs", "test_acc", "ranks", "set_size_seconds", "unreachable")
+                for k in (
+                    "params",
+                    "macs",
+                    "test_acc",
+                    "ranks",
+                    "set_size_seconds",
+                    "basis_seconds",
+                    "unreachable",
+                )
                 if k in size
             }
             rows.append(
@@ -228,11 +241,14 @@ def _model_section(model: str, rows: list[dict]) -> list[str]:
             f"other, one thread, {cost['measured']}).",
         ]
     seconds = [r["set_size_seconds"] for r in sizes if r["method"] == "flexible"]
+    basis = [r["basis_seconds"] for r in sizes if r["method"] == "flexible" and "basis_seconds" in r]
     if seconds:
         lines += [
             "",
-            f"`set_size` (ranks, splits, BatchNorm re-estimated on 20 training batches): median "
-            f"{statistics.median(seconds):.2f} s, at most {max(seconds):.2f} s per size ({len(seconds)} sizes).",
+            f"Taking sizes: the SVD of every layer and the model's count once per model, median "
+            f"{statistics.median(basis or [0.0]):.2f} s; then per size (ranks, splits, BatchNorm re-estimated on 50 "
+            f"training batches) median {statistics.median(seconds):.3f} s, at most {max(seconds):.3f} s "
+            f"({len(seconds)} sizes).",
         ]
     curve = sorted(
         (r for r in sizes if r["method"] == "flexible" and r["seed"] == seeds[0]), key=lambda r: r[by]
@@ -256,6 +272,20 @@ def flexible_section() -> list[str]:
             lines += _model_section(model, rows)
     if not lines:
         return []
+    bn = OUT / "flexible_rank_bn.json"
+    if bn.is_file():
+        summary = json.loads(bn.read_text())["summary"]
+        cells = ", ".join(
+            f"{n}: {100 * summary[f'0.5@{n}']['mean']:.2f}% (spread {100 * summary[f'0.5@{n}']['spread']:.2f}) / "
+            f"{100 * summary[f'1@{n}']['mean']:.2f}% ({100 * summary[f'1@{n}']['spread']:.2f})"
+            for n in (0, 5, 10, 20, 50, 100, 200)
+        )
+        lines += [
+            "BatchNorm batches (`benchmarks/flexible_rank_bn.py`, the small ResNet's seed-0 model at 50% of its MACs / "
+            f"at full size, test accuracy over 3 batch orders, spread = max - min; 0 keeps the trained statistics): "
+            f"{cells}. 50 batches of 128 (the default) suffice; more do not help.",
+            "",
+        ]
     stale = OUT / "flexible_rank_staleness.json"
     if stale.is_file():
         st = json.loads(stale.read_text())

@@ -157,4 +157,4 @@ def test_the_flexible_rank_section_averages_seeds_per_size(monkeypatch: pytest.M
     text = "\n".join(flexible_rank._model_section("lenet300_100", rows))
     assert "| flexible rank (one model) | 90.00% ± 0.00% (2) | - | - | 85.00% ± 7.07% (2) | - |" in text
     assert "95.00% (`best`)" in text and "plain cannot be taken at 5% of the params: below rank 1" in text
-    assert "median 0.50 s" in text
+    assert "median 0.500 s" in text

@@ -250,7 +250,9 @@ class FlexibleRank(TracingCallback):
                     out = out.get("loss")
                 if not (isinstance(out, torch.Tensor) and out.requires_grad):
                     return None
-                return out.detach(), list(torch.autograd.grad(out, params, allow_unused=True))
+                scaler = getattr(trainer.precision_plugin, "scaler", None)  # fp16: grads are scaled alike
+                scaled = scaler.scale(out) if scaler is not None else out
+                return out.detach(), list(torch.autograd.grad(scaled, params, allow_unused=True))
         finally:
             for layer in layers.values():
                 layer.rank = None

@@ -182,7 +182,10 @@ def build_parser(derived: bool = True) -> argparse.ArgumentParser:
         "--config", default=None, help="the run config (default: the run folder's config.yaml)"
     )
     sizes.add_argument(
-        "--bn-batches", type=int, default=20, help="training batches that re-estimate BatchNorm statistics"
+        "--bn-batches",
+        type=int,
+        default=50,
+        help="training batches that re-estimate BatchNorm statistics (0: keep the model's)",
     )
     sizes.add_argument(
         "--min-rank", type=int, default=None, help="smallest rank of a layer (default: the trained one's)"

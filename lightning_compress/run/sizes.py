@@ -14,6 +14,7 @@ from lightning_compress.callbacks import AtomicCheckpointIO
 from lightning_compress.config import ConfigError, build_datamodule, load_config
 from lightning_compress.run.compress import find_run_config, load_checkpoint, writable_folder
 from lightning_compress.surgery import INPUTS_ATTRIBUTE, example_from_spec, get_history, plan_size, set_size
+from lightning_compress.surgery.measure.sizes import size_basis
 
 __all__ = ["format_sizes", "take_sizes", "trained_min_rank"]
 
@@ -42,7 +43,7 @@ def take_sizes(
     by: str = "params",
     out: str | Path | None = None,
     config: str | Path | None = None,
-    bn_batches: int = 20,
+    bn_batches: int = 50,
     min_rank: int | None = None,
     progress: bool = True,
     validate: bool = False,
@@ -75,11 +76,15 @@ def take_sizes(
     def budget(size: float) -> dict[str, float | None]:
         return {k: (size if k == by else None) for k in MEASURES}
 
+    start = time.perf_counter()
+    basis = size_basis(module, x)  # one SVD per layer and one count, for every size
+    basis_seconds = round(time.perf_counter() - start, 3)
     for size in sizes:  # every budget checked before the first model is built
         try:
-            plan_size(module, x, **budget(size), min_rank=min_rank)  # type: ignore[arg-type]
+            plan_size(module, x, **budget(size), min_rank=min_rank, basis=basis)  # type: ignore[arg-type]
         except ValueError as err:
             raise ConfigError(f"--{by}", str(err)) from None
+    torch.manual_seed(cfg.seed)  # the BatchNorm batches: the run's seed fixes their order (EpochShuffle)
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -103,6 +108,7 @@ def take_sizes(
             batches=datamodule.train_dataloader(),
             bn_batches=bn_batches,
             min_rank=min_rank,
+            basis=basis,
         )
         seconds = time.perf_counter() - start
         result = dict(trainer.test(small, datamodule=datamodule, verbose=False)[0])
@@ -117,6 +123,7 @@ def take_sizes(
             "test_acc": float(result["test/acc"]),
             **({"val_acc": float(result["val/acc"])} if validate else {}),
             "set_size_seconds": round(seconds, 3),
+            "basis_seconds": basis_seconds,
             "ranks": {r["module"]: r["rank"] for r in get_history(small) if r.get("kind") == "factorize"},
         }
         if out is not None:

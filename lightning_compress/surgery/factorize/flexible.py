@@ -76,6 +76,11 @@ class FlexibleMixin:
             return self._with_weight(x, self._truncated())
         return self._thin_forward(x, *self._thin())
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer at ``rank``, or its own forward at full rank."""
+        low = self._low_rank(x)
+        return super().forward(x) if low is None else low  # type: ignore[misc]
+
     def _with_weight(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -83,19 +88,8 @@ class FlexibleMixin:
         raise NotImplementedError
 
 
-class FlexibleLinear(FlexibleMixin, nn.Linear):  # type: ignore[misc]
-    """A :class:`torch.nn.Linear` that runs at ``rank`` (``None``: full).
-
-    Example:
-        >>> layer = make_flexible(nn.Sequential(nn.Linear(6, 4)), ["0"])[0]; _ = layer.refresh()
-        >>> x = torch.randn(2, 6); full = layer(x); layer.rank = 4
-        >>> torch.allclose(layer(x), full, atol=1e-5)
-        True
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        low = self._low_rank(x)
-        return super().forward(x) if low is None else low
+class _LinearRank(FlexibleMixin):
+    bias: torch.Tensor | None
 
     def _with_weight(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.linear(x, weight, self.bias)
@@ -104,19 +98,9 @@ class FlexibleLinear(FlexibleMixin, nn.Linear):  # type: ignore[misc]
         return F.linear(x @ v, image, self.bias)
 
 
-class FlexibleConv2d(FlexibleMixin, nn.Conv2d):  # type: ignore[misc]
-    """A :class:`torch.nn.Conv2d` (``groups=1``) that runs at ``rank`` (``None``: full).
-
-    Example:
-        >>> layer = make_flexible(nn.Sequential(nn.Conv2d(3, 5, 3)), ["0"])[0]; _ = layer.refresh()
-        >>> x = torch.randn(1, 3, 6, 6); full = layer(x); layer.rank = 5
-        >>> torch.allclose(layer(x), full, atol=1e-5)
-        True
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        low = self._low_rank(x)
-        return super().forward(x) if low is None else low
+class _Conv2dRank(FlexibleMixin):
+    bias: torch.Tensor | None
+    _conv_forward: Any
 
     def _with_weight(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, weight, self.bias)
@@ -127,15 +111,10 @@ class FlexibleConv2d(FlexibleMixin, nn.Conv2d):  # type: ignore[misc]
         return F.conv2d(hidden, image[:, :, None, None], self.bias)
 
 
-class _FlexibleConv1D(FlexibleMixin):
+class _Conv1DRank(FlexibleMixin):
     """Hugging Face's ``Conv1D`` (GPT-2: ``x @ W + b``, ``W`` stored ``(in, out)``) at ``rank``."""
 
-    nf: int
     bias: torch.Tensor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        low = self._low_rank(x)
-        return super().forward(x) if low is None else low  # type: ignore[misc]
 
     def _with_weight(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return x @ weight + self.bias
@@ -144,16 +123,49 @@ class _FlexibleConv1D(FlexibleMixin):
         return (x @ image) @ v.mT + self.bias  # W V_r V_r^T with W seen (in, out)
 
 
+class FlexibleLinear(_LinearRank, nn.Linear):  # type: ignore[misc]
+    """A :class:`torch.nn.Linear` that runs at ``rank`` (``None``: full).
+
+    Example:
+        >>> layer = make_flexible(nn.Sequential(nn.Linear(6, 4)), ["0"])[0]; _ = layer.refresh()
+        >>> x = torch.randn(2, 6); full = layer(x); layer.rank = 4
+        >>> torch.allclose(layer(x), full, atol=1e-5)
+        True
+    """
+
+
+class FlexibleConv2d(_Conv2dRank, nn.Conv2d):  # type: ignore[misc]
+    """A :class:`torch.nn.Conv2d` (``groups=1``) that runs at ``rank`` (``None``: full).
+
+    Example:
+        >>> layer = make_flexible(nn.Sequential(nn.Conv2d(3, 5, 3)), ["0"])[0]; _ = layer.refresh()
+        >>> x = torch.randn(1, 3, 6, 6); full = layer(x); layer.rank = 5
+        >>> torch.allclose(layer(x), full, atol=1e-5)
+        True
+    """
+
+
 _FLEXIBLE: dict[type, type] = {nn.Linear: FlexibleLinear, nn.Conv2d: FlexibleConv2d}
 
 
 def _flexible_kind(layer: nn.Module) -> type | None:
-    if is_conv1d(layer):  # one flexible subclass per Conv1D class, made once
-        plain = type(layer)
-        if plain not in _FLEXIBLE:
-            _FLEXIBLE[plain] = type(f"Flexible{plain.__name__}", (_FlexibleConv1D, plain), {})
-        return _FLEXIBLE[plain]
-    return _FLEXIBLE.get(type(layer))
+    """The flexible class of ``layer``'s class; a subclass of ``Linear`` or ``Conv2d`` (timm's ``Linear``,
+    say) or a Hugging Face ``Conv1D`` gets one made once, its own forward kept at full rank."""
+    plain = type(layer)
+    if plain not in _FLEXIBLE:
+        rank = (
+            _Conv1DRank
+            if is_conv1d(layer)
+            else _LinearRank
+            if isinstance(layer, nn.Linear)
+            else _Conv2dRank
+            if isinstance(layer, nn.Conv2d)
+            else None
+        )
+        if rank is None:
+            return None
+        _FLEXIBLE[plain] = type(f"Flexible{plain.__name__}", (rank, plain), {})
+    return _FLEXIBLE[plain]
 
 
 def flexible_layers(model: nn.Module) -> dict[str, FlexibleMixin]:
@@ -169,8 +181,8 @@ def flexible_layers(model: nn.Module) -> dict[str, FlexibleMixin]:
 def make_flexible(
     model: nn.Module, names: list[str], *, grad: Grad = "projected", eps: float = 0.99
 ) -> nn.Module:
-    """Turn the layers ``names`` (plain ``Linear``, ``groups=1`` ``Conv2d`` or Hugging Face ``Conv1D``) into
-    flexible layers, in place; returns ``model``.
+    """Turn the layers ``names`` (``Linear``, ``groups=1`` ``Conv2d``, their subclasses, or Hugging Face
+    ``Conv1D``) into flexible layers, in place; returns ``model``.
 
     Example:
         >>> model = make_flexible(nn.Sequential(nn.Linear(3, 3)), ["0"]); type(model[0]).__name__

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from lightning_compress.functional.flexible_rank import global_ranks, ranks_for_budget, svd_factors
-from lightning_compress.surgery.base import batch_input
+from lightning_compress.surgery.base import batch_input, is_conv1d
 from lightning_compress.surgery.factorize import factorize_layer, low_rank_layers
 from lightning_compress.surgery.factorize.flexible import make_plain
 from lightning_compress.surgery.measure.size import layer_counts
 
-__all__ = ["SizePlan", "plan_size", "recalibrate_batchnorm", "set_size"]
+__all__ = ["SizeBasis", "SizePlan", "plan_size", "recalibrate_batchnorm", "set_size", "size_basis"]
 
 
 @dataclass
@@ -36,6 +36,38 @@ class SizePlan:
     params: int
     macs: int
     dense: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class SizeBasis:
+    """What every size of one model is planned from, computed once: the low-rank layers, each one's SVD
+    ``(U, s, V)`` (of the matrix ``factorize`` splits: ``out x fan_in``), the weights' MACs per weight, and
+    the dense totals."""
+
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    unit: dict[str, float]
+    params: int
+    macs: int
+
+
+def size_basis(model: nn.Module, example_inputs: Any, layers: Sequence[str] | None = None) -> SizeBasis:
+    """The :class:`SizeBasis` of ``model`` (one SVD per low-rank layer, one traced count).
+
+    Example:
+        >>> basis = size_basis(nn.Sequential(nn.Linear(20, 20), nn.Linear(20, 2)), torch.zeros(1, 20))
+        >>> list(basis.factors), basis.params
+        (['0'], 462)
+    """
+    names = list(layers) if layers is not None else low_rank_layers(model, example_inputs=example_inputs)
+    params, macs, per_module = layer_counts(model, example_inputs)
+    factors, unit = {}, {}
+    for name in names:
+        layer: Any = model.get_submodule(name)
+        weight = layer.weight.T if is_conv1d(layer) else layer.weight.reshape(layer.weight.shape[0], -1)
+        factors[name] = svd_factors(weight)
+        own = layer.weight.numel() + (layer.bias.numel() if getattr(layer, "bias", None) is not None else 0)
+        unit[name] = per_module.get(layer, own) / own  # MACs per weight (output positions)
+    return SizeBasis(factors, unit, params, macs)
 
 
 def _budget(value: float | None, dense: int, name: str) -> float | None:
@@ -58,10 +90,12 @@ def plan_size(
     ratio: float | None = None,
     layers: Sequence[str] | None = None,
     min_rank: int = 1,
+    basis: SizeBasis | None = None,
 ) -> SizePlan:
     """The ranks of ``model``'s low-rank layers that meet one budget from below: ``params`` or ``macs`` (a
     share of the dense model's, ``<= 1``, or a count), or ``ratio`` (the share of all layers' singular values
     kept, the paper's rho). One threshold on the singular values of all layers pooled decides the ranks.
+    ``basis`` (:func:`size_basis`) saves its SVDs and count when many sizes of one model are planned.
 
     Example:
         >>> model = nn.Sequential(nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 2))
@@ -73,18 +107,12 @@ def plan_size(
         raise ValueError("give exactly one of params=, macs=, ratio=")
     if ratio is not None and not 0 < ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-    names = list(layers) if layers is not None else low_rank_layers(model, example_inputs=example_inputs)
-    total_params, total_macs, per_module = layer_counts(model, example_inputs)
+    basis = basis or size_basis(model, example_inputs, layers)
+    total_params, total_macs, unit = basis.params, basis.macs, basis.unit
     budget_params = _budget(params, total_params, "params")
     budget_macs = _budget(macs, total_macs, "macs")
-    spectra, shape, unit = {}, {}, {}
-    for name in names:
-        layer: Any = model.get_submodule(name)
-        weight = layer.weight.reshape(layer.weight.shape[0], -1)
-        spectra[name] = svd_factors(weight)[1]
-        shape[name] = tuple(weight.shape)
-        own = layer.weight.numel() + (layer.bias.numel() if getattr(layer, "bias", None) is not None else 0)
-        unit[name] = per_module.get(layer, own) / own  # MACs per weight (output positions)
+    spectra = {n: f[1] for n, f in basis.factors.items()}
+    shape = {n: (f[0].shape[0], f[2].shape[0]) for n, f in basis.factors.items()}
 
     def size(ranks: dict[str, int], per: str) -> float:
         dense_total = total_params if per == "params" else total_macs
@@ -116,7 +144,7 @@ def plan_size(
 
 @torch.no_grad()
 def recalibrate_batchnorm(
-    model: nn.Module, batches: Iterable[Any], max_batches: int = 20, input_key: str | None = None
+    model: nn.Module, batches: Iterable[Any], max_batches: int = 50, input_key: str | None = None
 ) -> int:
     """Re-estimate every BatchNorm's running mean and variance from ``max_batches`` batches, in train mode
     (a cumulative average: each batch counts the same), then restore the model's mode. Returns the
@@ -128,7 +156,7 @@ def recalibrate_batchnorm(
         (3, False)
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
+    if not norms or max_batches <= 0:  # none asked for: the statistics the model has are kept
         return 0
     momenta = [m.momentum for m in norms]
     training = model.training
@@ -159,15 +187,17 @@ def set_size(
     macs: float | None = None,
     ratio: float | None = None,
     batches: Iterable[Any] | None = None,
-    bn_batches: int = 20,
+    bn_batches: int = 50,
     layers: Sequence[str] | None = None,
     min_rank: int = 1,
     input_key: str | None = None,
+    basis: SizeBasis | None = None,
 ) -> nn.Module:
     """A copy of ``model`` at one size (:func:`plan_size`): each layer whose split saves is replaced by its
     two thin layers at the planned rank (a ``factorize`` record each), the others stay dense; BatchNorm
     statistics are re-estimated on ``bn_batches`` of ``batches``. Plain PyTorch: it saves, reloads with
-    ``weights_only=True`` and exports like any compressed model.
+    ``weights_only=True`` and exports like any compressed model. The splits use the SVDs of the plan's
+    ``basis`` (:func:`size_basis` of ``model``; computed here when not given).
 
     Example:
         >>> model = nn.Sequential(nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 2))
@@ -179,12 +209,15 @@ def set_size(
         ), True)
     """
     small = make_plain(copy.deepcopy(model))
+    basis = basis or size_basis(small, example_inputs, layers)
     plan = plan_size(
-        small, example_inputs, params=params, macs=macs, ratio=ratio, layers=layers, min_rank=min_rank
+        small, example_inputs, params=params, macs=macs, ratio=ratio, min_rank=min_rank, basis=basis
     )
     for name, rank in plan.ranks.items():
         if rank is not None:
-            factorize_layer(small, name, rank)
+            u, s, v = basis.factors[name]
+            first = (s[:rank, None] * v[:, :rank].mT).contiguous()
+            factorize_layer(small, name, rank, factors=(u[:, :rank].contiguous(), first))
     if batches is not None:
         recalibrate_batchnorm(small, batches, bn_batches, input_key)
     return small
