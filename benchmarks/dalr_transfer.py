@@ -219,20 +219,31 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> None:
     fig.savefig(out, dpi=120)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def domain_arguments(doc: str | None, *, source_epochs: int, out: Path) -> argparse.ArgumentParser:
+    """The arguments of a source -> target transfer benchmark: seeds, epochs, sizes, threads, output."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--source-epochs", type=int, default=5)
+    parser.add_argument("--source-epochs", type=int, default=source_epochs)
     parser.add_argument("--target-epochs", type=int, default=10)
     parser.add_argument("--target-train", type=int, default=3000)
     parser.add_argument("--calibration", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: deterministic)")
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
-    parser.add_argument("--out", type=Path, default=RESULTS / "dalr_transfer.jsonl")
+    parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--summarize", action="store_true", help="only summarize --out")
     parser.add_argument("--cache", type=Path, default=None, help="keep the fine-tuned models here")
+    return parser
+
+
+def main() -> None:
+    parser = domain_arguments(__doc__, source_epochs=5, out=RESULTS / "dalr_transfer.jsonl")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--ridge", type=float, default=0.0, help="DALR ridge (all DALR methods)")
-    args = parser.parse_args()
+    run_and_summarize(parser.parse_args(), run, summarize)
+
+
+def run_and_summarize(args: argparse.Namespace, run: Any, summarize: Any) -> None:
+    """Append ``run(args, seed)``'s rows for every seed to ``args.out`` (unless ``--summarize``), then print
+    ``summarize(args.out)``."""
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.summarize:

@@ -36,6 +36,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -206,7 +207,9 @@ def run(
     model: str,
     widths: list[int] | None = None,
     variant: dict[str, float] | None = None,
+    inspect: Callable[[Classifier, FashionMNISTDataModule], dict[str, Any]] | None = None,
 ) -> dict:
+    """One run of ``method`` at ``level``; ``inspect`` adds its entries, taken from the trained module."""
     path = recipe_path(method)
     recipe = load_recipe(path, level, epochs, variant) if path is not None else None
     module = _module(seed, model, optimizer=recipe.training if recipe is not None else None)
@@ -302,6 +305,7 @@ def run(
         "inputs": getattr(module.model.get_submodule(_first_name(module.model)), "in_features", None),
         "fit_seconds": round(seconds, 1),
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        **(inspect(module, dm) if inspect is not None else {}),
     }
 
 

@@ -41,7 +41,9 @@ def records(path: Path) -> Iterator[Any]:
 def run_summary(folder: Path) -> dict[str, Any]:
     """Run id, name, config (JSON-decoded), history keys and artifact names of one offline run folder."""
     (path,) = folder.glob("*.wandb")
-    out: dict[str, Any] = {"config": {}, "history_keys": set(), "artifacts": [], "job_type": None}
+    out: dict[str, Any] = {
+        "config": {}, "history_keys": set(), "summary_keys": set(), "artifacts": [], "job_type": None
+    }  # fmt: skip
     for r in records(path):
         kind = r.WhichOneof("record_type")
         if kind == "run":
@@ -51,6 +53,8 @@ def run_summary(folder: Path) -> dict[str, Any]:
             out["config"].update({i.key: json.loads(i.value_json) for i in r.config.update})
         elif kind == "history":
             out["history_keys"].update(i.key or "/".join(i.nested_key) for i in r.history.item)
+        elif kind == "summary":
+            out["summary_keys"].update(i.key or "/".join(i.nested_key) for i in r.summary.update)
         elif kind == "artifact":
             out["artifacts"].append((r.artifact.name, r.artifact.type))
     return out

@@ -39,7 +39,7 @@ def build_module(cfg: RunConfig) -> Classifier:
         'LeNet300100'
     """
     return Classifier(
-        cfg.model.name.value,
+        cfg.model.class_path or cfg.model.name.value,
         model_kwargs=dict(cfg.model.kwargs),
         optimizer=cfg.optimizer.name.value,
         lr=cfg.optimizer.lr,

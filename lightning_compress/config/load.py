@@ -251,9 +251,14 @@ def validate_config(cfg: Any) -> None:
         from lightning_compress.models.registry import build_model
 
         try:
-            build_model(cfg.model.name.value, **dict(cfg.model.kwargs))
+            build_model(cfg.model.class_path or cfg.model.name.value, **dict(cfg.model.kwargs))
         except ValueError as err:
-            raise ConfigError("model.kwargs", str(err)) from None
+            key = (
+                "model.class_path"
+                if "cannot import" in str(err) or "not a torch" in str(err)
+                else "model.kwargs"
+            )
+            raise ConfigError(key, str(err)) from None
     if hasattr(cfg, "compression"):
         build_callbacks(cfg.compression)  # the callbacks check their arguments: a ConfigError names the key
     if getattr(cfg, "resume_from", None) is not None:

@@ -109,6 +109,8 @@ class ModelConfig:
 
     name: ModelName = ModelName.lenet300_100
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # instead of ``name``: any model by its import path (``package.module.Class``), built with ``kwargs``
+    class_path: Optional[str] = None  # noqa: UP045
 
 
 @dataclass

@@ -86,8 +86,8 @@ class Classifier(pl.LightningModule):
         if step_size <= 0 or not 0 < gamma <= 1:
             raise ValueError(f"need step_size > 0 and 0 < gamma <= 1, got {step_size=}, {gamma=}")
         if isinstance(model, str):
-            if model not in MODELS:
-                raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
+            if model not in MODELS and "." not in model:
+                raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)} or an import path")
             self.save_hyperparameters()
             self.model = build_model(model, **dict(model_kwargs or {}))
         else:

@@ -191,7 +191,7 @@ def train(
     summary: dict[str, Any] = {
         "name": cfg.name,
         "run_dir": str(out),
-        "model": cfg.model.name.value,
+        "model": cfg.model.class_path or cfg.model.name.value,
         "epochs": trainer.current_epoch,
         "fit_seconds": round(fit_seconds, 2),
         "val_acc": _scalar(fit_metrics, "val/acc"),

@@ -14,7 +14,7 @@ from lightning_compress.config.schema import RunConfig
 from lightning_compress.sweep.schema import SamplerName, SweepConfig
 from lightning_compress.sweep.space import validate_space
 
-__all__ = ["load_sweep", "make_sampler", "sweep_paths"]
+__all__ = ["load_sweep", "make_sampler", "method_turns", "sweep_paths"]
 
 
 def sweep_paths(cfg: SweepConfig, sweep_file: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -44,6 +44,14 @@ def load_sweep(path: str | os.PathLike[str], overrides: list[str] | tuple[str, .
     run = [o for o in overrides if o not in own]  # run-config keys: applied to every trial
     cfg: SweepConfig = load_config(find_config(path, ("sweeps",)), own, schema=SweepConfig)
     cfg.overrides = [*cfg.overrides, *run]
+    budgets = {n: m.n_trials for n, m in cfg.methods.items()}
+    if any(b is not None for b in budgets.values()):
+        missing = [n for n, b in budgets.items() if b is None]
+        if missing:
+            raise ConfigError(f"methods.{missing[0]}.n_trials", "give every method a budget, or none")
+        if any(b < 1 for b in budgets.values() if b is not None):
+            raise ConfigError("methods.n_trials", f"every method's budget must be >= 1, got {budgets}")
+        cfg.n_trials = sum(b for b in budgets.values() if b is not None)
     if cfg.n_trials < 1:
         raise ConfigError("n_trials", f"must be >= 1, got {cfg.n_trials}")
     floor = cfg.objectives.accuracy_floor
@@ -51,6 +59,11 @@ def load_sweep(path: str | os.PathLike[str], overrides: list[str] | tuple[str, .
         raise ConfigError("objectives.accuracy_floor", f"must be in [0, 1], got {floor}")
     if cfg.heartbeat_seconds <= 0 or cfg.stale_after_seconds <= cfg.heartbeat_seconds:
         raise ConfigError("stale_after_seconds", "must be larger than heartbeat_seconds, which must be > 0")
+    for key in ("batch_size", "threads", "runs", "warmup"):
+        if getattr(cfg.latency, key) < (0 if key == "warmup" else 1):
+            raise ConfigError(
+                f"latency.{key}", f"must be >= {0 if key == 'warmup' else 1}, got {getattr(cfg.latency, key)}"
+            )
     base, _ = sweep_paths(cfg, path)
     if not base.is_file():
         raise ConfigError("base", f"run config not found: {str(base)!r}")
@@ -105,3 +118,19 @@ def make_sampler(
     if cfg.sampler.name == SamplerName.nsga2:
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=cfg.sampler.population_size)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def method_turns(cfg: SweepConfig) -> list[str]:
+    """The methods in the order their trials are queued when each has its own budget (``[]`` otherwise):
+    round-robin, so that every method is in the study early and workers train different methods.
+
+    Example:
+        >>> from lightning_compress.sweep.schema import MethodConfig
+        >>> cfg = SweepConfig(methods={"a": MethodConfig(n_trials=2), "b": MethodConfig(n_trials=1)})
+        >>> method_turns(cfg)
+        ['a', 'b', 'a']
+    """
+    budgets = {n: m.n_trials or 0 for n, m in cfg.methods.items()}
+    if not any(budgets.values()):
+        return []
+    return [n for r in range(max(budgets.values())) for n, b in budgets.items() if r < b]

@@ -15,9 +15,24 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from lightning_compress.sweep.compare import front_of
+
 __all__ = ["PlotData", "plot_data", "write_html", "write_png"]
 
-_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+_COLORS = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#d62728",
+    "#7f7f7f",
+    "#000080",
+    "#808000",
+]
 
 
 @dataclass
@@ -30,6 +45,7 @@ class PlotData:
     front: list[FrozenTrial]
     dense: float | None
     floor: float | None
+    fronts: dict[str, list[FrozenTrial]] | None = None  # each method's own front (when there are several)
 
 
 def plot_data(study: optuna.Study, size_name: str, floor: float | None = None) -> PlotData:
@@ -43,7 +59,8 @@ def plot_data(study: optuna.Study, size_name: str, floor: float | None = None) -
     )
     front = sorted(study.best_trials, key=lambda t: t.values[0])
     title = f"{study.study_name}: {len(done)} trials, {len(front)} on the front"
-    return PlotData(title, size_name, by_method, front, dense, floor)
+    fronts = {m: front_of(ts, size_name) for m, ts in by_method.items()} if len(by_method) > 1 else None
+    return PlotData(title, size_name, by_method, front, dense, floor, fronts)
 
 
 def write_png(data: PlotData, path: Path) -> Path:
@@ -53,7 +70,11 @@ def write_png(data: PlotData, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    if data.fronts:
+        fig, (ax, side) = plt.subplots(1, 2, figsize=(13, 4.8), dpi=120, sharey=True)
+        _method_fronts(side, data)
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for color, (method, trials) in zip(_COLORS * 4, data.by_method.items(), strict=False):
         ax.scatter(
             [t.values[0] for t in trials],
@@ -75,7 +96,7 @@ def write_png(data: PlotData, path: Path) -> Path:
     if data.floor is not None:
         ax.axhline(data.floor, color="tab:red", ls=":", lw=1, label=f"accuracy floor {data.floor:g}")
     ax.set_xscale("log")
-    ax.set_xlabel(f"{data.size_name} after physical removal (log scale)")
+    ax.set_xlabel(_axis_label(data.size_name))
     ax.set_ylabel("validation accuracy")
     ax.set_title(data.title)
     ax.grid(alpha=0.3)
@@ -86,11 +107,34 @@ def write_png(data: PlotData, path: Path) -> Path:
     return path
 
 
+def _axis_label(size_name: str) -> str:
+    if size_name == "latency":
+        return "measured latency of the exported model, ms a batch (log scale)"
+    return f"{size_name} after physical removal (log scale)"
+
+
+def _method_fronts(ax: Any, data: PlotData) -> None:
+    """Each method's own front as a step line in its colour (the union's owners are on the left)."""
+    for color, method in zip(_COLORS * 4, data.by_method, strict=False):
+        front = (data.fronts or {}).get(method) or []
+        xs, ys = [t.values[0] for t in front], [t.values[1] for t in front]
+        ax.step(xs, ys, where="post", c=color, lw=1.5, label=f"{method} ({len(front)})")
+        ax.scatter(xs, ys, c=color, s=18)
+    if data.dense:
+        ax.axvline(data.dense, color="0.3", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel(_axis_label(data.size_name))
+    ax.set_title("each method's own front")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7)
+
+
 def _hover(t: FrozenTrial, size_name: str) -> str:
     attrs = t.user_attrs
     lines = [
         f"<b>trial {t.number}</b> ({html_lib.escape(str(attrs.get('method') or '-'))})",
-        f"{size_name}: {t.values[0]:,.0f}",
+        f"{size_name}: {t.values[0]:,.4g}" if size_name == "latency" else f"{size_name}: {t.values[0]:,.0f}",
+        f"params {attrs.get('params', 0):,}, MACs {attrs.get('macs', 0):,}, latency {attrs.get('latency', float('nan')):.3f} ms",
         f"val acc: {t.values[1]:.4f}, test acc: {attrs.get('test_acc', float('nan')):.4f}",
     ]
     lines += [
@@ -142,12 +186,14 @@ def write_html(data: PlotData, path: Path) -> Path:
         )
     fig.update_layout(
         title=data.title,
-        xaxis={"type": "log", "title": f"{data.size_name} after physical removal (log scale)"},
+        xaxis={"type": "log", "title": _axis_label(data.size_name)},
         yaxis={"title": "validation accuracy"},
         template="plotly_white",
         legend={"orientation": "h", "y": -0.2},
     )
     parts = [fig.to_html(full_html=False, include_plotlyjs=True, div_id="pareto")]
+    if data.fronts:
+        parts.append(_fronts_html(data).to_html(full_html=False, include_plotlyjs=False, div_id="fronts"))
     curves = _curves(data)
     if curves is not None:
         parts.append(curves.to_html(full_html=False, include_plotlyjs=False, div_id="curves"))
@@ -188,6 +234,33 @@ def _curves(data: PlotData) -> Any:
     fig.update_layout(
         title="validation accuracy per epoch",
         xaxis={"title": "epoch", "dtick": 1},
+        yaxis={"title": "validation accuracy"},
+        template="plotly_white",
+    )
+    return fig
+
+
+def _fronts_html(data: PlotData) -> Any:
+    """Each method's own front, one step line per method."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for color, method in zip(_COLORS * 4, data.by_method, strict=False):
+        front = (data.fronts or {}).get(method) or []
+        fig.add_trace(
+            go.Scatter(
+                x=[t.values[0] for t in front],
+                y=[t.values[1] for t in front],
+                mode="lines+markers",
+                line={"shape": "hv", "color": color},
+                name=f"{method} ({len(front)})",
+                hovertext=[_hover(t, data.size_name) for t in front],
+                hoverinfo="text",
+            )
+        )
+    fig.update_layout(
+        title="each method's own front",
+        xaxis={"type": "log", "title": _axis_label(data.size_name)},
         yaxis={"title": "validation accuracy"},
         template="plotly_white",
     )

@@ -38,12 +38,15 @@ def _row(trial: FrozenTrial) -> dict[str, Any]:
         "method": attrs.get("method"),
         "params": attrs.get("params"),
         "macs": attrs.get("macs"),
+        "latency": attrs.get("latency"),
+        "latency_spread": (attrs["latency_q75"] - attrs["latency_q25"]) if "latency_q75" in attrs else None,
         "val_acc": trial.values[1] if trial.values else None,
         "test_acc": attrs.get("test_acc"),
         "widths": attrs.get("widths"),
         "checkpoint": attrs.get("checkpoint"),
         "dense_params": attrs.get("dense_params"),
         "dense_macs": attrs.get("dense_macs"),
+        "dense_latency": attrs.get("dense_latency"),
         "settings": {k: v for k, v in trial.params.items()},
         "size_of": attrs.get("size_of"),
     }
@@ -73,7 +76,13 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def format_table(rows: Sequence[dict[str, Any]], hypervolume: float, size_name: str = "params") -> str:
-    head = f"{'trial':>5}  {'method':<20}{size_name:>10}{'kept':>8}{'val acc':>9}{'test acc':>10}  widths"
+    """The Pareto table: size and its share of dense, accuracies, measured latency (ms a batch), widths;
+    then each Pareto model's ``export`` command."""
+    other = "macs" if size_name != "macs" else "params"
+    head = (
+        f"{'trial':>5}  {'method':<24}{size_name:>10}{'kept':>8}{other:>12}{'latency ms':>12}"
+        f"{'val acc':>9}{'test acc':>10}  widths"
+    )
     lines = [head, "-" * (len(head) + 12)]
     for r in rows:
         size = r.get(size_name) or 0
@@ -81,14 +90,19 @@ def format_table(rows: Sequence[dict[str, Any]], hypervolume: float, size_name: 
         widths = ",".join(str(w) for w in (r.get("widths") or {}).values())
         if r.get("size_of") is not None:  # a size taken from a trained trial's model
             widths = f"a size of trial {r['size_of']}"
+        latency = f"{r['latency']:.3f}" if r.get("latency") is not None else "-"
+        shown = f"{size:>10.3f}" if isinstance(size, float) else f"{size:>10,}"
         lines.append(
-            f"{r['trial']:>5}  {r['method'] or '-'!s:<20}{size:>10,}{size / dense:>8.1%}"
-            f"{r['val_acc']:>9.4f}{(r['test_acc'] or 0):>10.4f}  {widths}"
+            f"{r['trial']:>5}  {r['method'] or '-'!s:<24}{shown}{size / dense:>8.1%}"
+            f"{(r.get(other) or 0):>12,}{latency:>12}{r['val_acc']:>9.4f}{(r['test_acc'] or 0):>10.4f}  {widths}"
         )
     lines.append(f"hypervolume (size/dense vs 1 - val acc, reference (1, 1)): {hypervolume:.4f}")
     if rows:
-        lines.append("Pareto models:")
-        lines += [f"  trial {r['trial']:>4}: {r['checkpoint']}" for r in rows]
+        lines.append("Pareto models, each one command from plain PyTorch:")
+        lines += [
+            f"  trial {r['trial']:>4}: lightning-compress export {r['checkpoint']} --out exports/trial-{r['trial']:04d}"
+            for r in rows
+        ]
     return "\n".join(lines)
 
 

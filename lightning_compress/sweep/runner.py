@@ -15,14 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
+from lightning_compress.sweep.compare import compare_methods, format_methods
 from lightning_compress.sweep.faults import WriteFailed, write_failure
-from lightning_compress.sweep.launch import Workers, threads_for
-from lightning_compress.sweep.load import load_sweep, make_sampler, sweep_paths
+from lightning_compress.sweep.launch import Workers, start_method, threads_for
+from lightning_compress.sweep.load import load_sweep, make_sampler, method_turns, sweep_paths
 from lightning_compress.sweep.report import format_table, pareto_rows, trial_rows, write_plots
 from lightning_compress.sweep.schema import SweepConfig
+from lightning_compress.sweep.space import METHOD_PARAM
 from lightning_compress.sweep.storage import (
     create_or_load_study,
     default_storage_url,
@@ -113,6 +116,8 @@ def run_sweep(
         ...
         lightning_compress.config.errors.ConfigError: config: file not found: 'sweeps/no_such_sweep.yaml' (shipped...
     """
+    if start_method() == "fork":  # a child forked after torch ran a parallel op hangs in its thread pool:
+        torch.set_num_threads(1)  # checking the sweep builds the model here; the workers set their own
     cfg = load_sweep(sweep, overrides)
     _, sweep_dir = sweep_paths(cfg, sweep)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -123,6 +128,10 @@ def run_sweep(
     with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what the dashboard shows
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([cfg.objectives.size.value, "val_acc"])
+    turns = method_turns(cfg)
+    if turns and not study.get_trials(deepcopy=False):  # a new study: each method's trials, in turns
+        for method in turns:
+            study.enqueue_trial({METHOD_PARAM: method}, skip_if_exists=False)
     launch = Workers(workers, threads=threads_for(workers, threads_per_worker), offset=worker_offset)
     print(
         f"study {cfg.name!r} in {redact(url)}: {count_done(study)}/{budget} trials done, "
@@ -243,9 +252,13 @@ def _summarize(
         print(f"no completed trial reaches the accuracy floor ({floor}): the front is empty")
     png, html = write_plots(study, sweep_dir, size_name, cfg.objectives.accuracy_floor)
     print(format_table(rows, hv, size_name))
+    methods = compare_methods(study, size_name)
+    if len(methods.fronts) > 2:  # several methods and their union
+        print(format_methods(methods))
     print(f"plot: {png}\ninteractive: {html}")
     summary.update({"pareto": rows, "hypervolume": hv, "png": str(png), "html": str(html)})
-    wandb_dir = log_summary(cfg, sweep_dir, trial_rows(study), hv)
+    summary["methods"] = methods.as_dict()
+    wandb_dir = log_summary(cfg, sweep_dir, trial_rows(study), hv, methods)
     if wandb_dir:
         summary["wandb_summary_run"] = wandb_dir
     _write_summary(sweep_dir, summary)

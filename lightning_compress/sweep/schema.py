@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
-from lightning_compress.config.schema import SizeCost
-
 __all__ = [
     "EarlyStopConfig",
+    "LatencyConfig",
     "MethodConfig",
     "ObjectivesConfig",
     "ParamSpec",
@@ -56,14 +55,24 @@ class MethodConfig:
     # after training, the model taken at these shares of the size objective (a flexible-rank model's
     # curve): each size is added to the study as a completed trial of its own (``size_of``: the trial)
     sizes: list[float] = field(default_factory=list)
+    # this method's own trial budget: when every method gives one, the study runs exactly that many
+    # trials of each (their sum is the sweep's n_trials), the methods taking turns
+    n_trials: Optional[int] = None  # noqa: UP045
 
 
-SizeObjective = SizeCost  # the same two measures as the group weights: params or MACs
+class SizeObjective(str, Enum):
+    """What the study minimizes beside maximizing accuracy: parameters or MACs after physical removal, or
+    the exported model's measured latency (milliseconds a batch, see :class:`LatencyConfig`)."""
+
+    params = "params"
+    macs = "macs"
+    latency = "latency"
 
 
 @dataclass
 class ObjectivesConfig:
-    """Minimize the size after physical removal; maximize validation accuracy (test accuracy is only reported)."""
+    """Minimize the size (or latency) after physical removal; maximize validation accuracy (test accuracy is
+    only reported). All three measures are recorded for every trial whichever is the objective."""
 
     size: SizeObjective = SizeObjective.params
     accuracy_floor: Optional[float] = None  # noqa: UP045
@@ -92,6 +101,19 @@ class EarlyStopConfig:
 
 
 @dataclass
+class LatencyConfig:
+    """How each trial's exported model (the program ``export`` writes) is timed, on the worker that trained
+    it: ``warmup`` untimed runs, then the median of ``runs`` timed forward passes of one batch of
+    ``batch_size``, with ``threads`` torch threads. A trial whose architecture was timed before on the same
+    host reuses that time."""
+
+    batch_size: int = 256
+    threads: int = 1
+    warmup: int = 5
+    runs: int = 30
+
+
+@dataclass
 class WandbConfig:
     """Weights & Biases logging: one run per trial grouped by study, and a summary run with the Pareto front."""
 
@@ -112,6 +134,7 @@ class SweepConfig:
     methods: dict[str, MethodConfig] = field(default_factory=dict)
     search_space: dict[str, ParamSpec] = field(default_factory=dict)
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     n_trials: int = 8
     storage: Optional[str] = None  # noqa: UP045

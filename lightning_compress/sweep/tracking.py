@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 
+from lightning_compress.sweep.compare import MethodsReport
 from lightning_compress.sweep.schema import SweepConfig
 
 __all__ = ["finish_trial_logger", "log_summary", "search_config", "trial_logger", "wandb_enabled"]
@@ -102,6 +103,8 @@ TABLE_COLUMNS: list[str | int] = [
     "method",
     "params",
     "macs",
+    "latency",
+    "latency_spread",
     "val_acc",
     "test_acc",
     "pareto",
@@ -115,10 +118,13 @@ def log_summary(
     sweep_dir: Path,
     trials: Sequence[dict[str, Any]],
     hypervolume: float,
+    methods: MethodsReport | None = None,
 ) -> str | None:
     """The study's summary run (one per study: a second report updates it): every completed trial in a
-    ``wandb.Table`` with its ``pareto`` flag, a size / accuracy scatter on the study's size objective, and
-    the Pareto models' checkpoints as ``model`` artifacts. Returns the run's folder."""
+    ``wandb.Table`` with its ``pareto`` flag, a size / accuracy scatter on the study's size objective, the
+    Pareto models' checkpoints as ``model`` artifacts (with their ``export`` command), and with ``methods``
+    each method's hypervolume (``hypervolume/<method>``) and the union front's owners (``front_owners``).
+    Returns the run's folder."""
     if not wandb_enabled(cfg):
         return None
     import wandb
@@ -161,12 +167,42 @@ def log_summary(
             _run_id(cfg.name, f"trial-{r['trial']:04d}"),
             type="model",
             metadata={
-                k: r.get(k) for k in ("trial", "method", "params", "macs", "val_acc", "test_acc", "settings")
+                **{
+                    k: r.get(k)
+                    for k in (
+                        "trial",
+                        "method",
+                        "params",
+                        "macs",
+                        "latency",
+                        "val_acc",
+                        "test_acc",
+                        "settings",
+                    )
+                },
+                "export": f"lightning-compress export {checkpoint} --out exports/trial-{r['trial']:04d}",
             },
         )
         artifact.add_file(str(checkpoint))
         run.log_artifact(artifact, aliases=["pareto"])
     run.summary["hypervolume"] = hypervolume
+    if methods is not None:
+        for method, hv in methods.hypervolume.items():
+            run.summary[f"hypervolume/{method}"] = hv
+        if methods.rho is not None:
+            run.summary["macs_latency_spearman"] = methods.rho
+        columns: list[str | int] = [
+            "method",
+            "first",
+            "last",
+            "models",
+            "from_share",
+            "to_share",
+            "from_acc",
+            "to_acc",
+        ]
+        owners = wandb.Table(columns=columns, data=[[s[str(c)] for c in columns] for s in methods.stretches])
+        run.log({"front_owners": owners})
     run.summary["pareto_size"] = len(front)
     folder = str(Path(run.dir).parent)
     run.finish()

@@ -14,12 +14,14 @@ from lightning.pytorch.callbacks import Callback
 
 from lightning_compress._compat import trial_id
 from lightning_compress.config.load import load_config
+from lightning_compress.config.schema import RunConfig
 from lightning_compress.run import train
+from lightning_compress.sweep.latency import checkpoint_latency, dense_latency
 from lightning_compress.sweep.schema import EarlyStopConfig, SweepConfig
 from lightning_compress.sweep.space import suggest_overrides
 from lightning_compress.sweep.tracking import finish_trial_logger, trial_logger
 
-__all__ = ["Interrupted", "StopFlag", "add_sizes", "run_trial", "trial_dir"]
+__all__ = ["Interrupted", "StopFlag", "add_sizes", "record_latency", "run_trial", "trial_dir"]
 
 
 class Interrupted(Exception):
@@ -159,7 +161,6 @@ def run_trial(
     logger = trial_logger(cfg, trial, sweep_dir, run_cfg)
     try:
         summary = train(run_cfg, run_dir=run_dir, callbacks=[guard], loggers=[logger] if logger else [])
-        size = float(summary[cfg.objectives.size.value])
         acc = float(summary["val_acc"])
         for key in (
             "test_acc",
@@ -178,27 +179,56 @@ def run_trial(
         if guard.hopeless:
             trial.set_user_attr("pruned_reason", guard.hopeless)
             raise optuna.TrialPruned(guard.hopeless)
+        timed = record_latency(trial, cfg, summary["final_checkpoint"], run_cfg)
+        size = float({**summary, **timed}[cfg.objectives.size.value])
         if logger is not None:
             logger.experiment.summary.update({"objective/size": size, "objective/val_acc": acc})
         sizes = cfg.methods[method].sizes if method else []
         if sizes:
-            add_sizes(trial, cfg, summary, run_dir, sizes)
+            add_sizes(trial, cfg, summary, run_dir, sizes, run_cfg)
     finally:
         finish_trial_logger(logger)
     return size, acc
 
 
+def record_latency(
+    trial: optuna.Trial | None, cfg: SweepConfig, checkpoint: str | Path, run_cfg: RunConfig
+) -> dict[str, Any]:
+    """Time the checkpoint's exported model (:mod:`~lightning_compress.sweep.latency`) and the dense model,
+    set them as ``trial``'s user attributes and return them. A model that cannot be exported or timed is
+    recorded with ``latency_error`` unless latency is the objective (then the trial fails with the reason)."""
+    study = trial.study if trial is not None else None
+    try:
+        timed = checkpoint_latency(checkpoint, run_cfg, cfg.latency, study)
+        timed["dense_latency"] = dense_latency(run_cfg, cfg.latency, study)
+    except Exception as err:
+        if cfg.objectives.size.value == "latency":
+            raise RuntimeError(f"the model's latency cannot be measured: {err}") from err
+        timed = {"latency_error": f"{type(err).__name__}: {err}"}
+    for key, value in timed.items():
+        if trial is not None:
+            trial.set_user_attr(key, value)
+    return timed
+
+
 def add_sizes(
-    trial: optuna.Trial, cfg: SweepConfig, summary: Mapping[str, Any], run_dir: Path, sizes: list[float]
+    trial: optuna.Trial,
+    cfg: SweepConfig,
+    summary: Mapping[str, Any],
+    run_dir: Path,
+    sizes: list[float],
+    run_cfg: RunConfig,
 ) -> list[float]:
-    """Take the trained model at each of ``sizes`` (shares of the size objective) and add each to the study
-    as a completed trial of its own: its size and validation accuracy, the method and settings of ``trial``,
-    ``size_of`` (the trial it came from) and ``share``; its model is written under ``run_dir/sizes``. A size
-    the model cannot reach is skipped. Returns the shares added (also the trial's ``sizes`` attribute)."""
+    """Take the trained model at each of ``sizes`` (shares of the size objective; of the MACs when latency
+    is the objective) and add each to the study as a completed trial of its own: its size (or measured
+    latency) and validation accuracy, the method and settings of ``trial``, ``size_of`` (the trial it came
+    from) and ``share``; its model is written under ``run_dir/sizes``. A size the model cannot reach is
+    skipped. Returns the shares added (also the trial's ``sizes`` attribute)."""
     from lightning_compress.config import ConfigError
     from lightning_compress.run.sizes import take_sizes
 
-    by = cfg.objectives.size.value
+    objective = cfg.objectives.size.value
+    by = "macs" if objective == "latency" else objective
     added = []
     for share in sizes:
         try:
@@ -219,8 +249,9 @@ def add_sizes(
             "checkpoint": row["checkpoint"], "ranks": row["ranks"],
             **{k: summary[k] for k in ("dense_params", "dense_macs")},
         }  # fmt: skip
+        attrs.update(record_latency(None, cfg, row["checkpoint"], run_cfg))
         frozen = optuna.trial.create_trial(
-            values=[float(row[by]), float(row["val_acc"])],
+            values=[float({**row, **attrs}[objective]), float(row["val_acc"])],
             params=trial.params,
             distributions=trial.distributions,
             user_attrs=attrs,

@@ -160,7 +160,8 @@ def _work(
     stop: StopFlag,
     failed: _Failed,
 ) -> int:
-    from lightning_compress.sweep.load import load_sweep, make_sampler, sweep_paths
+    from lightning_compress.sweep.load import load_sweep, make_sampler, method_turns, sweep_paths
+    from lightning_compress.sweep.space import METHOD_PARAM
     from lightning_compress.sweep.storage import open_storage
 
     cfg = load_sweep(sweep_path, overrides)
@@ -219,6 +220,8 @@ def _work(
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
             study.tell(trial, state=TrialState.FAIL)
             failures += 1
+            if method_turns(cfg):  # each method's budget stays its own: its next trial takes the turn
+                study.enqueue_trial({METHOD_PARAM: trial.params[METHOD_PARAM]}, skip_if_exists=False)
         finally:
             beat.done.set()
     if failed.error is not None:

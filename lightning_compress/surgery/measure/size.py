@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -34,6 +35,26 @@ MAC_COUNTERS: Mapping[type[nn.Module], MacCounter] = MappingProxyType(
     }
 )
 """MAC counters of the layer types surgery creates, which Torch-Pruning's counter does not know."""
+
+
+def count_timm_attention_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+    """MACs of a timm ``Attention`` as Torch-Pruning counts them (projections, scaling, scores, softmax,
+    weighted sum), with its projections counted from the ``Linear`` layers it holds: a ``qkv`` or ``proj``
+    split in two (or pruned) is counted as it is."""
+    x = inputs[0]
+    batch, tokens = int(x.shape[0]), int(x.shape[1])
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    projections = sum(
+        m.in_features * m.out_features + (m.out_features if m.bias is not None else 0) for m in linears
+    )
+    qkv = [m for m in module.get_submodule("qkv").modules() if isinstance(m, nn.Linear)][-1]
+    dim = qkv.out_features // 3
+    heads: Any = module.num_heads
+    head_dim = dim // int(heads)
+    scores = int(heads) * (2 * tokens * tokens * head_dim + tokens * tokens)
+    total = batch * (tokens * projections + tokens * dim + scores)
+    flops: Any = getattr(module, "__flops__", 0)
+    setattr(module, "__flops__", int(flops) + total)  # noqa: B010
 
 
 def count_params_and_macs(model: nn.Module, example_inputs: Any) -> tuple[int, int]:
@@ -72,6 +93,9 @@ def layer_counts(model: nn.Module, example_inputs: Any) -> tuple[int, int, dict[
     # call and clears it afterwards; it is set here for the call only and left as found
     previous = counter.CUSTOM_MODULES_MAPPING
     counter.CUSTOM_MODULES_MAPPING = dict(MAC_COUNTERS)
+    timm_vit = sys.modules.get("timm.models.vision_transformer")
+    if timm_vit is not None and hasattr(timm_vit, "Attention"):  # also once its projections are split
+        counter.CUSTOM_MODULES_MAPPING[timm_vit.Attention] = count_timm_attention_macs
     try:
         with torch.no_grad():
             macs, params, layer_macs, _ = tp.utils.count_ops_and_params(
