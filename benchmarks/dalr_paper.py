@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dalr_transfer import _images, accuracy, domain_arguments, fit, run_and_summarize  # noqa: E402
+from dalr_transfer import _images, accuracy, domain_arguments, fit, run_and_summarize
 
 from lightning_compress.surgery import compress_low_rank
 
