@@ -83,7 +83,7 @@ def _timing(module: torch.nn.Module, normalize: Any, batches: tuple[int, ...] = 
     return out
 
 
-def run_peers(model: str, seeds: list[int]) -> None:
+def run_peers(model: str, seeds: list[int], peers: tuple[str, ...] = PEERS) -> None:
     import group_sparsity_vs_peers as gsvp
     import lightning.pytorch as pl
 
@@ -97,11 +97,9 @@ def run_peers(model: str, seeds: list[int]) -> None:
         val = float(trainer.validate(module, data, verbose=False)[0]["val/acc"])
         return {"val_acc": round(val, 4), **_timing(module.model, data.normalization())}
 
-    for seed in seeds:
-        dense = gsvp._module(seed, model)
-        row = {"method": "dense", "seed": seed, "model": model, **dense.size()}
-        rows = [{**row, **_timing(dense.model, dm.normalization())}]
-        for peer in PEERS:
+    for seed in seeds:  # the dense model trained for the same epochs, then each peer at each level
+        rows = [gsvp.run("dense", 0.0, spec["epochs"], seed, dm, model, inspect=inspect)]
+        for peer in peers:
             for level in spec["levels"]:
                 rows.append(gsvp.run(peer, level, spec["epochs"], seed, dm, model, inspect=inspect))
                 print(json.dumps(rows[-1]), flush=True)
@@ -129,6 +127,7 @@ def _study_rows(model: str, seed: int) -> list[dict[str, Any]]:
                 "macs": a["macs"], "latency": a.get("latency"), "dense_latency": a.get("dense_latency"),
                 "dense_params": a["dense_params"], "dense_macs": a["dense_macs"], "val_acc": t.values[1],
                 "test_acc": a["test_acc"], "checkpoint": a["checkpoint"], "size_of": a.get("size_of"),
+                "overrides": a.get("overrides"), "share": a.get("share"), "widths": a.get("widths"),
             }
         )  # fmt: skip
     return rows
@@ -170,11 +169,15 @@ def hypervolume(rows: list[dict[str, Any]], measure: str) -> float:
     return round(statistics.mean(values), 4) if values else math.nan
 
 
-def _peer_rows(model: str) -> list[dict[str, Any]]:
+def _raw_peers(model: str) -> list[dict[str, Any]]:
     path = RESULTS / f"methods_front_{model}_peers.jsonl"
-    raw = (
+    return (
         [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
     )
+
+
+def _peer_rows(model: str) -> list[dict[str, Any]]:
+    raw = _raw_peers(model)
     dense = {r["seed"]: r for r in raw if r["method"] == "dense"}
     rows = []
     for r in raw:
@@ -222,6 +225,8 @@ def summarize(model: str) -> dict[str, Any]:
         if (RUNS / f"{model}_methods_s{seed}" / "journal.log").is_file():
             ours += _study_rows(model, seed)
             seeds.append(seed)
+    with (RESULTS / f"methods_front_{model}_trials.jsonl").open("w") as f:  # ours, as recorded
+        f.writelines(json.dumps({k: v for k, v in r.items() if k != "checkpoint"}) + "\n" for r in ours)
     peers = [r for r in _peer_rows(model) if r["seed"] in seeds]
     groups: dict[str, list[dict[str, Any]]] = {
         m: [r for r in ours if r["method"] == m] for m in sorted({r["method"] for r in ours})
@@ -245,6 +250,8 @@ def summarize(model: str) -> dict[str, Any]:
         for g, rs in groups.items()
     }
     out["trials"] = {g: len(rs) / max(len(seeds), 1) for g, rs in groups.items()}
+    dense = {r["seed"]: r for r in _raw_peers(model) if r["method"] == "dense" and "test_acc" in r}
+    out["dense_test_acc"] = {s: dense[s]["test_acc"] for s in seeds if s in dense}
     walls = RESULTS / f"methods_front_{model}_walls.jsonl"
     out["walls"] = (
         [json.loads(x) for x in walls.read_text().splitlines() if x.strip()] if walls.exists() else []
@@ -274,7 +281,7 @@ def summarize(model: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=list(MODELS), default="lenet300_100")
-    parser.add_argument("--what", choices=["sweep", "peers"], default=None)
+    parser.add_argument("--what", choices=["sweep", "peers", "dense"], default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--summarize", action="store_true")
@@ -282,11 +289,90 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.what == "sweep":
         run_sweeps(args.model, args.seeds, args.workers)
-    elif args.what == "peers":
-        run_peers(args.model, args.seeds)
+    elif args.what in ("peers", "dense"):
+        run_peers(args.model, args.seeds, PEERS if args.what == "peers" else ())
     if args.summarize:
         print(json.dumps(summarize(args.model), indent=1))
 
 
 if __name__ == "__main__":
     main()
+
+
+def _pct(v: float | None) -> str:
+    return f"{100 * v:.2f}" if v is not None else "-"
+
+
+def front_section(model: str) -> list[str]:
+    """RESULTS.md's section for one model's study (``methods_front_<model>.json``; empty when not run)."""
+    path = RESULTS / f"methods_front_{model}.json"
+    if not path.is_file():
+        return []
+    d = json.loads(path.read_text())
+    m, seeds = d["measure"], d["seeds"]
+    dense = d.get("dense_test_acc") or {}
+    mean_dense = statistics.mean(dense.values()) if dense else None
+    lines = [
+        f"### {model}, by {m}, {d['epochs']} epochs a run, seeds {', '.join(map(str, seeds))}",
+        "",
+        f"Dense, same epochs: {_pct(mean_dense)}% test accuracy (mean of seeds). Cells: per seed, among the "
+        f"runs removing at least that share of the {m}, the test accuracy of the one with the best validation "
+        "accuracy (in brackets: the best test accuracy); the mean over seeds. Hypervolume: (size / dense, "
+        "1 - val acc) up to (1, 1), by the size and by the latency measured on the worker (batch 256, one "
+        "thread), mean over seeds. Trials: a method's runs per seed (flexible rank: one trained model and its sizes).",
+        "",
+        f"| method | runs/seed | >= 50% fewer | >= 80% fewer | >= 90% fewer | >= 95% fewer | HV {m} | HV latency |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for g, cells in d["cells"].items():
+        row = " | ".join(f"{_pct(c['val'])} ({_pct(c['test'])})" for c in cells.values())
+        hv = d["hypervolume"][g]
+        name = f"**{g}**" if g == "union (ours)" else g
+        lines.append(f"| {name} | {d['trials'][g]:.1f} | {row} | {hv[m]:.4f} | {hv['latency']:.4f} |")
+    lines += ["", "Union against the best peer per level (per-seed differences of the cells above):", ""]
+    for lvl in CELLS:
+        key = f"{lvl:g}"
+        union = d["per_seed"]["union (ours)"][key]
+        peers = {p: d["per_seed"][p][key] for p in PEERS}
+        diffs = []
+        for s in map(str, seeds):
+            best = max((v[s] for v in peers.values() if s in v), default=None)
+            if s in union and best is not None:
+                diffs.append(union[s] - best)
+        if diffs:
+            noise = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
+            lines.append(
+                f"- >= {100 * lvl:.0f}% fewer: union - best peer = {100 * statistics.mean(diffs):+.2f} points "
+                f"(per seed {', '.join(f'{100 * x:+.2f}' for x in diffs)}; their standard deviation {100 * noise:.2f})"
+            )
+    if d.get("seed0_front"):
+        lines += [
+            "",
+            "Seed 0's union front, each model timed again alone (one thread; speed-up over MAC reduction: "
+            "(dense latency / latency) / (dense MACs / MACs)):",
+            "",
+            "| trial | method | params | MACs | ms, batch 256 | ms, batch 1 | val acc | speed-up / MAC reduction, 256 | same, batch 1 |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in d["seed0_front"]:
+            lines.append(
+                f"| {r['trial']} | {r['method']} | {r['params']:,} | {r['macs']:,} | {r['latency_b256']:.3f} | "
+                f"{r['latency_b1']:.4f} | {100 * r['val_acc']:.2f} | {r['speedup_over_mac_reduction_b256']:.2f} | "
+                f"{r['speedup_over_mac_reduction_b1']:.2f} |"
+            )
+        dl = d["seed0_dense_latency"]
+        lines += [
+            "",
+            f"Dense: {dl['latency_b256']:.3f} ms (batch 256), {dl['latency_b1']:.4f} ms (batch 1). On the front by "
+            f"MACs only: {d['front_by_macs_only'] or 'none'}; on the front by latency (batch 256) only: "
+            f"{d['front_by_latency_only'] or 'none'}.",
+        ]
+    walls = d.get("walls") or []
+    if walls:
+        lines += [
+            "",
+            "Wall time of each study: "
+            + ", ".join(f"seed {w['seed']} with {w['workers']} workers {w['wall_s']:.0f} s" for w in walls)
+            + ".",
+        ]
+    return [*lines, ""]

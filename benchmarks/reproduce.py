@@ -5,7 +5,8 @@ the run that makes the row's first filled seed-0 cell (its best test accuracy at
 reaches) is run again with the current code, at one torch thread per process (where training is
 deterministic), and its test accuracy, parameter and MAC counts and widths are compared with the
 recorded ones. The DALR transfer table (``dalr_transfer.py``) is checked the same way: per method, the
-seed-0 run behind its "no fine-tune, <= 2 pt drop" cell. A change that moves a result re-records it in
+seed-0 run behind its "no fine-tune, <= 2 pt drop" cell; and the one-front study on LeNet-300-100
+(``methods_front.py``): per method, the seed-0 trial behind its cell, trained again from its sweep file. A change that moves a result re-records it in
 the same commit; this script is part of ``make test``.
 
 Usage: python benchmarks/reproduce.py [--workers 2] [--tables NAME ...] [--dry-run]
@@ -29,6 +30,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "group_sparsity_vs_peers
 DALR_RESULTS = RESULTS.parent / "dalr_transfer.jsonl"
 COMPARED = ("test_acc", "params", "macs", "widths")  # the first is always printed
 DALR_COMPARED = ("acc", "base_acc", "kept", "ranks", "acc_ft")
+FRONT_RESULTS = RESULTS.parent / "methods_front_lenet300_100_trials.jsonl"
+FRONT_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "lenet300_methods.yaml"
+FRONT_COMPARED = ("val_acc", "test_acc", "params", "macs", "widths")
 
 
 def cell_run(table: Table, runs: list[dict], method: str, levels: tuple[float, ...]) -> dict | None:
@@ -68,6 +72,46 @@ def dalr_cells(rows: list[dict]) -> dict[str, dict]:
         if ok:
             cells[method] = min(ok, key=lambda r: (r["kept"], r["share"]))
     return cells
+
+
+def front_cells(rows: list[dict]) -> dict[str, dict]:
+    """Per method of the one-front study (``methods_front.py``), the seed-0 trial behind its cell: its best
+    by validation accuracy among its trained trials removing >= 80% of the parameters, else its smallest.
+
+    Example:
+        >>> rows = [{"seed": 0, "method": "m", "size_of": None, "params": p, "dense_params": 100, "val_acc": a}
+        ...         for p, a in ((10, 0.8), (15, 0.85), (50, 0.9))]
+        >>> front_cells(rows)["m"]["params"]
+        15
+    """
+    cells = {}
+    trained = [r for r in rows if r["seed"] == 0 and r.get("size_of") is None]
+    for method in dict.fromkeys(r["method"] for r in trained):
+        mine = [r for r in trained if r["method"] == method]
+        small = [r for r in mine if r["params"] <= 0.2 * r["dense_params"]]
+        cells[method] = (
+            max(small, key=lambda r: r["val_acc"]) if small else min(mine, key=lambda r: r["params"])
+        )
+    return cells
+
+
+def _rerun_trial(job: tuple[str, dict]) -> dict:
+    """Train a recorded sweep trial again (its sweep file, seed, method and sampled values)."""
+    import tempfile
+
+    from lightning_compress.config.load import load_config
+    from lightning_compress.run import train
+    from lightning_compress.sweep.load import load_sweep, sweep_paths
+
+    _quiet()
+    sweep, row = job
+    cfg = load_sweep(sweep, [f"seed={row['seed']}"])
+    base, _ = sweep_paths(cfg, sweep)
+    extra = [{"compression": dict(cfg.methods[row["method"]].compression)}]
+    overrides = [*cfg.overrides, *row["overrides"], "trainer.enable_progress_bar=false"]
+    with tempfile.TemporaryDirectory() as folder:
+        summary = train(load_config(base, overrides, extra=extra), run_dir=folder)
+    return {**summary, "val_acc": summary["val_acc"], "method": row["method"], "trial": row["trial"]}
 
 
 def _quiet() -> None:
@@ -138,7 +182,10 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=2, help="processes, one torch thread each")
     parser.add_argument(
-        "--tables", nargs="*", default=None, help=f"of {[t.name for t in TABLES]} and dalr_transfer"
+        "--tables",
+        nargs="*",
+        default=None,
+        help=f"of {[t.name for t in TABLES]}, dalr_transfer and methods_front",
     )
     parser.add_argument("--dry-run", action="store_true", help="list the cells, run nothing")
     args = parser.parse_args()
@@ -165,6 +212,14 @@ def main() -> int:
         )
     for method, r in dalr.items():
         print(f"dalr_transfer: {method}:{r['share']:g} (recorded {r['acc']:.2%}, {r['kept']:,} weights)")
+    front: dict[str, dict] = {}
+    if not args.tables or "methods_front" in args.tables:
+        trials = [json.loads(line) for line in FRONT_RESULTS.read_text().splitlines() if line.strip()]
+        front = front_cells(trials)
+    for method, r in front.items():
+        print(
+            f"methods_front: {method}: trial {r['trial']} (recorded {r['val_acc']:.2%} val, {r['params']:,} params)"
+        )
     if args.dry_run:
         return 0
     start = time.perf_counter()
@@ -172,8 +227,11 @@ def main() -> int:
         dalr_job = (
             pool.apply_async(_rerun_dalr, ({m: [r["share"]] for m, r in dalr.items()},)) if dalr else None
         )
+        front_jobs = [(str(FRONT_SWEEP), r) for r in front.values()]
+        front_fresh = pool.map_async(_rerun_trial, front_jobs, chunksize=1)
         fresh = pool.map(_rerun, jobs, chunksize=1)
         dalr_fresh = dalr_job.get() if dalr_job is not None else []
+        front_now = front_fresh.get()
     print("\n| table | method | level | figure | recorded | now |\n|---|---|---|---|---|---|")
     failures = 0
     for (t, m, r), now in zip(cells, fresh, strict=True):
@@ -182,9 +240,12 @@ def main() -> int:
     for now in dalr_fresh:
         r = dalr[now["method"]]
         failures += _compare("dalr_transfer", now["method"], r["share"], r, now, DALR_COMPARED)
+    for now in front_now:
+        r = front[now["method"]]
+        failures += _compare("methods_front", now["method"], r["trial"], r, now, FRONT_COMPARED)
     seconds = time.perf_counter() - start
     verdict = "every figure reproduced" if not failures else f"{failures} figure(s) differ"
-    print(f"\nreproduce: {len(cells) + len(dalr)} cells, {verdict} ({seconds:.0f} s)")
+    print(f"\nreproduce: {len(cells) + len(dalr) + len(front)} cells, {verdict} ({seconds:.0f} s)")
     return 1 if failures else 0
 
 

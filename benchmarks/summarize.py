@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from flexible_rank import flexible_section
+from methods_front import front_section as methods_front_section
 from tables import LEVELS, TABLES, Row, Table
 from targets_summary import size_target_section
 from zoo_summary import torch_pruning_section, torchvision_section, zoo_section
@@ -270,6 +271,43 @@ def dalr_section() -> list[str]:
     return lines
 
 
+def every_method_section() -> list[str]:
+    """Every method on one Pareto front against the peers (benchmarks/methods_front.py)."""
+    sections = [methods_front_section(m) for m in ("lenet300_100", "resnet_small", "lenet5")]
+    if not any(sections):
+        return []
+    lines = [
+        "## Every method on one front (benchmarks/methods_front.py)",
+        "",
+        "One study per model and seed (`sweeps/<model>_methods.yaml`, its seed the sampler's and the",
+        "training's, 2 workers): every method with a trial budget of its own, the same epochs for all.",
+        "The peers (Torch-Pruning MagnitudePruner and GroupNormPruner, Lightning ModelPruning) run at as many",
+        "levels as a method has trials (4-5), for the same epochs, on the same seeds and data split.",
+        "",
+    ]
+    for section in sections:
+        lines += section
+    paper = RESULTS / "dalr_paper.md"
+    if paper.exists():
+        lines += [
+            "### DALR in its paper's setting (benchmarks/dalr_paper.py)",
+            "",
+            "A conv backbone (two 3x3 blocks, 32 and 64 channels) with wide fully connected layers (fc6 3,136 -> 1,024,",
+            "fc7 1,024 -> 1,024) trained on Fashion-MNIST classes 0-4, its head replaced and the network fine-tuned on",
+            "classes 5-9 transposed (a quarter turn and a mirror: other classes, other low-level statistics; 3,000",
+            "images), fc6, fc7 or both split by SVD and by DALR (calibrated on 2,000 other target images) at 72",
+            "budgets 1.08x apart (0.2% to 47% of the weights). Cells: the fewest weights kept within the drop of the",
+            "fine-tuned dense network (target test set), SVD's over DALR's; without retraining (the paper) and",
+            "after one epoch of fine-tuning the fully connected layers (the same for both).",
+            "",
+            f"![DALR vs SVD, paper setting]({paper.with_suffix('.png').relative_to(RESULTS.parent)})",
+            "",
+            paper.read_text().strip(),
+            "",
+        ]
+    return lines
+
+
 def throughput_section() -> list[str]:
     """Epoch ratios to a plain PyTorch loop and the demo sweep's trials per hour (benchmarks/throughput.py)."""
     path = RESULTS / "throughput.json"
@@ -370,6 +408,7 @@ def main() -> None:
         lines += front_section(table, runs)
         if table.in_readme:
             write_readme_table(table, runs)
+    lines += every_method_section()
     lines += size_target_section()
     lines += flexible_section()
     lines += zoo_section()

@@ -27,6 +27,10 @@ def _run_dir(output: Path) -> Path:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_config_smoke_runs(path: Path, real_fmnist: Path, tmp_path: Path) -> None:
+    if "timm" in path.read_text():  # a third-party model: from the zoo, importable beside our CPU torch
+        from tests.zoo import zoo
+
+        zoo("timm")
     # a compression epoch past the one-epoch fit would never run (an error before training)
     at_once = ["compression.low_rank_compression.at_epoch=0"] if "at_epoch" in path.read_text() else []
     assert main(["train", str(path), *SMOKE, *at_once, f"output_dir={tmp_path}"]) == 0
