@@ -56,13 +56,20 @@ def test_two_workers_exact_count_and_reports(start: str, tiny_idx_dir: Path, tmp
     assert all(t.system_attrs["constraints"] == [pytest.approx(-t.values[1])] for t in complete)
     out = tmp_path / "out" / "tiny"
     assert (out / "pareto.png").stat().st_size > 10_000 and (out / "pareto.html").is_file()
-    assert "hypervolume" in proc.stdout and "plot:" in proc.stdout and "Pareto models, each one command" in proc.stdout
+    assert (
+        "hypervolume" in proc.stdout
+        and "plot:" in proc.stdout
+        and "Pareto models, each one command" in proc.stdout
+    )
     assert (
         "\x1b[" not in proc.stdout + proc.stderr and "tiny: 4/4 trials done" in proc.stdout
     )  # a log, not a TTY
     assert "experimental" not in proc.stderr
     front = study.best_trials
-    assert all(f"trial {t.number:>4}: lightning-compress export {t.user_attrs['checkpoint']} --out" in proc.stdout for t in front)
+    assert all(
+        f"trial {t.number:>4}: lightning-compress export {t.user_attrs['checkpoint']} --out" in proc.stdout
+        for t in front
+    )
     runs = [run_summary(f) for f in (out / "wandb").glob("offline-run-*")]
     assert len(runs) == 5  # one per trial and the summary
     trial_run = next(r for r in runs if r["job_type"] == "trial")
