@@ -111,6 +111,7 @@ def test_every_method_competes_on_real_data_and_the_report_says_who_owns_the_fro
     owners = {s["method"] for s in methods["stretches"]}
     assert owners and owners <= set(METHODS)
     assert "hypervolume by method" in proc.stdout and "who owns the union front" in proc.stdout
+    assert "who owns the union front" in (out / "pareto.html").read_text()  # the same in the offline page
     for method in METHODS:
         assert method in proc.stdout
     # the W&B summary run holds each method's hypervolume, the owners' table and the Pareto models

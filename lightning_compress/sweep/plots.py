@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lightning_compress.sweep.compare import front_of
+from lightning_compress.sweep.compare import UNION, MethodsReport, compare_methods, format_methods
 
 __all__ = ["PlotData", "plot_data", "write_html", "write_png"]
 
@@ -46,6 +46,7 @@ class PlotData:
     dense: float | None
     floor: float | None
     fronts: dict[str, list[FrozenTrial]] | None = None  # each method's own front (when there are several)
+    report: MethodsReport | None = None  # their hypervolumes, the front's owners, MACs against latency
 
 
 def plot_data(study: optuna.Study, size_name: str, floor: float | None = None) -> PlotData:
@@ -59,8 +60,9 @@ def plot_data(study: optuna.Study, size_name: str, floor: float | None = None) -
     )
     front = sorted(study.best_trials, key=lambda t: t.values[0])
     title = f"{study.study_name}: {len(done)} trials, {len(front)} on the front"
-    fronts = {m: front_of(ts, size_name) for m, ts in by_method.items()} if len(by_method) > 1 else None
-    return PlotData(title, size_name, by_method, front, dense, floor, fronts)
+    report = compare_methods(study, size_name) if len(by_method) > 1 else None
+    fronts = {m: f for m, f in report.fronts.items() if m != UNION} if report is not None else None
+    return PlotData(title, size_name, by_method, front, dense, floor, fronts, report)
 
 
 def write_png(data: PlotData, path: Path) -> Path:
@@ -118,13 +120,15 @@ def _method_fronts(ax: Any, data: PlotData) -> None:
     for color, method in zip(_COLORS * 4, data.by_method, strict=False):
         front = (data.fronts or {}).get(method) or []
         xs, ys = [t.values[0] for t in front], [t.values[1] for t in front]
-        ax.step(xs, ys, where="post", c=color, lw=1.5, label=f"{method} ({len(front)})")
+        hv = data.report.hypervolume.get(method, float("nan")) if data.report else float("nan")
+        ax.step(xs, ys, where="post", c=color, lw=1.5, label=f"{method}: hypervolume {hv:.3f}")
         ax.scatter(xs, ys, c=color, s=18)
     if data.dense:
         ax.axvline(data.dense, color="0.3", ls="--", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel(_axis_label(data.size_name))
-    ax.set_title("each method's own front")
+    union = data.report.hypervolume.get(UNION, float("nan")) if data.report else float("nan")
+    ax.set_title(f"each method's own front (the union's hypervolume: {union:.3f})")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=7)
 
@@ -194,6 +198,8 @@ def write_html(data: PlotData, path: Path) -> Path:
     parts = [fig.to_html(full_html=False, include_plotlyjs=True, div_id="pareto")]
     if data.fronts:
         parts.append(_fronts_html(data).to_html(full_html=False, include_plotlyjs=False, div_id="fronts"))
+    if data.report is not None:  # the terminal's comparison: hypervolumes, owners, MACs vs latency
+        parts.append(f"<pre id='methods'>{html_lib.escape(format_methods(data.report))}</pre>")
     curves = _curves(data)
     if curves is not None:
         parts.append(curves.to_html(full_html=False, include_plotlyjs=False, div_id="curves"))
