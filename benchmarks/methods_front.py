@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -275,6 +276,9 @@ def summarize(model: str) -> dict[str, Any]:
         out["front_by_macs_only"] = [(r["trial"], r["method"]) for r in by_macs if r not in by_latency]
         out["front_by_latency_only"] = [(r["trial"], r["method"]) for r in by_latency if r not in by_macs]
     (RESULTS / f"methods_front_{model}.json").write_text(json.dumps(out, indent=1) + "\n")
+    png = RUNS / f"{model}_methods_s0" / "pareto.png"  # the report's own figure of seed 0
+    if png.is_file():
+        shutil.copyfile(png, RESULTS.parent / f"front_{model}_methods.png")
     return out
 
 
@@ -312,9 +316,11 @@ def front_section(model: str) -> list[str]:
     m, seeds = d["measure"], d["seeds"]
     dense = d.get("dense_test_acc") or {}
     mean_dense = statistics.mean(dense.values()) if dense else None
+    figure = RESULTS.parent / f"front_{model}_methods.png"
     lines = [
         f"### {model}, by {m}, {d['epochs']} epochs a run, seeds {', '.join(map(str, seeds))}",
         "",
+        *([f"![seed 0's study, as its report draws it]({figure.name})", ""] if figure.is_file() else []),
         f"Dense, same epochs: {_pct(mean_dense)}% test accuracy (mean of seeds). Cells: per seed, among the "
         f"runs removing at least that share of the {m}, the test accuracy of the one with the best validation "
         "accuracy (in brackets: the best test accuracy); the mean over seeds. Hypervolume: (size / dense, "

@@ -158,3 +158,15 @@ def test_the_flexible_rank_section_averages_seeds_per_size(monkeypatch: pytest.M
     assert "| flexible rank (one model) | 90.00% ± 0.00% (2) | - | - | 85.00% ± 7.07% (2) | - |" in text
     assert "95.00% (`best`)" in text and "plain cannot be taken at 5% of the params: below rank 1" in text
     assert "median 0.500 s" in text
+
+
+def test_one_front_cells_pick_by_validation_and_hypervolume_counts_the_front() -> None:
+    front = _load("methods_front")
+    rows = [
+        {"seed": 0, "params": p, "dense_params": 100, "val_acc": v, "test_acc": t}
+        for p, v, t in ((10, 0.80, 0.79), (12, 0.85, 0.83), (40, 0.90, 0.91))
+    ]
+    # >= 80% fewer: trials 10 and 12; the validation pick (12) reports its test accuracy, not the best test
+    assert front.cell(rows, 0.8, "params", "val") == 0.83 and front.cell(rows, 0.8, "params", "test") == 0.83
+    assert front.cell(rows, 0.95, "params", "val") is None
+    assert front.hypervolume(rows, "params") == pytest.approx(0.9 * 0.8 + 0.88 * 0.05 + 0.6 * 0.05, abs=1e-4)
