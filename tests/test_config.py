@@ -12,10 +12,13 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_every_config_loads(path: Path) -> None:
+def test_every_config_loads(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if "timm" in path.read_text():  # a third-party model: from the zoo, importable beside our CPU torch
         from tests.zoo import zoo
 
+        monkeypatch.setattr(
+            sys, "path", list(sys.path)
+        )  # the zoo leaves sys.path (and spawned workers) as found
         zoo("timm")
     cfg = load_config(path)
     assert isinstance(cfg, RunConfig)

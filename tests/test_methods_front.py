@@ -278,6 +278,7 @@ def test_timm_attention_macs_match_torch_pruning_and_follow_a_split(monkeypatch:
     from lightning_compress.surgery import compress_low_rank, count_params_and_macs
     from tests.zoo import zoo
 
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the zoo leaves sys.path (and spawned workers) as found
     timm = zoo("timm")
     import torch_pruning as tp
 

@@ -333,11 +333,14 @@ def test_redact() -> None:
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_sweep_file_validates(path: Path) -> None:
+def test_every_sweep_file_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Schema, methods against the run schema, search space and base config of each shipped sweep."""
     if "timm" in path.read_text():  # a third-party model: from the zoo, importable beside our CPU torch
         from tests.zoo import zoo
 
+        monkeypatch.setattr(
+            sys, "path", list(sys.path)
+        )  # the zoo leaves sys.path (and spawned workers) as found
         zoo("timm")
     cfg = load_sweep(path)
     assert cfg.methods and cfg.n_trials >= 1

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,15 @@ def _run_dir(output: Path) -> Path:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_every_config_smoke_runs(path: Path, real_fmnist: Path, tmp_path: Path) -> None:
+def test_every_config_smoke_runs(
+    path: Path, real_fmnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if "timm" in path.read_text():  # a third-party model: from the zoo, importable beside our CPU torch
         from tests.zoo import zoo
 
+        monkeypatch.setattr(
+            sys, "path", list(sys.path)
+        )  # the zoo leaves sys.path (and spawned workers) as found
         zoo("timm")
     # a compression epoch past the one-epoch fit would never run (an error before training)
     at_once = ["compression.low_rank_compression.at_epoch=0"] if "at_epoch" in path.read_text() else []

@@ -25,7 +25,7 @@ def front_of(trials: Sequence[FrozenTrial], measure: str) -> list[FrozenTrial]:
 
     Example:
         >>> from optuna.trial import create_trial
-        >>> ts = [create_trial(values=[s, a], user_attrs={"params": s}) for s, a in [(1, .5), (2, .9), (3, .8)]]
+        >>> ts = [create_trial(values=[s, a], user_attrs={"params": s}) for s, a in [(1., .5), (2., .9), (3., .8)]]
         >>> [t.values for t in front_of(ts, "params")]
         [[1.0, 0.5], [2.0, 0.9]]
     """
