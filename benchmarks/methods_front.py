@@ -373,7 +373,8 @@ def front_section(model: str) -> list[str]:
             f"MACs only: {d['front_by_macs_only'] or 'none'}; on the front by latency (batch 256) only: "
             f"{d['front_by_latency_only'] or 'none'}.",
         ]
-    walls = d.get("walls") or []
+    path = RESULTS / f"methods_front_{model}_walls.jsonl"  # every study run, as recorded
+    walls = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
     if walls:
         lines += [
             "",
@@ -381,4 +382,11 @@ def front_section(model: str) -> list[str]:
             + ", ".join(f"seed {w['seed']} with {w['workers']} workers {w['wall_s']:.0f} s" for w in walls)
             + ".",
         ]
+        one = {w["seed"]: w["wall_s"] for w in walls if w["workers"] == 1}
+        two = {w["seed"]: w["wall_s"] for w in walls if w["workers"] == 2}
+        for seed in sorted(set(one) & set(two)):
+            lines.append(
+                f"Seed {seed}: 1 worker (2 torch threads) over 2 workers (1 each) {one[seed] / two[seed]:.2f}x; "
+                "the 2-worker study shared the cores with the peers' runs, the 1-worker one ran alone."
+            )
     return [*lines, ""]
