@@ -7,19 +7,14 @@ from pathlib import Path
 import pytest
 
 from lightning_compress.config import ConfigError, RunConfig, load_config
+from tests.zoo import zoo_if_named
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_config_loads(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if "timm" in path.read_text():  # a third-party model: from the zoo, importable beside our CPU torch
-        from tests.zoo import zoo
-
-        monkeypatch.setattr(
-            sys, "path", list(sys.path)
-        )  # the zoo leaves sys.path (and spawned workers) as found
-        zoo("timm")
+    zoo_if_named(path.read_text(), monkeypatch)  # a third-party model: from the zoo
     cfg = load_config(path)
     assert isinstance(cfg, RunConfig)
 

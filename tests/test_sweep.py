@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from lightning_compress.cli.main import main
 from lightning_compress.sweep.load import load_sweep
 from lightning_compress.sweep.storage import open_storage, redact
+from tests.zoo import zoo_if_named
 
 from .sweep_helpers import ROOT, write_sweep
 from .wandb_files import run_summary
@@ -335,12 +336,6 @@ def test_redact() -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_sweep_file_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Schema, methods against the run schema, search space and base config of each shipped sweep."""
-    if "timm" in path.read_text():  # a third-party model: from the zoo, importable beside our CPU torch
-        from tests.zoo import zoo
-
-        monkeypatch.setattr(
-            sys, "path", list(sys.path)
-        )  # the zoo leaves sys.path (and spawned workers) as found
-        zoo("timm")
+    zoo_if_named(path.read_text(), monkeypatch)  # a third-party model: from the zoo
     cfg = load_sweep(path)
     assert cfg.methods and cfg.n_trials >= 1

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ import torch
 
 from lightning_compress.cli.main import main
 from lightning_compress.models import Classifier
+from tests.zoo import zoo_if_named
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 SMOKE = [
@@ -30,13 +30,7 @@ def _run_dir(output: Path) -> Path:
 def test_every_config_smoke_runs(
     path: Path, real_fmnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if "timm" in path.read_text():  # a third-party model: from the zoo, importable beside our CPU torch
-        from tests.zoo import zoo
-
-        monkeypatch.setattr(
-            sys, "path", list(sys.path)
-        )  # the zoo leaves sys.path (and spawned workers) as found
-        zoo("timm")
+    zoo_if_named(path.read_text(), monkeypatch)  # a third-party model: from the zoo
     # a compression epoch past the one-epoch fit would never run (an error before training)
     at_once = ["compression.low_rank_compression.at_epoch=0"] if "at_epoch" in path.read_text() else []
     assert main(["train", str(path), *SMOKE, *at_once, f"output_dir={tmp_path}"]) == 0

@@ -30,3 +30,11 @@ def zoo(name: str) -> ModuleType:
         stub = "torchvision._meta_registrations"
         sys.modules.setdefault(stub, types.ModuleType(stub))
     return __import__(name)
+
+
+def zoo_if_named(text: str, monkeypatch: object) -> None:
+    """Import timm from the zoo when ``text`` (a config or sweep file) names it; ``sys.path`` is restored
+    after the test (``monkeypatch``), so workers spawned by later tests do not see the zoo's packages."""
+    if "timm" in text:
+        monkeypatch.setattr(sys, "path", list(sys.path))  # type: ignore[attr-defined]
+        zoo("timm")
